@@ -1,0 +1,1 @@
+"""Low-dimensional dynamics: Fokker–Planck with anisotropic D(x), the linear theory, simulators."""

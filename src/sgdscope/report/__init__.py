@@ -1,0 +1,1 @@
+"""Figures and the HTML report. Renders result objects; never recomputes them."""
