@@ -1,1 +1,14 @@
-"""sgdscope.paper."""
+"""The paper's data and networks (Chaudhari & Soatto, ICLR 2018, §IV; DIGEST §2.1).
+
+- :mod:`sgdscope.paper.data`: :func:`~sgdscope.paper.data.mnist`, MNIST from IDX files or the
+  embedded class-balanced subset (10,000 train / 2,000 test images).
+- :mod:`sgdscope.paper.models`: :func:`~sgdscope.paper.models.build`, the four networks
+  small-lenet, small-fc, tiny-fc and small-allcnn with the authors' exact architectures.
+- :mod:`sgdscope.paper.idx`: reader and writer of the IDX file format.
+"""
+
+from __future__ import annotations
+
+from . import data, idx, models
+
+__all__ = ["data", "idx", "models"]

@@ -1,0 +1,363 @@
+"""MNIST for the paper's experiments: the standard IDX files, or a subset shipped in the package.
+
+:func:`mnist` returns an :class:`MnistData`, a frozen dataclass that is also a map-style
+``torch.utils.data.Dataset`` (``len``, ``data[i] -> (input, target)``) and hands out the whole
+set at once with :meth:`MnistData.tensors` -> ``(inputs float32 N × 1 × s × s, targets int64 N)``.
+
+**Input scaling.** The authors' ``loader.mnist`` fed small-lenet *raw* pixel values 0–255 as
+floats, without normalisation (DIGEST §2.1), and the absolute eigenvalues of D(x) scale with the
+square of the input scale. The default here is ``scale="unit"`` (pixels / 255, in [0, 1]), the
+common convention; ``scale="paper"`` (an alias of ``"raw"``) gives the paper's inputs. Ranks and
+rank fractions are the robust targets (DIGEST §2.2); absolute λ depend on this choice.
+
+**7 × 7 inputs.** small-fc and tiny-fc read MNIST down-sampled to 7 × 7. ``size=7`` averages
+each 4 × 4 block (area down-sampling). The authors' ``halfmnist`` went through torchvision's
+``ToPILImage`` on 0–255 float tensors, which most likely overflowed (DIGEST §2.2, caveat); that
+distortion is not reproduced.
+
+**Embedded subset.** With ``data_dir=None`` the data come from ``_embedded/mnist_subset.npz``,
+shipped inside the package: real MNIST, 1,000 images per digit from the training file (10,000)
+and 200 per digit from the test file (2,000), drawn without replacement with a fixed seed and
+kept in their original file order (built by ``scripts/build_embedded_mnist.py``; see
+``docs/data.md``). Nothing is downloaded, ever: for the full data, point ``data_dir`` at a folder
+with the four standard files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+
+from .._validation import check_int, check_option
+from .idx import read_idx
+
+__all__ = [
+    "EMBEDDED_SIZES",
+    "IMAGE_MAGIC",
+    "LABEL_MAGIC",
+    "MnistData",
+    "Scale",
+    "Split",
+    "mnist",
+]
+
+IMAGE_MAGIC = 0x00000803  #: IDX magic number of MNIST image files (uint8, 3 dimensions).
+LABEL_MAGIC = 0x00000801  #: IDX magic number of MNIST label files (uint8, 1 dimension).
+EMBEDDED_SIZES = {"train": 10_000, "test": 2_000}  #: images per split in the embedded subset.
+_EMBEDDED = "_embedded/mnist_subset.npz"
+_PREFIX = {"train": "train", "test": "t10k"}
+_SUBDIRS = (".", "raw", "MNIST/raw")  # also accept torchvision's layout
+_SIZES = (1, 2, 4, 7, 14, 28)
+_MEAN, _STD = 0.1307, 0.3081  # the usual MNIST statistics of pixels / 255
+_WHERE = "sgdscope.paper.data.mnist"
+
+
+class Split(str, Enum):
+    """Which MNIST file: the 60,000 training images or the 10,000 test (``t10k``) images."""
+
+    TRAIN = "train"
+    TEST = "test"
+
+
+class Scale(str, Enum):
+    """How pixel values 0–255 become float inputs.
+
+    ``RAW``: the values 0–255 as floats, what the paper's small-lenet loader fed (DIGEST §2.1);
+    ``PAPER`` is an alias of it. ``UNIT``: pixels / 255, in [0, 1]. ``STANDARD``:
+    (pixels / 255 − 0.1307) / 0.3081, zero mean and unit variance over the MNIST training set.
+    """
+
+    RAW = "raw"
+    PAPER = "raw"  # alias: Scale.PAPER is Scale.RAW
+    UNIT = "unit"
+    STANDARD = "standard"
+
+
+def _affine(scale: Scale) -> tuple[float, float]:
+    """Return (a, b) with input = a * pixel + b."""
+    if scale is Scale.RAW:
+        return 1.0, 0.0
+    if scale is Scale.UNIT:
+        return 1.0 / 255.0, 0.0
+    return 1.0 / (255.0 * _STD), -_MEAN / _STD
+
+
+@dataclass(frozen=True, eq=False)
+class MnistData(Dataset):
+    """MNIST images and labels, usable as a torch ``Dataset`` and as two tensors.
+
+    Attributes:
+        images: uint8 tensor N × 28 × 28, the pixels as stored in the files.
+        labels: int64 tensor N, the class index: the position of the digit in ``classes``
+            (equal to the digit itself when ``classes`` is ``0, 1, …, k−1``).
+        index: int64 tensor N, the row of each image in the original MNIST IDX file of the split.
+        classes: The digits kept, in class-index order.
+        split: Training or test file.
+        scale: How pixels become inputs (:class:`Scale`).
+        size: Side of the input images (28, or 7 for small-fc / tiny-fc).
+        source: ``"embedded"`` or the path of the image file read.
+    """
+
+    images: Tensor
+    labels: Tensor
+    index: Tensor
+    classes: tuple[int, ...]
+    split: Split
+    scale: Scale
+    size: int
+    source: str
+
+    def __post_init__(self) -> None:
+        n = self.images.shape[0]
+        if self.images.dtype != torch.uint8 or tuple(self.images.shape[1:]) != (28, 28):
+            raise ValueError(
+                "MnistData.images must be a uint8 tensor N x 28 x 28, got "
+                f"{self.images.dtype} {tuple(self.images.shape)}."
+            )
+        if tuple(self.labels.shape) != (n,) or tuple(self.index.shape) != (n,):
+            raise ValueError(
+                f"MnistData.labels and .index must have shape ({n},), got "
+                f"{tuple(self.labels.shape)} and {tuple(self.index.shape)}."
+            )
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes, ``len(classes)``."""
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        """Return sample ``i`` as ``(input float32 1 × s × s, target int64 scalar)``."""
+        return self._inputs(self.images[i : i + 1])[0], self.labels[i]
+
+    def _inputs(self, images: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+        x = images.to(dtype).unsqueeze(1)
+        if self.size != 28:
+            x = F.avg_pool2d(x, kernel_size=28 // self.size)
+        a, b = _affine(self.scale)
+        return x * a + b if b else x * a
+
+    def tensors(
+        self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Return the whole set as tensors, as the paper fed them to the network.
+
+        Args:
+            dtype: Floating dtype of the inputs.
+            device: Where to put both tensors; None keeps them on the CPU.
+
+        Returns:
+            ``(inputs, targets)``: inputs of shape N × 1 × s × s (s = ``size``) scaled by
+            ``scale``, and int64 targets of shape N.
+        """
+        return self._inputs(self.images, dtype).to(device), self.labels.to(device)
+
+    def class_counts(self) -> list[int]:
+        """Return the number of samples of each class, in class-index order."""
+        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
+
+
+def _files_for(data_dir: Path, split: Split) -> tuple[Path, Path]:
+    prefix = _PREFIX[split.value]
+    stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+    dirs = [data_dir / sub for sub in _SUBDIRS]
+    found = []
+    for stem in stems:
+        hits = [
+            d / (stem + ext) for d in dirs for ext in (".gz", "") if (d / (stem + ext)).is_file()
+        ]
+        if not hits:
+            names = ", ".join(f"{stem}.gz, {stem}" for stem in stems)
+            where = ", ".join(os.fspath(d) for d in dirs)
+            raise FileNotFoundError(
+                f"MNIST {split.value} file {stem}[.gz] not found: looked for {names} in {where}. "
+                f"Put the standard MNIST IDX files (gzip-compressed or not) in "
+                f"{os.fspath(data_dir)!r}, or pass data_dir=None to use the embedded subset."
+            )
+        found.append(hits[0])
+    return found[0], found[1]
+
+
+def _read_files(data_dir: Path, split: Split) -> tuple[np.ndarray, np.ndarray, str]:
+    image_file, label_file = _files_for(data_dir, split)
+    images = read_idx(image_file, magic=IMAGE_MAGIC)
+    labels = read_idx(label_file, magic=LABEL_MAGIC)
+    if images.shape[1:] != (28, 28):
+        raise ValueError(
+            f"MNIST image file {os.fspath(image_file)!r} holds images of "
+            f"{images.shape[1]} x {images.shape[2]} pixels, expected 28 x 28; is it MNIST?"
+        )
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"MNIST image file {os.fspath(image_file)!r} holds {images.shape[0]} images but "
+            f"label file {os.fspath(label_file)!r} holds {labels.shape[0]} labels; the two "
+            "files must come from the same split and be complete."
+        )
+    if images.shape[0] == 0:
+        raise ValueError(
+            f"MNIST image file {os.fspath(image_file)!r} holds 0 images: the data set is empty."
+        )
+    if labels.max() > 9:
+        bad = int(np.flatnonzero(labels > 9)[0])
+        raise ValueError(
+            f"MNIST label file {os.fspath(label_file)!r} has label {int(labels[bad])} at row "
+            f"{bad}; MNIST labels are digits 0-9, so the file is corrupted or not MNIST."
+        )
+    return images, labels, os.fspath(image_file)
+
+
+def _read_embedded(split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ref = resources.files("sgdscope.paper").joinpath(_EMBEDDED)
+    with ref.open("rb") as fh, np.load(fh) as z:
+        s = split.value
+        return z[f"{s}_images"], z[f"{s}_labels"], z[f"{s}_index"].astype(np.int64)
+
+
+def _check_classes(classes: Iterable[int] | None) -> tuple[int, ...]:
+    if classes is None:
+        return tuple(range(10))
+    try:
+        digits = tuple(classes)
+    except TypeError:
+        digits = (classes,)
+    ok = len(digits) >= 1 and len(set(digits)) == len(digits)
+    ok = ok and all(isinstance(c, int | np.integer) and 0 <= c <= 9 for c in digits)
+    if not ok:
+        raise ValueError(
+            f"the 'classes' parameter of {_WHERE} must be distinct digits in [0, 9] "
+            f"(e.g. range(5)), got {classes!r}."
+        )
+    return tuple(int(c) for c in digits)
+
+
+def _balanced_first(labels: np.ndarray, n: int, k: int, source: str) -> np.ndarray:
+    """Rows of the first ``n // k`` (+1 for the first ``n % k`` classes) samples of each class."""
+    quota = [n // k + (1 if c < n % k else 0) for c in range(k)]
+    counts = np.bincount(labels, minlength=k)
+    rows = []
+    for c in range(k):
+        if counts[c] < quota[c]:
+            most = k * int(counts.min())
+            raise ValueError(
+                f"the 'n' parameter of {_WHERE} asks for {quota[c]} samples of class {c}, but "
+                f"{source} holds only {int(counts[c])}; a class-balanced subset can have at "
+                f"most n = {most} here: lower n."
+            )
+        rows.append(np.flatnonzero(labels == c)[: quota[c]])
+    return np.sort(np.concatenate(rows))
+
+
+def mnist(
+    data_dir: str | os.PathLike[str] | None = None,
+    split: str | Split = "train",
+    *,
+    n: int | None = None,
+    scale: str | Scale = "unit",
+    size: int = 28,
+    classes: Iterable[int] | None = None,
+) -> MnistData:
+    """Load MNIST from the standard IDX files, or the embedded subset when ``data_dir`` is None.
+
+    With a ``data_dir``, the files ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``
+    (split ``"train"``) or ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte`` (``"test"``),
+    each optionally ``.gz``, are looked for in ``data_dir``, ``data_dir/raw`` and
+    ``data_dir/MNIST/raw`` (torchvision's layout). The reader checks the magic numbers
+    (0x00000803 images, 0x00000801 labels), the 28 × 28 image size, that each payload matches its
+    header, that image and label counts agree, and that labels are digits.
+
+    Selection happens in this order: keep the digits in ``classes`` (labels become their
+    position in ``classes``), then, if ``n`` is given, keep the first ``n // k`` samples of each
+    of the k classes in file order (one more for the first ``n % k`` classes), preserving the
+    file order overall. This is how the authors built their trajectory subsets (DIGEST §3,
+    ``prob_current.py``: "first N/nc images per class").
+
+    Args:
+        data_dir: Folder with the IDX files; None uses the embedded subset (10,000 train and
+            2,000 test images, 1,000 / 200 per digit).
+        split: ``"train"`` or ``"test"``.
+        n: Size of a class-balanced subset; None keeps everything selected.
+        scale: ``"unit"`` (default, pixels / 255), ``"raw"`` or its alias ``"paper"`` (pixels
+            0–255, as the paper fed small-lenet), or ``"standard"`` (unit, then standardised
+            with mean 0.1307 and std 0.3081).
+        size: Side of the inputs, a divisor of 28: 28 (small-lenet) or 7 (small-fc, tiny-fc);
+            down-sampling averages blocks.
+        classes: The digits to keep, e.g. ``(0, 1)`` (the code's ``halfmnist`` default for
+            small-fc) or ``range(5)`` (tiny-fc); None keeps all ten.
+
+    Returns:
+        An :class:`MnistData`; ``.tensors()`` gives ``(inputs N × 1 × size × size, targets N)``.
+
+    Raises:
+        FileNotFoundError: If ``data_dir`` does not exist or a file is missing; the message lists
+            the file names looked for and where.
+        sgdscope.paper.idx.IdxFormatError: If a file has a wrong magic number or is truncated.
+        ValueError: If the files disagree (image vs label counts), hold no images, hold a label
+            outside 0–9, or an argument is invalid (the message names it).
+
+    Example:
+        >>> data = mnist(split="test", n=20, size=7, classes=range(5), scale="paper")
+        >>> x, y = data.tensors()
+        >>> tuple(x.shape), x.dtype, y.dtype, data.class_counts()
+        ((20, 1, 7, 7), torch.float32, torch.int64, [4, 4, 4, 4, 4])
+    """
+    split = check_option("split", split, Split, where=_WHERE)
+    scale = check_option("scale", scale, ["unit", "raw", "paper", "standard"], where=_WHERE)
+    scale = Scale.PAPER if scale == "paper" else Scale(scale)
+    size = check_int("size", size, where=_WHERE, low=1, high=28)
+    if size not in _SIZES:
+        raise ValueError(
+            f"the 'size' parameter of {_WHERE} must divide 28 (one of {_SIZES}), got {size}."
+        )
+    digits = _check_classes(classes)
+    if n is not None:
+        n = check_int("n", n, where=_WHERE, low=1, hint="Use n=None for all samples.")
+
+    if data_dir is None:
+        images, labels, index = _read_embedded(split)
+        source = "embedded"
+        where = f"the embedded MNIST subset ({split.value})"
+    else:
+        root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"the 'data_dir' parameter of {_WHERE} must be an existing folder, got "
+                f"{os.fspath(data_dir)!r}; pass data_dir=None to use the embedded subset."
+            )
+        images, labels, source = _read_files(root, split)
+        index = np.arange(len(labels), dtype=np.int64)
+        where = f"MNIST file {source!r}"
+
+    keep = np.flatnonzero(np.isin(labels, digits))
+    if keep.size == 0:
+        raise ValueError(
+            f"{where} holds no image of the digits {digits}: the selected data set is empty."
+        )
+    remap = np.full(10, -1, dtype=np.int64)
+    remap[list(digits)] = np.arange(len(digits))
+    cls = remap[labels[keep]]
+    if n is not None:
+        rows = _balanced_first(cls, n, len(digits), where)
+        keep, cls = keep[rows], cls[rows]
+
+    return MnistData(
+        images=torch.from_numpy(np.ascontiguousarray(images[keep])),
+        labels=torch.from_numpy(cls),
+        index=torch.from_numpy(index[keep]),
+        classes=digits,
+        split=split,
+        scale=scale,
+        size=size,
+        source=source,
+    )
