@@ -153,8 +153,11 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     body = np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
     path = Path(path)
     if path.name.endswith(".gz"):
-        # mtime=0 makes the output byte-for-byte reproducible.
-        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
+        # No file name and mtime=0 in the gzip header: the output is byte-for-byte reproducible.
+        with (
+            open(path, "wb") as raw,
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as fh,
+        ):
             fh.write(header + body)
     else:
         path.write_bytes(header + body)
