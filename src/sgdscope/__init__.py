@@ -13,6 +13,15 @@ from .temperature import temperature as temperature
 # --- dynamics (Fokker-Planck, linear theory, simulators) ---
 from .dynamics.linear import LinearDecomposition as LinearDecomposition
 from .dynamics.linear import linear_decomposition as linear_decomposition
+from .dynamics.problems import AbstractFiniteSumProblem as AbstractFiniteSumProblem
+from .dynamics.problems import LeastSquares as LeastSquares
+from .dynamics.problems import LogisticRegression as LogisticRegression
+from .dynamics.problems import MLPProblem as MLPProblem
+from .dynamics.sde import DiagonalDiffusion as DiagonalDiffusion
+from .dynamics.sde import EulerMaruyama as EulerMaruyama
+from .dynamics.sde import LowRankDiffusion as LowRankDiffusion
+from .dynamics.sde import simulate_sde as simulate_sde
+from .dynamics.sgd import simulate_sgd as simulate_sgd
 
 # --- trajectories (recorder, analysis) ---
 
@@ -24,5 +33,14 @@ __all__ = [
     # dynamics
     "LinearDecomposition",
     "linear_decomposition",
+    "AbstractFiniteSumProblem",
+    "LeastSquares",
+    "LogisticRegression",
+    "MLPProblem",
+    "DiagonalDiffusion",
+    "EulerMaruyama",
+    "LowRankDiffusion",
+    "simulate_sde",
+    "simulate_sgd",
     # trajectories
 ]

@@ -1,0 +1,494 @@
+r"""Batched Euler–Maruyama for :math:`dx = b(x)\,dt + \sqrt{2\beta^{-1}D(x)}\,dW`.
+
+The diffusion is given as D itself (Chaudhari & Soatto, eq. 3), never as its square root. Its
+structure comes from the type of the object passed (STYLE pattern 11):
+
+* a callable field ``D(x)``, points (n, dim) → (n, dim, dim), factored at every step;
+* a constant (dim, dim) matrix (tensor or array), factored once;
+* :class:`LowRankDiffusion` ``(L)`` with D = L Lᵀ, L of shape (dim, r): noise costs O(dim·r) per
+  particle, the natural form of SGD's low-rank gradient noise (DIGEST §2.2);
+* :class:`DiagonalDiffusion` ``(d)`` with D = diag(d): O(dim) per particle.
+
+The square-root rule, shared by the field and the constant matrix: the lower Cholesky factor when
+D is positive definite, otherwise V·diag(√max(λ, 0)) from ``eigh`` (robust to singular D). Any
+σ with σσᵀ = D gives the same law; this rule fixes the paths, so that two forms of the same D with
+the same seed give the same trajectory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .._validation import check_int, check_real
+
+__all__ = [
+    "AbstractDiffusion",
+    "DenseDiffusion",
+    "DiagonalDiffusion",
+    "EulerMaruyama",
+    "FieldDiffusion",
+    "LowRankDiffusion",
+    "simulate_sde",
+]
+
+DriftFn = Callable[[Tensor], Tensor]
+"""A drift b: points (n, dim) → velocities (n, dim)."""
+DiffusionFn = Callable[[Tensor], Tensor]
+"""A diffusion field D: points (n, dim) → symmetric PSD matrices (n, dim, dim)."""
+
+_WHERE = "simulate_sde"
+_PSD_RTOL = 1e-8  # negative eigenvalues above −rtol·λ_max are round-off and clipped to 0
+
+
+def _psd_root(D: Tensor) -> tuple[Tensor, Tensor]:
+    """σ with σσᵀ = D for a batch (..., dim, dim): Cholesky where PD, eigh root elsewhere.
+
+    Returns:
+        ``(sigma, lam_min)``: the roots and, per matrix, the smallest eigenvalue relative to the
+        largest (0 where Cholesky succeeded), used to detect matrices that are not PSD.
+    """
+    L, info = torch.linalg.cholesky_ex(D)
+    lam_rel = torch.zeros(D.shape[:-2], dtype=D.dtype, device=D.device)
+    bad = info != 0
+    if bool(bad.any()):
+        lam, V = torch.linalg.eigh(D[bad])
+        top = lam.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(D.dtype).tiny)
+        lam_rel[bad] = (lam / top).amin(dim=-1)
+        L = L.clone()
+        L[bad] = V * lam.clamp_min(0.0).sqrt().unsqueeze(-2)
+    return L, lam_rel
+
+
+class AbstractDiffusion(ABC):
+    """A diffusion matrix D in some structure; subclasses write one private noise kernel.
+
+    ``noise_dim`` is the number r of standard normals drawn per particle and step;
+    ``_noise(x, z)`` returns σ(x) z with σσᵀ = D, for x (n, dim) and z (n, r).
+    """
+
+    dim: int
+    noise_dim: int
+
+    @abstractmethod
+    def _noise(self, x: Tensor, z: Tensor) -> Tensor: ...
+
+    def _prepare(self, dim: int, dtype: torch.dtype, device: torch.device) -> AbstractDiffusion:
+        """Check the dimension and return a copy on ``device`` in ``dtype``."""
+        return self
+
+
+def _check_dim(where: str, got: int, dim: int) -> None:
+    if got != dim:
+        raise ValueError(
+            f"the 'diffusion' parameter of {_WHERE} acts on dimension {got} ({where}), but x0 has "
+            f"dim = {dim}. Pass a diffusion of the state's dimension."
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class LowRankDiffusion(AbstractDiffusion):
+    """D = L Lᵀ with a factor L of shape (dim, r); noise costs O(dim·r) per particle.
+
+    Attributes:
+        L: The (dim, r) factor, any float tensor or array. SGD's D is low-rank (DIGEST §2.2), so
+            its top-r eigenvectors scaled by √λ are a natural L.
+    """
+
+    L: Tensor
+
+    def __post_init__(self) -> None:
+        L = torch.as_tensor(self.L)
+        if L.ndim != 2 or not L.is_floating_point():
+            raise ValueError(
+                "the 'L' parameter of LowRankDiffusion must be a float matrix of shape (dim, r), "
+                f"got shape {tuple(L.shape)} and dtype {L.dtype}."
+            )
+        if not bool(torch.isfinite(L).all()):
+            raise ValueError(
+                "the 'L' parameter of LowRankDiffusion must be finite, got NaN or inf."
+            )
+        object.__setattr__(self, "L", L)
+
+    @property
+    def dim(self) -> int:  # type: ignore[override]
+        """The state dimension."""
+        return self.L.shape[0]
+
+    @property
+    def noise_dim(self) -> int:  # type: ignore[override]
+        """r, the number of noise directions."""
+        return self.L.shape[1]
+
+    def dense(self) -> Tensor:
+        """The (dim, dim) matrix D = L Lᵀ."""
+        return self.L @ self.L.T
+
+    def _prepare(self, dim: int, dtype: torch.dtype, device: torch.device) -> LowRankDiffusion:
+        _check_dim(f"L has shape {tuple(self.L.shape)}", self.dim, dim)
+        return LowRankDiffusion(self.L.to(device=device, dtype=dtype))
+
+    def _noise(self, x: Tensor, z: Tensor) -> Tensor:
+        return z @ self.L.T
+
+
+@dataclass(frozen=True, eq=False)
+class DiagonalDiffusion(AbstractDiffusion):
+    """D = diag(d) with d ≥ 0 of shape (dim,); noise costs O(dim) per particle.
+
+    Attributes:
+        d: The (dim,) diagonal, non-negative.
+    """
+
+    d: Tensor
+
+    def __post_init__(self) -> None:
+        d = torch.as_tensor(self.d)
+        if d.ndim != 1 or not d.is_floating_point():
+            raise ValueError(
+                "the 'd' parameter of DiagonalDiffusion must be a float vector of shape (dim,), "
+                f"got shape {tuple(d.shape)} and dtype {d.dtype}."
+            )
+        if not bool(torch.isfinite(d).all()) or bool((d < 0).any()):
+            raise ValueError(
+                "the 'd' parameter of DiagonalDiffusion must be finite and non-negative (it is "
+                f"the diagonal of a covariance), got min {float(d.min()):.3g}."
+            )
+        object.__setattr__(self, "d", d)
+
+    @property
+    def dim(self) -> int:  # type: ignore[override]
+        """The state dimension."""
+        return self.d.shape[0]
+
+    @property
+    def noise_dim(self) -> int:  # type: ignore[override]
+        """r = dim."""
+        return self.d.shape[0]
+
+    def dense(self) -> Tensor:
+        """The (dim, dim) matrix diag(d)."""
+        return torch.diag(self.d)
+
+    def _prepare(self, dim: int, dtype: torch.dtype, device: torch.device) -> DiagonalDiffusion:
+        _check_dim(f"d has shape {tuple(self.d.shape)}", self.dim, dim)
+        return DiagonalDiffusion(self.d.to(device=device, dtype=dtype))
+
+    def _noise(self, x: Tensor, z: Tensor) -> Tensor:
+        return z * self.d.sqrt()
+
+
+@dataclass(frozen=True, eq=False)
+class DenseDiffusion(AbstractDiffusion):
+    """A constant (dim, dim) symmetric PSD matrix D, factored once (Cholesky, else eigh root).
+
+    Attributes:
+        D: The (dim, dim) matrix.
+    """
+
+    D: Tensor
+
+    def __post_init__(self) -> None:
+        D = torch.as_tensor(self.D)
+        if D.ndim != 2 or D.shape[0] != D.shape[1] or not D.is_floating_point():
+            raise ValueError(
+                f"the 'diffusion' parameter of {_WHERE}, as a constant matrix, must be a float "
+                f"(dim, dim) matrix, got shape {tuple(D.shape)} and dtype {D.dtype}."
+            )
+        if not bool(torch.isfinite(D).all()):
+            raise ValueError(
+                f"the 'diffusion' parameter of {_WHERE} must be finite, got NaN or inf."
+            )
+        scale = float(D.abs().max()) or 1.0
+        asym = float((D - D.T).abs().max())
+        if asym > 1e-10 * scale:
+            raise ValueError(
+                f"the 'diffusion' parameter of {_WHERE} must be symmetric, got max |D − Dᵀ| = "
+                f"{asym:.3g}. Pass (D + D.T) / 2 if the asymmetry is round-off."
+            )
+        lam = torch.linalg.eigvalsh(D.double())
+        if float(lam[0]) < -_PSD_RTOL * max(float(lam[-1]), 0.0) or float(lam[-1]) < 0:
+            raise ValueError(
+                f"the 'diffusion' parameter of {_WHERE} must be positive semi-definite, got "
+                f"smallest eigenvalue {float(lam[0]):.3g} (largest {float(lam[-1]):.3g}). "
+                "D is a covariance (eq. 2); check its sign and construction."
+            )
+        object.__setattr__(self, "D", D)
+
+    @property
+    def dim(self) -> int:  # type: ignore[override]
+        """The state dimension."""
+        return self.D.shape[0]
+
+    @property
+    def noise_dim(self) -> int:  # type: ignore[override]
+        """r = dim."""
+        return self.D.shape[0]
+
+    def _prepare(self, dim: int, dtype: torch.dtype, device: torch.device) -> LowRankDiffusion:
+        _check_dim(f"D has shape {tuple(self.D.shape)}", self.dim, dim)
+        sigma, _ = _psd_root(self.D.to(device=device, dtype=torch.float64))
+        return LowRankDiffusion(sigma.to(dtype))
+
+    def _noise(self, x: Tensor, z: Tensor) -> Tensor:  # pragma: no cover - replaced by _prepare
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class FieldDiffusion(AbstractDiffusion):
+    """A state-dependent D(x): a callable (n, dim) → (n, dim, dim), factored at every step.
+
+    Cost per step: one batched Cholesky (O(dim³) per particle), plus ``eigh`` for the particles
+    where D(x) is singular.
+
+    Attributes:
+        fn: The field.
+        dim: The state dimension (set by :func:`simulate_sde`).
+    """
+
+    fn: DiffusionFn
+    dim: int = 0
+
+    @property
+    def noise_dim(self) -> int:  # type: ignore[override]
+        """r = dim."""
+        return self.dim
+
+    def _prepare(self, dim: int, dtype: torch.dtype, device: torch.device) -> FieldDiffusion:
+        return FieldDiffusion(self.fn, dim)
+
+    def _noise(self, x: Tensor, z: Tensor) -> Tensor:
+        D = self.fn(x)
+        n, dim = x.shape
+        if not isinstance(D, Tensor) or tuple(D.shape) != (n, dim, dim):
+            got = tuple(D.shape) if isinstance(D, Tensor) else type(D).__name__
+            raise ValueError(
+                f"the 'diffusion' parameter of {_WHERE} must map points of shape (n, dim) = "
+                f"{(n, dim)} to matrices of shape (n, dim, dim) = {(n, dim, dim)}, got {got}."
+            )
+        if not bool(torch.isfinite(D).all()):
+            k = int((~torch.isfinite(D)).flatten(1).any(1).nonzero()[0])
+            raise FloatingPointError(
+                f"the 'diffusion' parameter of {_WHERE} returned NaN or inf for particle {k} at "
+                f"x = {x[k].tolist()}."
+            )
+        scale = D.abs().amax(dim=(-2, -1)).clamp_min(torch.finfo(D.dtype).tiny)
+        asym = (D - D.transpose(-1, -2)).abs().amax(dim=(-2, -1)) / scale
+        if bool((asym > 1e-8).any()):
+            k = int(asym.argmax())
+            raise ValueError(
+                f"the 'diffusion' parameter of {_WHERE} must return symmetric matrices, got "
+                f"|D − Dᵀ|/|D| = {float(asym[k]):.3g} for particle {k} at x = {x[k].tolist()}."
+            )
+        sigma, lam_rel = _psd_root(D)
+        if bool((lam_rel < -_PSD_RTOL).any()):
+            k = int(lam_rel.argmin())
+            raise ValueError(
+                f"the 'diffusion' parameter of {_WHERE} must return positive semi-definite "
+                f"matrices, got smallest/largest eigenvalue {float(lam_rel[k]):.3g} for particle "
+                f"{k} at x = {x[k].tolist()}."
+            )
+        return torch.einsum("nij,nj->ni", sigma, z)
+
+
+def _as_diffusion(diffusion: object) -> AbstractDiffusion:
+    if isinstance(diffusion, AbstractDiffusion):
+        return diffusion
+    if isinstance(diffusion, Tensor | np.ndarray):
+        return DenseDiffusion(torch.as_tensor(diffusion))
+    if callable(diffusion):
+        return FieldDiffusion(diffusion)
+    raise TypeError(
+        f"the 'diffusion' parameter of {_WHERE} must be a callable field x ↦ D(x), a constant "
+        "(dim, dim) tensor or array, a LowRankDiffusion(L) or a DiagonalDiffusion(d), got "
+        f"{type(diffusion).__name__}."
+    )
+
+
+class EulerMaruyama:
+    r"""The Euler–Maruyama scheme :math:`x_{k+1} = x_k + b(x_k)\,h + \sqrt{2\beta^{-1}h}\,\sigma(x_k) z_k`.
+
+    With σσᵀ = D and z_k ~ N(0, I_r). Strong order ½ and weak order 1 (Kloeden & Platen 1992,
+    Thms 10.2.2 and 14.1.5); the weak order is measured in the tests on Ornstein–Uhlenbeck.
+    """
+
+    strong_order: ClassVar[float] = 0.5
+    weak_order: ClassVar[float] = 1.0
+
+    @staticmethod
+    def step(x: Tensor, drift: Tensor, noise: Tensor, dt: float, noise_scale: float) -> Tensor:
+        """One pure step: x + h b + noise_scale · σ z, with noise_scale = √(2β⁻¹h).
+
+        Args:
+            x: (n, dim) states.
+            drift: (n, dim) b(x).
+            noise: (n, dim) σ(x) z.
+            dt: Step h.
+            noise_scale: √(2β⁻¹h).
+
+        Returns:
+            The (n, dim) next states.
+        """
+        return torch.add(x, drift, alpha=dt).add_(noise, alpha=noise_scale)
+
+
+def _available_bytes(device: torch.device) -> int:
+    """Free memory on ``device`` (CUDA: ``mem_get_info``; CPU: MemAvailable)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - non-Linux
+        pass
+    try:  # pragma: no cover - non-Linux
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 1 << 62
+
+
+def record_steps(n_steps: int, record_every: int) -> list[int]:
+    """The step numbers that are recorded: 0, k, 2k, …, and ``n_steps`` (always last)."""
+    steps = list(range(0, n_steps + 1, record_every))
+    if steps[-1] != n_steps:
+        steps.append(n_steps)
+    return steps
+
+
+def _allocate_records(
+    n_records: int, shape: tuple[int, int], like: Tensor, what: str, unit: str
+) -> Tensor:
+    need = n_records * shape[0] * shape[1] * like.element_size()
+    free = _available_bytes(like.device)
+    if need > 0.8 * free:
+        fit = max(int(0.8 * free) // max(shape[0] * shape[1] * like.element_size(), 1), 0)
+        raise MemoryError(
+            f"{what} would need {need / 2**30:.3g} GiB on {like.device} for {n_records} records "
+            f"of {shape[0]} {unit} × dim {shape[1]}, but only {free / 2**30:.3g} GiB is free "
+            f"(80% usable: {fit} records fit). Increase 'record_every' or use fewer {unit}."
+        )
+    return torch.empty((n_records, *shape), dtype=like.dtype, device=like.device)
+
+
+def simulate_sde(
+    drift: DriftFn,
+    diffusion: DiffusionFn | Tensor | np.ndarray | AbstractDiffusion,
+    x0: Tensor,
+    dt: float,
+    n_steps: int,
+    beta: float = 1.0,
+    seed: int | None = 0,
+    record_every: int = 1,
+    *,
+    check_finite: bool = True,
+) -> Tensor:
+    r"""Simulate :math:`dx = b(x)\,dt + \sqrt{2\beta^{-1}D(x)}\,dW` for many particles at once.
+
+    Batched Euler–Maruyama (:class:`EulerMaruyama`, strong order ½, weak order 1) of the Itô SDE
+    of Chaudhari & Soatto, eq. (3), with b = −∇f for SGD, or any drift, e.g. eq. (7) or (18).
+    Its density follows the Fokker–Planck equation (FP); for b = −F x and constant D the
+    stationary covariance is β⁻¹ S with F S + S Fᵀ = 2D (Lemma 20, :func:`linear_decomposition`).
+
+    Randomness: a dedicated ``torch.Generator`` on x0's device seeded with ``seed``; the global
+    RNG is never touched. At every step, in order, ``z = torch.randn((n, r), generator=g)`` with
+    r = ``diffusion.noise_dim`` (dim for a field or a dense matrix); this order is part of the
+    contract, so :func:`sgdscope.reference.sde.euler_maruyama_loop` reproduces the paths.
+
+    Args:
+        drift: b, a callable points (n, dim) → (n, dim) (torch, same device and dtype as x0).
+        diffusion: D itself (not its root): a callable field (n, dim) → (n, dim, dim), a constant
+            (dim, dim) tensor or array, a :class:`LowRankDiffusion` or a :class:`DiagonalDiffusion`.
+        x0: (n_particles, dim) initial states; the device and the float dtype follow it.
+        dt: Time step h > 0.
+        n_steps: Number of steps ≥ 0.
+        beta: Inverse temperature β > 0 (β⁻¹ = η/2b for SGD, eq. 3).
+        seed: Seed of the generator, or None for a fresh random seed.
+        record_every: Record every this many steps.
+        check_finite: Check every step's drift and state for NaN/inf and name the step (one
+            device synchronisation per step; turn off for the last bit of CUDA speed).
+
+    Returns:
+        A tensor (n_records, n_particles, dim). Record 0 is x0; then the states after steps
+        k, 2k, … (k = ``record_every``); the final state (after ``n_steps``) is always the last
+        record, so n_records = ⌊n_steps / k⌋ + 1, plus 1 if k does not divide n_steps.
+
+    Raises:
+        ValueError: On a bad argument, a drift or diffusion of the wrong shape, a non-symmetric or
+            non-PSD D (the particle and point are named).
+        TypeError: If ``diffusion`` is of an unsupported type.
+        FloatingPointError: If the drift, D or the state becomes NaN/inf (names the step).
+        MemoryError: If the record buffer would not fit; says how many records would.
+
+    Example:
+        >>> import torch
+        >>> x0 = torch.zeros(1000, 1, dtype=torch.float64)
+        >>> xs = simulate_sde(lambda x: -x, torch.eye(1, dtype=torch.float64), x0, 0.01, 2000,
+        ...                   record_every=500)
+        >>> xs.shape
+        torch.Size([5, 1000, 1])
+        >>> abs(float(xs[-1].var()) - 1.0) < 0.15  # stationary variance β⁻¹ = 1
+        True
+    """
+    if not isinstance(x0, Tensor) or x0.ndim != 2 or not x0.is_floating_point():
+        got = (
+            f"shape {tuple(x0.shape)}, dtype {x0.dtype}"
+            if isinstance(x0, Tensor)
+            else type(x0).__name__
+        )
+        raise ValueError(
+            f"the 'x0' parameter of {_WHERE} must be a float tensor of shape (n_particles, dim), "
+            f"got {got}. For one particle use x0[None]."
+        )
+    dt = check_real("dt", dt, where=_WHERE, low=0.0, low_open=True)
+    n_steps = check_int("n_steps", n_steps, where=_WHERE, low=0)
+    beta = check_real("beta", beta, where=_WHERE, low=0.0, low_open=True)
+    record_every = check_int("record_every", record_every, where=_WHERE, low=1)
+    n, dim = x0.shape
+    sigma = _as_diffusion(diffusion)._prepare(dim, x0.dtype, x0.device)
+    r = sigma.noise_dim
+    steps = record_steps(n_steps, record_every)
+    out = _allocate_records(len(steps), (n, dim), x0, _WHERE, "particles")
+
+    gen = torch.Generator(device=x0.device)
+    gen.manual_seed(seed if seed is not None else int(torch.Generator().seed()))
+    noise_scale = math.sqrt(2.0 * dt / beta)
+    scheme = EulerMaruyama
+    z = torch.empty((n, r), dtype=x0.dtype, device=x0.device)
+    x = x0.clone()
+    out[0] = x
+    i_rec = 1
+    for k in range(1, n_steps + 1):
+        b = drift(x)
+        if not isinstance(b, Tensor) or b.shape != x.shape:
+            got = tuple(b.shape) if isinstance(b, Tensor) else type(b).__name__
+            raise ValueError(
+                f"the 'drift' parameter of {_WHERE} must map points of shape {tuple(x.shape)} to "
+                f"velocities of the same shape, got {got}."
+            )
+        if check_finite and not bool(torch.isfinite(b).all()):
+            j = int((~torch.isfinite(b)).any(1).nonzero()[0])
+            raise FloatingPointError(
+                f"the 'drift' parameter of {_WHERE} returned NaN or inf at step {k} for particle "
+                f"{j} at x = {x[j].tolist()}. Check the drift there, or reduce 'dt'."
+            )
+        torch.randn((n, r), generator=gen, out=z)
+        x = scheme.step(x, b, sigma._noise(x, z), dt, noise_scale)
+        if check_finite and not bool(torch.isfinite(x).all()):
+            raise FloatingPointError(
+                f"the state of {_WHERE} became NaN or inf at step {k} (t = {k * dt:.6g}) although "
+                "the drift was finite: the scheme is unstable at this step. Reduce 'dt'."
+            )
+        if k == steps[i_rec]:
+            out[i_rec] = x
+            i_rec += 1
+    return out
