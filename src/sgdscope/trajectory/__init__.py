@@ -1,1 +1,36 @@
-"""sgdscope.trajectory."""
+"""sgdscope.trajectory: record training trajectories to disk, read them back, project them.
+
+- :class:`TrajectoryRecorder` writes the weights of a training run into a crash-safe chunked store
+  (:mod:`sgdscope.trajectory.store`) from a background thread.
+- :func:`load_trajectory` opens it as a lazy :class:`Trajectory`.
+- :func:`pca_projection`, :func:`random_projection` and :func:`basis_projection` build
+  :class:`Projection` objects (low-dimensional views).
+"""
+
+from __future__ import annotations
+
+from .projection import (
+    Projection,
+    ProjectionKind,
+    basis_projection,
+    pca_projection,
+    random_projection,
+)
+from .recorder import NonFinitePolicy, TrajectoryRecorder
+from .store import FORMAT_VERSION, TrajectoryFormatError
+from .trajectory import ChunkedArray, Trajectory, load_trajectory
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ChunkedArray",
+    "NonFinitePolicy",
+    "Projection",
+    "ProjectionKind",
+    "Trajectory",
+    "TrajectoryFormatError",
+    "TrajectoryRecorder",
+    "basis_projection",
+    "load_trajectory",
+    "pca_projection",
+    "random_projection",
+]

@@ -1,0 +1,340 @@
+r"""Low-dimensional views of a trajectory: PCA of positions or increments, random directions, a basis.
+
+A :class:`Projection` maps a weight vector :math:`x\in\mathbb R^d` to coordinates
+
+.. math:: y = B\,(x - m) \in \mathbb R^k,
+
+with orthonormal rows :math:`B \in \mathbb R^{k\times d}` (:math:`BB^\top = I_k`) and a centre
+:math:`m`. The paper's trajectory evidence (Chaudhari & Soatto 2018, §IV-B, Fig. 3) is per
+coordinate; the probability flux of non-equilibrium tests lives in 2-D projections (Battle et al.
+2016), and the natural planes are the top principal components of the positions, of the increments
+:math:`x_{t+1} - x_t`, or the top eigenvectors of the diffusion matrix D (eq. 2), given as a basis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_int, check_real
+
+__all__ = [
+    "Projection",
+    "ProjectionKind",
+    "basis_projection",
+    "pca_projection",
+    "random_projection",
+]
+
+_BLOCK = 4096  # rows per block when streaming over an in-memory array
+_MAX_COV_DIM = 4096  # above this d, PCA uses an SVD of the data instead of the d x d covariance
+
+
+class ProjectionKind(str, Enum):
+    """How a projection's directions were chosen."""
+
+    PCA = "pca"
+    """Top principal components of the positions x_t."""
+    PCA_INCREMENTS = "pca_increments"
+    """Top principal components of the increments x_{t+1} - x_t."""
+    RANDOM = "random"
+    """Directions drawn uniformly (Haar) from the Stiefel manifold."""
+    BASIS = "basis"
+    """A basis given by the user (for example D's top eigenvectors)."""
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A linear map y = B (x - m) from weights to k coordinates.
+
+    Attributes:
+        basis: Array (k, d) whose rows are the directions (orthonormal unless the user passed a
+            non-orthonormal basis to :func:`basis_projection`).
+        mean: Array (d,), the centre m (zeros when uncentred).
+        kind: How the directions were chosen.
+        explained_variance: Array (k,) of the variance of the data along each direction (PCA
+            only: eigenvalues of the sample covariance with the 1/(T-1) normalisation), else None.
+    """
+
+    basis: np.ndarray
+    mean: np.ndarray
+    kind: ProjectionKind = ProjectionKind.BASIS
+    explained_variance: np.ndarray | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        basis = np.array(self.basis, dtype=np.float64)
+        mean = np.array(self.mean, dtype=np.float64)
+        if basis.ndim != 2 or mean.shape != (basis.shape[1],):
+            raise ValueError(
+                f"the 'basis' and 'mean' parameters of Projection must have shapes (k, d) and "
+                f"(d,), got {basis.shape} and {mean.shape}."
+            )
+        basis.flags.writeable = False
+        mean.flags.writeable = False
+        object.__setattr__(self, "basis", basis)
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "kind", ProjectionKind(self.kind))
+
+    @property
+    def k(self) -> int:
+        """Number of directions."""
+        return self.basis.shape[0]
+
+    @property
+    def dim(self) -> int:
+        """d, the dimension of the weight space."""
+        return self.basis.shape[1]
+
+    def apply(self, data: Any) -> np.ndarray:
+        """Project weights: y = (x - m) Bᵀ.
+
+        Args:
+            data: Array (..., d), or a :class:`~sgdscope.Trajectory` or its ``weights``
+                (streamed chunk by chunk, so it needs not fit in memory).
+
+        Returns:
+            Float64 array (..., k); (T, k) for a trajectory.
+
+        Raises:
+            ValueError: If the last dimension of ``data`` is not d.
+        """
+        source = getattr(data, "weights", data)
+        if hasattr(source, "iter_chunks"):
+            self._check_dim(source.shape[-1])
+            parts = [(rows - self.mean) @ self.basis.T for _, rows in source.iter_chunks()]
+            return np.concatenate(parts) if parts else np.zeros((0, self.k))
+        x = np.asarray(data, dtype=np.float64)
+        self._check_dim(x.shape[-1] if x.ndim else -1)
+        return (x - self.mean) @ self.basis.T
+
+    def lift(self, coords: Any) -> np.ndarray:
+        """Map coordinates back to weight space: x = m + y B (exact on the span of B).
+
+        Args:
+            coords: Array (..., k).
+
+        Returns:
+            Float64 array (..., d).
+        """
+        return self.mean + np.asarray(coords, dtype=np.float64) @ self.basis
+
+    def _check_dim(self, d: int) -> None:
+        if d != self.dim:
+            raise ValueError(
+                f"the 'data' parameter of Projection.apply must have last dimension d = "
+                f"{self.dim} (the projection's), got {d}."
+            )
+
+
+def _blocks(data: Any) -> Iterator[np.ndarray]:
+    """Yield consecutive float64 row blocks of a (T, d) array, ChunkedArray or Trajectory."""
+    source = getattr(data, "weights", data)
+    if hasattr(source, "iter_chunks"):
+        for _, rows in source.iter_chunks():
+            yield np.asarray(rows, dtype=np.float64)
+        return
+    x = np.asarray(source, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(
+            f"the 'data' parameter of pca_projection must be an array of shape (T, d) or a "
+            f"Trajectory, got an array of shape {x.shape}."
+        )
+    for i in range(0, len(x), _BLOCK):
+        yield x[i : i + _BLOCK]
+
+
+def _differences(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """Increments x_{t+1} - x_t of a stream of row blocks, carried across block borders."""
+    prev = None
+    for b in blocks:
+        if len(b) == 0:
+            continue
+        joined = b if prev is None else np.concatenate([prev, b])
+        if len(joined) > 1:
+            yield np.diff(joined, axis=0)
+        prev = b[-1:]
+
+
+def _sign_fix(vectors: np.ndarray) -> np.ndarray:
+    """Flip each row so that its entry of largest magnitude is positive (a deterministic sign)."""
+    idx = np.argmax(np.abs(vectors), axis=1)
+    signs = np.sign(vectors[np.arange(len(vectors)), idx])
+    signs[signs == 0] = 1.0
+    return vectors * signs[:, None]
+
+
+def pca_projection(
+    data: Any, k: int = 2, *, increments: bool = False, center: bool = True
+) -> Projection:
+    r"""Principal directions of a trajectory's positions or increments.
+
+    With rows :math:`z_t` (positions :math:`x_t`, or increments :math:`x_{t+1}-x_t` when
+    ``increments=True``), the directions are the top-k eigenvectors of the sample covariance
+    :math:`\frac{1}{T-1}\sum_t (z_t-\bar z)(z_t-\bar z)^\top`, i.e. the top right singular vectors
+    of the centred data matrix. The covariance is accumulated in float64 chunk by chunk (two
+    passes, no (T, d) array in memory) when d ≤ 4096; above that the data are loaded and an SVD is
+    used. The projection's centre is the mean position (or zero with ``center=False``), so
+    ``proj.apply(traj)`` gives centred coordinates in either case. Each direction's sign is fixed so
+    that its largest entry is positive.
+
+    Args:
+        data: Array (T, d), a :class:`~sgdscope.Trajectory`, or its ``weights``.
+        k: Number of directions, in [1, d].
+        increments: Use the increments x_{t+1} - x_t (the paper's Fig. 3a studies their spectrum)
+            rather than the positions.
+        center: Subtract the mean; with ``center=False`` the directions are those of the
+            uncentred second moment and the centre is zero.
+
+    Returns:
+        A :class:`Projection` with ``explained_variance`` set.
+
+    Raises:
+        ValueError: If ``data`` is not (T, d), has too few rows, or ``k`` is out of range.
+
+    Example:
+        >>> x = np.random.default_rng(0).normal(size=(500, 3)) * [3.0, 1.0, 0.1]
+        >>> proj = pca_projection(x, k=2)
+        >>> np.round(np.abs(proj.basis), 2)
+        array([[1., 0., 0.],
+               [0., 1., 0.]])
+    """
+    where = "pca_projection"
+    kind = ProjectionKind.PCA_INCREMENTS if increments else ProjectionKind.PCA
+
+    def stream() -> Iterator[np.ndarray]:
+        return _differences(_blocks(data)) if increments else _blocks(data)
+
+    # first pass: count, mean of z, mean position
+    count, total, pos_total, pos_count, dim = 0, None, None, 0, None
+    for b in _blocks(data):
+        pos_total = b.sum(axis=0) if pos_total is None else pos_total + b.sum(axis=0)
+        pos_count += len(b)
+        dim = b.shape[1]
+    for z in stream():
+        total = z.sum(axis=0) if total is None else total + z.sum(axis=0)
+        count += len(z)
+    if dim is None or count < 2:
+        raise ValueError(
+            f"the 'data' parameter of {where} must have at least {3 if increments else 2} rows "
+            f"(records) to estimate a covariance, got {pos_count}."
+        )
+    k = check_int("k", k, where=where, low=1, high=dim)
+    z_mean = total / count if center else np.zeros(dim)
+    pos_mean = pos_total / pos_count if center else np.zeros(dim)
+    if dim <= _MAX_COV_DIM:
+        cov = np.zeros((dim, dim))
+        for z in stream():
+            zc = z - z_mean
+            cov += zc.T @ zc
+        cov /= count - 1
+        evals, evecs = np.linalg.eigh(cov)
+        order = np.argsort(evals)[::-1][:k]
+        values, vectors = evals[order], evecs[:, order].T
+    else:
+        zc = np.concatenate(list(stream())) - z_mean
+        _, s, vt = np.linalg.svd(zc, full_matrices=False)
+        values, vectors = s[:k] ** 2 / (count - 1), vt[:k]
+    return Projection(
+        basis=_sign_fix(vectors),
+        mean=pos_mean,
+        kind=kind,
+        explained_variance=np.maximum(values, 0.0),
+    )
+
+
+def random_projection(dim: int, k: int = 2, *, seed: int | None = 0) -> Projection:
+    r"""k orthonormal directions drawn uniformly at random (Haar measure on the Stiefel manifold).
+
+    Draws :math:`G\in\mathbb R^{d\times k}` with i.i.d. N(0, 1) entries, takes :math:`G = QR`, and
+    returns the rows of :math:`Q\,\mathrm{diag}(\mathrm{sign}\,R_{ii})`, which makes the law exactly
+    uniform (Mezzadri 2007). The centre is zero. The global random state is never touched.
+
+    Args:
+        dim: d, the dimension of the weight space.
+        k: Number of directions, in [1, d].
+        seed: Seed of a dedicated ``numpy.random.Generator`` (None: fresh entropy).
+
+    Returns:
+        A :class:`Projection` of kind ``"random"``.
+
+    Raises:
+        ValueError: If ``dim`` or ``k`` is out of range.
+
+    Example:
+        >>> proj = random_projection(100, k=3, seed=1)
+        >>> np.allclose(proj.basis @ proj.basis.T, np.eye(3))
+        True
+    """
+    dim = check_int("dim", dim, where="random_projection", low=1)
+    k = check_int("k", k, where="random_projection", low=1, high=dim)
+    rng = np.random.default_rng(seed)
+    q, r = np.linalg.qr(rng.standard_normal((dim, k)))
+    q = q * np.where(np.diag(r) < 0, -1.0, 1.0)
+    return Projection(basis=q.T, mean=np.zeros(dim), kind=ProjectionKind.RANDOM)
+
+
+def basis_projection(
+    basis: Any,
+    *,
+    mean: Any = None,
+    orthonormalize: bool = False,
+    atol: float = 1e-6,
+) -> Projection:
+    """A projection onto given directions, such as the top eigenvectors of D.
+
+    The rows of ``basis`` are the directions: pass ``spectrum.eigenvectors.T`` for eigenvectors
+    stored as columns. Distances, areas and fluxes in the projected plane are those of weight space
+    only for an orthonormal basis, so a non-orthonormal one is refused unless
+    ``orthonormalize=True`` (then it is replaced by the Q of its QR decomposition, which spans the
+    same subspace and keeps the first direction).
+
+    Args:
+        basis: Array or tensor (k, d).
+        mean: Centre (d,), or None for zero.
+        orthonormalize: Orthonormalise the rows (Gram-Schmidt order) instead of refusing.
+        atol: Tolerance on max |B Bᵀ - I| for the basis to count as orthonormal.
+
+    Returns:
+        A :class:`Projection` of kind ``"basis"``.
+
+    Raises:
+        ValueError: If ``basis`` is not a finite (k, d) array with k ≤ d, is rank-deficient, or is
+            not orthonormal and ``orthonormalize`` is False.
+
+    Example:
+        >>> proj = basis_projection(np.eye(4)[:2])
+        >>> proj.apply(np.arange(4.0)).tolist()
+        [0.0, 1.0]
+    """
+    where = "basis_projection"
+    atol = check_real("atol", atol, where=where, low=0.0)
+    b = np.array(basis.detach().cpu() if hasattr(basis, "detach") else basis, dtype=np.float64)
+    if b.ndim != 2 or b.shape[0] > b.shape[1] or b.shape[0] == 0:
+        raise ValueError(
+            f"the 'basis' parameter of {where} must be an array of shape (k, d) with "
+            f"1 <= k <= d (one direction per row), got shape {b.shape}. For eigenvectors stored "
+            f"as columns pass their transpose."
+        )
+    if not np.isfinite(b).all():
+        raise ValueError(f"the 'basis' parameter of {where} must be finite, got NaN or inf.")
+    err = float(np.abs(b @ b.T - np.eye(len(b))).max())
+    if err > atol:
+        if not orthonormalize:
+            raise ValueError(
+                f"the 'basis' parameter of {where} must have orthonormal rows (max |B Bᵀ - I| <= "
+                f"{atol:g}), got max |B Bᵀ - I| = {err:.3g}. Pass orthonormalize=True to use an "
+                f"orthonormal basis of the same span."
+            )
+        q, r = np.linalg.qr(b.T)
+        if np.abs(np.diag(r)).min() <= 1e-12 * np.abs(np.diag(r)).max():
+            raise ValueError(
+                f"the 'basis' parameter of {where} has linearly dependent rows; it spans fewer "
+                f"than k = {len(b)} directions."
+            )
+        b = (q * np.where(np.diag(r) < 0, -1.0, 1.0)).T
+    m = np.zeros(b.shape[1]) if mean is None else np.asarray(mean, dtype=np.float64)
+    return Projection(basis=b, mean=m, kind=ProjectionKind.BASIS)
