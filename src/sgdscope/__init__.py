@@ -24,6 +24,14 @@ from .dynamics.sde import simulate_sde as simulate_sde
 from .dynamics.sgd import simulate_sgd as simulate_sgd
 
 # --- trajectories (recorder, analysis) ---
+from .trajectory import Projection as Projection
+from .trajectory import Trajectory as Trajectory
+from .trajectory import TrajectoryFormatError as TrajectoryFormatError
+from .trajectory import TrajectoryRecorder as TrajectoryRecorder
+from .trajectory import basis_projection as basis_projection
+from .trajectory import load_trajectory as load_trajectory
+from .trajectory import pca_projection as pca_projection
+from .trajectory import random_projection as random_projection
 
 __version__ = "0.1.0"
 
@@ -43,4 +51,12 @@ __all__ = [
     "simulate_sde",
     "simulate_sgd",
     # trajectories
+    "Projection",
+    "Trajectory",
+    "TrajectoryFormatError",
+    "TrajectoryRecorder",
+    "basis_projection",
+    "load_trajectory",
+    "pca_projection",
+    "random_projection",
 ]
