@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Any
 
 import numpy as np
+import torch
 
 from .._validation import check_int, check_real
 
@@ -312,7 +313,8 @@ def basis_projection(
     """
     where = "basis_projection"
     atol = check_real("atol", atol, where=where, low=0.0)
-    b = np.array(basis.detach().cpu() if hasattr(basis, "detach") else basis, dtype=np.float64)
+    raw = basis.detach().cpu().numpy() if isinstance(basis, torch.Tensor) else basis
+    b = np.array(raw, dtype=np.float64)
     if b.ndim != 2 or b.shape[0] > b.shape[1] or b.shape[0] == 0:
         raise ValueError(
             f"the 'basis' parameter of {where} must be an array of shape (k, d) with "

@@ -111,8 +111,10 @@ def _layout(names: list[str], params: list[torch.Tensor]) -> dict:
 
 
 def _as_batches(data: Any) -> Iterable:
-    if isinstance(data, tuple | list) and len(data) == 2 and all(
-        isinstance(t, torch.Tensor) for t in data
+    if (
+        isinstance(data, tuple | list)
+        and len(data) == 2
+        and all(isinstance(t, torch.Tensor) for t in data)
     ):
         return [tuple(data)]
     return data
@@ -322,7 +324,9 @@ class TrajectoryRecorder:
         self.chunk_size = check_int("chunk_size", chunk_size, where=_WHERE, low=1)
         self._grad_chunk = 1
         if gradient_every is not None:
-            self._grad_chunk = max(1, min(self.chunk_size, self.chunk_size * self.every // gradient_every))
+            self._grad_chunk = max(
+                1, min(self.chunk_size, self.chunk_size * self.every // gradient_every)
+            )
 
         layout = _layout(names, self._params)
         if lr is None and optimizer is not None:
@@ -331,7 +335,9 @@ class TrajectoryRecorder:
             momentum = optimizer.param_groups[0].get("momentum", 0.0)
         temp = None
         if lr is not None and batch_size is not None:
-            temp = temperature(lr, batch_size, n=n, replacement=replacement, momentum=momentum or 0.0)
+            temp = temperature(
+                lr, batch_size, n=n, replacement=replacement, momentum=momentum or 0.0
+            )
         new_meta = {
             "layout": layout,
             "lr": None if lr is None else float(lr),
@@ -392,7 +398,9 @@ class TrajectoryRecorder:
         # buffers and the writer thread
         self._free: queue.Queue = queue.Queue()
         for _ in range(queue_size + 1):
-            self._free.put(torch.empty((self.chunk_size, self.dim), dtype=store_dtype, device=device))
+            self._free.put(
+                torch.empty((self.chunk_size, self.dim), dtype=store_dtype, device=device)
+            )
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size + 1)
         self._error: BaseException | None = None
         self._nonfinite_seen: int | None = None
@@ -601,6 +609,9 @@ class TrajectoryRecorder:
             self._queue.put(None)  # stop the writer thread; it skips everything after an error
             self._thread.join()
             raise err
+        self._warn_nonfinite()
+
+    def _warn_nonfinite(self) -> None:
         if self._nonfinite_seen is not None and not self._warned:
             self._warned = True
             warnings.warn(
@@ -608,7 +619,7 @@ class TrajectoryRecorder:
                 f"{self._nonfinite_seen} hold NaN or inf; they are recorded and flagged "
                 f"(Trajectory.first_nonfinite_step). Pass nonfinite='raise' to stop instead.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def flush(self) -> None:
@@ -648,6 +659,7 @@ class TrajectoryRecorder:
         err, self._error = self._error, None
         if err is not None:
             raise err
+        self._warn_nonfinite()
 
     def __enter__(self) -> TrajectoryRecorder:
         return self
@@ -718,4 +730,3 @@ def _scalar_column(values: list[tuple[int, Any]], fill: int) -> np.ndarray:
     for i, v in values:
         col[i] = float(v.detach().cpu()) if isinstance(v, torch.Tensor) else float(v)
     return col
-

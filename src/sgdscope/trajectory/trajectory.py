@@ -89,7 +89,7 @@ class ChunkedArray:
                     f"too many indices for a (T, d) trajectory array: got {len(key)}, expected "
                     "at most 2 (time, coordinate)."
                 )
-            tkey, ckey = (key + (slice(None),))[:2]
+            tkey, ckey = (*key, slice(None))[:2]
         else:
             tkey, ckey = key, slice(None)
         rows = np.arange(self.shape[0])[tkey]
@@ -151,7 +151,9 @@ class Trajectory:
         self._chunks = {s: chunks_of(manifest, s) for s in manifest["streams"]}
         streams = manifest["streams"]
         w = streams["weights"]
-        self.weights = ChunkedArray(self.path, "weights", self._chunks["weights"], w["dim"], w["dtype"])
+        self.weights = ChunkedArray(
+            self.path, "weights", self._chunks["weights"], w["dim"], w["dtype"]
+        )
         self.steps, self.scalars = self._records("weights")
         if "gradients" in streams:
             g = streams["gradients"]
