@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from sgdscope.paper import data as data_mod
-from sgdscope.paper.data import EMBEDDED_SIZES, MnistData, Scale, Split, mnist
+from sgdscope.paper.data import EMBEDDED_SIZES, MnistData, Scale, Split, mnist, mnist_for
 from sgdscope.paper.idx import IdxFormatError, write_idx
 
 SHARED = Path("/work/shared/data/mnist")
@@ -320,3 +320,34 @@ def test_mnistdata_checks_its_fields():
             torch.zeros(2, 28, 28, dtype=torch.uint8), torch.zeros(3, dtype=torch.int64), z,
             (0,), Split.TRAIN, Scale.RAW, 28, "x",
         )  # fmt: skip
+
+
+# --- data for each of the paper's networks --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "classes"),
+    [("small-lenet", 28, tuple(range(10))), ("small-fc", 7, (0, 1)), ("tiny-fc", 7, (0, 1, 2, 3, 4))],
+)  # fmt: skip
+def test_mnist_for_follows_the_paper(model, size, classes):
+    from sgdscope.paper.models import build, input_shape
+
+    d = mnist_for(model, split="test", n=20)
+    x, y = d.tensors()
+    assert tuple(x.shape[1:]) == input_shape(model) == (1, size, size)
+    assert d.classes == classes and d.scale is Scale.RAW
+    out = build(model, seed=0).eval()(x)
+    assert out.shape[0] == 20 and int(y.max()) < out.shape[1]
+    expected = mnist(split="test", n=20, size=size, classes=classes, scale="raw").tensors()[0]
+    torch.testing.assert_close(x, expected, rtol=0, atol=0)
+
+
+def test_mnist_for_refuses_the_cifar_network():
+    with pytest.raises(ValueError, match=r"'model' parameter .* must be an MNIST network .* got "
+                       r"'small-allcnn': it reads CIFAR"):  # fmt: skip
+        mnist_for("small-allcnn")
+    with pytest.raises(
+        ValueError,
+        match=r"'model' parameter of sgdscope.paper.data.mnist_for must be one of 'small-lenet'",
+    ):
+        mnist_for("lenet")

@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 
 from .._validation import check_int, check_option
 from .idx import read_idx
+from .models import ModelName, info
 
 __all__ = [
     "EMBEDDED_SIZES",
@@ -49,6 +50,7 @@ __all__ = [
     "Scale",
     "Split",
     "mnist",
+    "mnist_for",
 ]
 
 IMAGE_MAGIC = 0x00000803  #: IDX magic number of MNIST image files (uint8, 3 dimensions).
@@ -360,4 +362,65 @@ def mnist(
         scale=scale,
         size=size,
         source=source,
+    )
+
+
+# The digits each network saw in the paper's runs (DIGEST §2.1, §2.3).
+_PAPER_CLASSES: dict[ModelName, tuple[int, ...]] = {
+    ModelName.SMALL_LENET: tuple(range(10)),
+    ModelName.SMALL_FC: (0, 1),
+    ModelName.TINY_FC: tuple(range(5)),
+}
+
+
+def mnist_for(
+    model: str | ModelName,
+    data_dir: str | os.PathLike[str] | None = None,
+    split: str | Split = "train",
+    *,
+    n: int | None = None,
+    scale: str | Scale = "paper",
+) -> MnistData:
+    """Load MNIST the way the paper fed it to one of its networks (DIGEST §2.1).
+
+    - ``small-lenet``: 28 × 28, all ten digits.
+    - ``small-fc``: 7 × 7, digits 0 and 1 only (the code's ``halfmnist`` defaults; the network
+      keeps 10 outputs). Call :func:`mnist` with ``size=7`` for all ten digits.
+    - ``tiny-fc``: 7 × 7, digits 0–4 (5 classes, §IV-B). The Fig. 3a–b run used
+      ``n=2048, classes=range(4)`` with ``build("tiny-fc", 4)``; call :func:`mnist` for that.
+
+    Args:
+        model: ``"small-lenet"``, ``"small-fc"`` or ``"tiny-fc"``.
+        data_dir: Folder with the IDX files; None uses the embedded subset.
+        split: ``"train"`` or ``"test"``.
+        n: Size of a class-balanced subset; None keeps everything selected.
+        scale: Input scaling; default ``"paper"`` (raw 0–255, as the authors' loader fed it).
+
+    Returns:
+        An :class:`MnistData` whose inputs have the network's input shape.
+
+    Raises:
+        ValueError: If ``model`` is unknown, or is ``small-allcnn`` (a CIFAR network: sgdscope
+            ships no CIFAR data; pass your own tensors to the noise engine instead).
+
+    Example:
+        >>> x, y = mnist_for("tiny-fc", split="test", n=10).tensors()
+        >>> tuple(x.shape), sorted(set(y.tolist()))
+        ((10, 1, 7, 7), [0, 1, 2, 3, 4])
+    """
+    meta = info(check_option("model", model, ModelName, where="sgdscope.paper.data.mnist_for"))
+    if meta.name not in _PAPER_CLASSES:
+        raise ValueError(
+            f"the 'model' parameter of sgdscope.paper.data.mnist_for must be an MNIST network "
+            f"({', '.join(repr(m.value) for m in _PAPER_CLASSES)}), got {meta.name.value!r}: "
+            "it reads CIFAR, which sgdscope does not ship; pass your own (inputs, targets) "
+            "tensors of shape N x 3 x 32 x 32 instead."
+        )
+    return mnist(
+        data_dir,
+        split,
+        n=n,
+        scale=scale,
+        size=meta.input_shape[-1],
+        classes=_PAPER_CLASSES[meta.name],
     )
