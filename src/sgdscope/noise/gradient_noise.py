@@ -12,6 +12,7 @@ gradient covariance D/b (App. A). ``correction=1`` divides by N − 1 instead.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from enum import Enum
 
@@ -300,7 +301,12 @@ class GradientNoise:
     def _compute_chunk(
         self, indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor
     ) -> torch.Tensor:
-        with model_mode(self.model, self.eval_mode):
+        with model_mode(self.model, self.eval_mode), warnings.catch_warnings():
+            # vmap falls back to a loop for ops without a batching rule (e.g. CPU flash attention);
+            # the result is exact, only slower, so the per-chunk warning is noise to the user.
+            warnings.filterwarnings(
+                "ignore", message="There is a performance drop because we have not yet"
+            )
             G = self._kernel(self._trainable, self._constants, x.to(self.device), y.to(self.device))
         G = G.detach()
         if not torch.isfinite(G).all():

@@ -1,0 +1,69 @@
+"""Slow, obviously correct reference implementations for the gradient-noise engine.
+
+These follow the authors' own method (DIGEST §2.2, ``compute_sigma.py``): a batch-size-1 loop of
+``loss.backward()`` calls, and D accumulated as rank-1 updates ``S += (g_k − g)(g_k − g)ᵀ`` of a
+dense d × d matrix. Tests use them as oracles and benchmarks as the paper's baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["covariance_by_rank_one_updates", "per_sample_gradients_loop"]
+
+
+def per_sample_gradients_loop(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    params: Sequence[str] | None = None,
+) -> torch.Tensor:
+    """Per-sample gradients by one backward pass per sample, shape (N, d), in named_parameters order.
+
+    The model is used in whatever mode it is in (call ``model.eval()`` first to match the default
+    of :class:`~sgdscope.GradientNoise`).
+    """
+    named = [
+        (n, p)
+        for n, p in model.named_parameters()
+        if (p.requires_grad if params is None else n in params)
+    ]
+    rows = []
+    for i in range(inputs.shape[0]):
+        model.zero_grad(set_to_none=True)
+        loss = loss_fn(model(inputs[i : i + 1]), targets[i : i + 1]).sum()
+        grads = torch.autograd.grad(loss, [p for _, p in named])
+        rows.append(torch.cat([g.reshape(-1) for g in grads]))
+    return torch.stack(rows)
+
+
+def covariance_by_rank_one_updates(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """D = (1/N) Σ (g_k − g)(g_k − g)ᵀ the authors' way: full gradient first, then rank-1 updates.
+
+    Two passes: the mean gradient g (as a mean of per-sample gradients), then a batch-size-1 loop
+    adding ``torch.outer(g_k − g, g_k − g)`` to a dense d × d matrix.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    n = inputs.shape[0]
+
+    def grad_of(i: int) -> torch.Tensor:
+        loss = loss_fn(model(inputs[i : i + 1]), targets[i : i + 1]).sum()
+        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)]).to(dtype)
+
+    g = sum(grad_of(i) for i in range(n)) / n
+    d = g.numel()
+    S = torch.zeros(d, d, dtype=dtype)
+    for i in range(n):
+        c = grad_of(i) - g
+        S.add_(torch.outer(c, c))
+    return S / n

@@ -1,0 +1,192 @@
+import numpy as np
+import pytest
+import scipy.sparse.linalg
+import torch
+
+import sgdscope as sg
+from sgdscope.noise.spectrum import FLOAT32_EPS
+
+from .cases import cross_entropy, image_data, small_cnn, warm_up_batchnorm
+
+
+def cnn_noise(n: int) -> sg.GradientNoise:
+    X, y = image_data(n)
+    model = warm_up_batchnorm(small_cnn(), X)
+    return sg.GradientNoise(model, cross_entropy(), (X, y), chunk_size=64)
+
+
+@pytest.fixture(scope="module", params=[120, 700], ids=["N<d", "N>d"])
+def case(request):
+    noise = cnn_noise(request.param)
+    D = noise.dense().numpy()
+    evals, evecs = np.linalg.eigh(D)
+    return noise, D, evals[::-1].copy(), evecs[:, ::-1].copy()
+
+
+def assert_same_subspace(V, W, atol=1e-6):
+    """V and W (d × k) span the same subspace: ‖VᵀW‖_F² = k."""
+    k = V.shape[1]
+    assert np.linalg.norm(V.T @ W) ** 2 == pytest.approx(k, abs=atol * k)
+
+
+def test_exact_methods_agree_with_numpy_eigh(case):
+    noise, D, evals, evecs = case
+    n = noise.n_samples
+    for method in ["dense", "gram"]:
+        spec = noise.spectrum(method=method)
+        m = spec.eigenvalues.size
+        np.testing.assert_allclose(
+            spec.eigenvalues, np.clip(evals[:m], 0, None), rtol=1e-8, atol=1e-12 * evals[0]
+        )
+        assert np.all(evals[m:] <= 1e-10 * evals[0])  # whatever gram leaves out is zero
+        assert spec.complete and spec.trace == pytest.approx(np.trace(D), rel=1e-10)
+        top = 10  # well-separated top eigenvalues: eigenvectors agree
+        assert_same_subspace(spec.eigenvectors[:, :top], evecs[:, :top])
+    assert noise.spectrum(method="gram").eigenvalues.size == min(n - 1, noise.dim)
+
+
+def test_randomized_top_k_agrees_with_dense(case):
+    noise, _, evals, evecs = case
+    spec = noise.spectrum(k=15, method="randomized", tol=1e-9)
+    assert spec.converged and not spec.complete
+    np.testing.assert_allclose(spec.eigenvalues, evals[:15], rtol=1e-8)
+    # the residuals are error bars: |λ̃ − λ| ≤ ‖r‖
+    assert np.all(np.abs(spec.eigenvalues - evals[:15]) <= spec.residuals + 1e-15)
+    assert_same_subspace(spec.eigenvectors[:, :10], evecs[:, :10])
+
+
+def test_operator_products_agree_with_dense(case):
+    noise, D, evals, _ = case
+    op = noise.operator()
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(noise.dim, 4, generator=g, dtype=torch.float64)
+    v = X[:, 0]
+    Dt = torch.from_numpy(D)
+    for _ in range(2):  # twice: products are deterministic
+        torch.testing.assert_close(op @ X, Dt @ X, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(op.matvec(v), Dt @ v, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(op.rmatmat(X), Dt.T @ X, rtol=1e-9, atol=1e-12)
+    sp = op.to_scipy()
+    np.testing.assert_allclose(sp @ X.numpy(), D @ X.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sp.rmatvec(v.numpy()), D @ v.numpy(), rtol=1e-9, atol=1e-12)
+    top = scipy.sparse.linalg.eigsh(sp, k=5, which="LA", return_eigenvectors=False)
+    np.testing.assert_allclose(np.sort(top)[::-1], evals[:5], rtol=1e-8)
+
+
+def decaying_least_squares(d=300, n=1000):
+    """Least squares whose feature scales decay so that λ_j(D) ≈ 10^(−j/20): the rank at the paper's
+    threshold (≈ 90) is well below min(N − 1, d), so k must grow 32 → 64 → 128 to reach it."""
+    g = torch.Generator().manual_seed(0)
+    scales = 10 ** (-torch.arange(d, dtype=torch.float64) / 40)
+    X = torch.randn(n, d, generator=g, dtype=torch.float64) * scales
+    y = torch.randn(n, generator=g, dtype=torch.float64)
+    model = torch.nn.Linear(d, 1, bias=False, dtype=torch.float64)
+    return sg.GradientNoise(model, lambda o, t: 0.5 * (o[:, 0] - t) ** 2, (X, y))
+
+
+def test_rank_without_a_dense_matrix_is_exact():
+    noise = decaying_least_squares()
+    dense = noise.spectrum(method="dense")
+    spec = noise.spectrum(method="randomized")  # k=None: grow k to the threshold
+    assert spec.converged and not spec.complete
+    assert 64 < spec.eigenvalues.size <= 128  # it had to grow twice
+    assert spec.eigenvalues[-1] <= spec.threshold()
+    assert spec.rank() == dense.rank() and 50 < dense.rank() < 128
+    assert spec.rank_is_certain()
+    D = noise.dense().numpy()
+    thr = np.linalg.eigvalsh(D).max() * D.shape[0] * FLOAT32_EPS
+    assert dense.rank() == np.linalg.matrix_rank(D, tol=thr, hermitian=True)
+    for rtol in [1e-3, 1e-2]:
+        assert noise.spectrum(method="randomized", rtol=rtol).rank(rtol) == dense.rank(rtol)
+
+
+def test_full_rank_stops_at_the_rank_bound():
+    noise = cnn_noise(120)
+    spec = noise.spectrum(method="randomized")
+    assert spec.complete and spec.eigenvalues.size == 119  # N − 1
+    assert spec.rank() == noise.spectrum(method="dense").rank()
+
+
+def test_auto_says_what_it_chose():
+    noise = cnn_noise(120)
+    spec = noise.spectrum()
+    assert spec.method == "gram" and spec.reason.startswith("auto: min(N, d) = 120")
+    assert noise.spectrum(method="dense").reason == "requested"
+
+
+def test_statistics_against_direct_formulas():
+    noise = cnn_noise(120)
+    spec = noise.spectrum(method="dense")
+    lam = np.clip(np.linalg.eigvalsh(noise.dense().numpy()), 0, None)[::-1]
+    d = lam.size
+    thr = lam[0] * d * FLOAT32_EPS
+    r = int((lam > thr).sum())
+    assert spec.rank() == r and spec.rank_fraction() == pytest.approx(r / d)
+    p = lam[lam > 0] / lam.sum()
+    assert spec.effective_rank() == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-9)
+    assert spec.participation_ratio() == pytest.approx(lam.sum() ** 2 / (lam**2).sum(), rel=1e-9)
+    assert spec.top_k_share(5) == pytest.approx(lam[:5].sum() / lam.sum(), rel=1e-9)
+    s = spec.stats()
+    clipped = np.maximum(lam, thr)
+    assert s["raw"]["mean"] == pytest.approx(lam.mean(), rel=1e-9)
+    assert s["raw"]["std"] == pytest.approx(lam.std(), rel=1e-7)
+    assert s["clipped"]["mean"] == pytest.approx(clipped.mean(), rel=1e-9)
+    assert s["clipped"]["std"] == pytest.approx(clipped.std(), rel=1e-7)
+    assert s["above"]["mean"] == pytest.approx(lam[:r].mean(), rel=1e-9)
+    assert s["above"]["count"] == r
+    counts, edges = spec.histogram(bins=12)
+    assert counts.sum() == d and counts[0] >= d - r
+    counts, _ = spec.histogram(bins=np.logspace(-9, 2, 10))  # the authors' style of fixed edges
+    assert counts.sum() <= d
+
+
+def test_partial_spectrum_statistics_bracket_the_exact_ones():
+    noise = decaying_least_squares()
+    exact = noise.spectrum(method="dense").stats()
+    partial = noise.spectrum(method="randomized")
+    s = partial.stats()
+    assert s["raw"]["mean"] == pytest.approx(exact["raw"]["mean"], rel=1e-9)
+    assert s["raw"]["std_low"] - 1e-12 <= exact["raw"]["std"] <= s["raw"]["std_high"] + 1e-12
+    assert s["clipped"]["mean"] == pytest.approx(exact["clipped"]["mean"], rel=1e-6)
+    assert s["above"]["count"] == exact["above"]["count"]
+
+
+def test_partial_spectrum_refuses_an_undetermined_rank():
+    noise = cnn_noise(120)
+    spec = noise.spectrum(k=5, method="randomized")
+    with pytest.raises(
+        ValueError,
+        match=r"rank at threshold .* is not determined: all 5 computed eigenvalues.*k=None",
+    ):
+        spec.rank()
+    with pytest.raises(
+        ValueError, match=r"'k' parameter of Spectrum.top_k_share must be an int in \[1, 5\]"
+    ):
+        spec.top_k_share(6)
+
+
+def test_subspace_overlap():
+    noise = cnn_noise(120)
+    a = noise.spectrum(k=8, method="randomized")
+    b = noise.spectrum(method="dense")
+    assert a.subspace_overlap(b, 5) == pytest.approx(1.0, abs=1e-6)
+    X, y = image_data(120, seed=99)
+    other = sg.GradientNoise(small_cnn(seed=5).eval(), cross_entropy(), (X, y)).spectrum(
+        k=5, method="randomized"
+    )
+    overlap = a.subspace_overlap(other, 5)
+    assert 0.0 <= overlap < 0.9
+    with pytest.raises(
+        ValueError,
+        match=r"'k' parameter of Spectrum.subspace_overlap must be at most .* \(8\), got 9",
+    ):
+        a.subspace_overlap(b, 9)
+
+
+def test_summary_is_json_ready():
+    import json
+
+    summary = cnn_noise(120).spectrum().summary()
+    text = json.dumps(summary)
+    assert '"threshold_rule": "lambda_max * d * eps_float32"' in text
+    assert summary["rank_percent"] == pytest.approx(100 * summary["rank"] / summary["dim"])
