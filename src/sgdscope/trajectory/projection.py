@@ -177,8 +177,8 @@ def pca_projection(
     ``increments=True``), the directions are the top-k eigenvectors of the sample covariance
     :math:`\frac{1}{T-1}\sum_t (z_t-\bar z)(z_t-\bar z)^\top`, i.e. the top right singular vectors
     of the centred data matrix. The covariance is accumulated in float64 chunk by chunk (two
-    passes, no (T, d) array in memory) when d ≤ 4096; above that the data are loaded and an SVD is
-    used. The projection's centre is the mean position (or zero with ``center=False``), so
+    passes, no (T, d) array in memory) when d ≤ min(T, 4096); otherwise the data are loaded and
+    an SVD of the (T, d) matrix is used (cheaper when T < d). The projection's centre is the mean position (or zero with ``center=False``), so
     ``proj.apply(traj)`` gives centred coordinates in either case. Each direction's sign is fixed so
     that its largest entry is positive.
 
@@ -226,7 +226,7 @@ def pca_projection(
     k = check_int("k", k, where=where, low=1, high=dim)
     z_mean = total / count if center else np.zeros(dim)
     pos_mean = pos_total / pos_count if center else np.zeros(dim)
-    if dim <= _MAX_COV_DIM:
+    if count >= dim and dim <= _MAX_COV_DIM:
         cov = np.zeros((dim, dim))
         for z in stream():
             zc = z - z_mean

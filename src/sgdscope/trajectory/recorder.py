@@ -309,13 +309,21 @@ class TrajectoryRecorder:
                     f"not a trajectory; choose a new or empty directory."
                 )
 
+        layout = _layout(names, self._params)
+        if manifest is not None and manifest["meta"].get("layout") != layout:
+            raise ValueError(
+                f"cannot resume the trajectory at {str(path)!r}: its 'layout' (recorded parameter "
+                f"names and shapes) is {manifest['meta'].get('layout')!r}, but this model has "
+                f"{layout!r}. Resume with the same model and params, or record to a new path."
+            )
+
         # projection
         proj = self._resolve_projection(projection, full_dim, seed, manifest)
         self.projection = proj
         self.dim = full_dim if proj is None else proj.k
         if proj is not None:
-            self._basis = torch.as_tensor(proj.basis, dtype=store_dtype, device=device)
-            self._shift = self._basis @ torch.as_tensor(proj.mean, dtype=store_dtype, device=device)
+            self._basis = torch.tensor(np.array(proj.basis), dtype=store_dtype, device=device)
+            self._shift = self._basis @ torch.tensor(np.array(proj.mean), dtype=store_dtype, device=device)
             self._flat = torch.empty(full_dim, dtype=store_dtype, device=device)
 
         itemsize = torch.empty((), dtype=store_dtype).element_size()
@@ -328,7 +336,6 @@ class TrajectoryRecorder:
                 1, min(self.chunk_size, self.chunk_size * self.every // gradient_every)
             )
 
-        layout = _layout(names, self._params)
         if lr is None and optimizer is not None:
             lr = optimizer.param_groups[0].get("lr")
         if momentum is None and optimizer is not None:
