@@ -77,7 +77,10 @@ def test_pca_streams_over_a_chunked_trajectory(tmp_path, monkeypatch):
         w.append("weights", x[lo:hi], np.arange(lo, hi) + 1, {})
     traj = sg.load_trajectory(tmp_path / "t")
     for inc in (False, True):
-        a, b = sg.pca_projection(x, k=2, increments=inc), sg.pca_projection(traj, k=2, increments=inc)
+        a, b = (
+            sg.pca_projection(x, k=2, increments=inc),
+            sg.pca_projection(traj, k=2, increments=inc),
+        )
         np.testing.assert_allclose(a.basis, b.basis, atol=1e-10)
         np.testing.assert_allclose(a.apply(x), b.apply(traj), atol=1e-9)
     monkeypatch.setattr(projection_module, "_BLOCK", 9)  # in-memory arrays streamed in blocks too
@@ -86,11 +89,13 @@ def test_pca_streams_over_a_chunked_trajectory(tmp_path, monkeypatch):
 
 
 def test_pca_bad_input():
-    with pytest.raises(ValueError, match=r"'k' parameter of pca_projection must be an int in \[1, 6\]"):
+    with pytest.raises(
+        ValueError, match=r"'k' parameter of pca_projection must be an int in \[1, 6\]"
+    ):
         sg.pca_projection(_data(), k=7)
-    with pytest.raises(ValueError, match="at least 3 rows"):
+    with pytest.raises(ValueError, match=r"at least 3 rows"):
         sg.pca_projection(_data()[:2], k=1, increments=True)
-    with pytest.raises(ValueError, match="at least 2 rows"):
+    with pytest.raises(ValueError, match=r"at least 2 rows"):
         sg.pca_projection(_data()[:1], k=1)
     with pytest.raises(ValueError, match=r"shape \(T, d\)"):
         sg.pca_projection(np.zeros(5), k=1)
@@ -114,9 +119,11 @@ def test_random_directions_are_uniform_on_the_sphere():
 
 
 def test_random_projection_bad_input():
-    with pytest.raises(ValueError, match=r"'k' parameter of random_projection must be an int in \[1, 4\]"):
+    with pytest.raises(
+        ValueError, match=r"'k' parameter of random_projection must be an int in \[1, 4\]"
+    ):
         sg.random_projection(4, k=5)
-    with pytest.raises(ValueError, match="'dim' parameter of random_projection"):
+    with pytest.raises(ValueError, match=r"'dim' parameter of random_projection"):
         sg.random_projection(0)
 
 
@@ -145,21 +152,21 @@ def test_given_basis_orthonormalize_keeps_the_span():
 
 
 def test_given_basis_bad_input():
-    with pytest.raises(ValueError, match="must have orthonormal rows.*orthonormalize=True"):
+    with pytest.raises(ValueError, match=r"must have orthonormal rows.*orthonormalize=True"):
         sg.basis_projection(np.array([[1.0, 1.0, 0.0]]))
     with pytest.raises(ValueError, match=r"shape \(k, d\) with 1 <= k <= d.*transpose"):
         sg.basis_projection(np.eye(3)[:, :2])
-    with pytest.raises(ValueError, match="must be finite"):
+    with pytest.raises(ValueError, match=r"must be finite"):
         sg.basis_projection(np.array([[np.nan, 1.0]]))
-    with pytest.raises(ValueError, match="linearly dependent"):
+    with pytest.raises(ValueError, match=r"linearly dependent"):
         sg.basis_projection(np.array([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0]]), orthonormalize=True)
-    with pytest.raises(ValueError, match="'atol' parameter of basis_projection"):
+    with pytest.raises(ValueError, match=r"'atol' parameter of basis_projection"):
         sg.basis_projection(np.eye(2), atol=-1.0)
 
 
 def test_projection_shape_checks():
     p = sg.random_projection(5, k=2)
-    with pytest.raises(ValueError, match="last dimension d = 5"):
+    with pytest.raises(ValueError, match=r"last dimension d = 5"):
         p.apply(np.zeros((3, 4)))
     with pytest.raises(ValueError, match=r"shapes \(k, d\) and \(d,\)"):
         sg.Projection(basis=np.eye(3), mean=np.zeros(2))

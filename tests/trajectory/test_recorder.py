@@ -29,7 +29,10 @@ def _one_thread():
 def _tiny_fc(seed=0, classes=5):
     torch.manual_seed(seed)
     return torch.nn.Sequential(
-        torch.nn.Linear(49, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Linear(16, classes)
+        torch.nn.Linear(49, 16),
+        torch.nn.BatchNorm1d(16),
+        torch.nn.ReLU(),
+        torch.nn.Linear(16, classes),
     )
 
 
@@ -39,9 +42,17 @@ def _data(n=256, seed=1):
 
 
 def _flat(model, names=None):
-    return torch.cat(
-        [p.detach().reshape(-1) for n, p in model.named_parameters() if names is None or n in names]
-    ).numpy().copy()
+    return (
+        torch.cat(
+            [
+                p.detach().reshape(-1)
+                for n, p in model.named_parameters()
+                if names is None or n in names
+            ]
+        )
+        .numpy()
+        .copy()
+    )
 
 
 def _train(model, rec, steps, x, y, lr=0.1, momentum=0.9, opt=None, extra=None):
@@ -65,7 +76,13 @@ def test_round_trip_of_a_real_training_run(tmp_path):
     model, (x, y) = _tiny_fc(), _data()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     with sg.TrajectoryRecorder(
-        tmp_path / "run", model, optimizer=opt, batch_size=64, n=len(x), seed=42, chunk_size=7,
+        tmp_path / "run",
+        model,
+        optimizer=opt,
+        batch_size=64,
+        n=len(x),
+        seed=42,
+        chunk_size=7,
         meta={"note": "test"},
     ) as rec:
         ref, losses = _train(model, rec, 30, x, y, opt=opt)
@@ -83,7 +100,12 @@ def test_round_trip_of_a_real_training_run(tmp_path):
     assert m["layout"]["shapes"] == [list(p.shape) for p in model.parameters()]
     assert m["layout"]["offsets"] == [0, 784, 800, 816, 832, 912]
     assert (m["lr"], m["momentum"], m["batch_size"], m["n"], m["seed"], m["every"]) == (
-        0.05, 0.9, 64, 256, 42, 1,
+        0.05,
+        0.9,
+        64,
+        256,
+        42,
+        1,
     )
     # the temperature is eta / (2b) / (1 - mu) (sg.temperature, eq. 3), an independent closed form
     assert m["temperature"] == pytest.approx(0.05 / (2 * 64) / (1 - 0.9))
@@ -116,8 +138,11 @@ def test_parameter_subset(tmp_path, how):
         _train(model, rec, 5, x, y)
     traj = sg.load_trajectory(tmp_path / "s")
     # model order is kept: 1.bias comes before 3.weight
-    assert traj.meta["layout"] == {"names": ["1.bias", "3.weight"], "shapes": [[16], [5, 16]],
-                                   "offsets": [0, 16]}
+    assert traj.meta["layout"] == {
+        "names": ["1.bias", "3.weight"],
+        "shapes": [[16], [5, 16]],
+        "offsets": [0, 16],
+    }
     np.testing.assert_array_equal(traj.weights[-1], _flat(model, chosen))
 
 
@@ -143,7 +168,9 @@ def test_projection_onto_random_and_given_directions(tmp_path):
     e = torch.eye(917)[[0, 5]]
     with sg.TrajectoryRecorder(tmp_path / "e", _tiny_fc(), projection=e) as rec:
         rec.step()
-    assert sg.load_trajectory(tmp_path / "e").weights[0].tolist() == _flat(_tiny_fc())[[0, 5]].tolist()
+    assert (
+        sg.load_trajectory(tmp_path / "e").weights[0].tolist() == _flat(_tiny_fc())[[0, 5]].tolist()
+    )
 
 
 def test_full_gradient_matches_autograd_on_the_whole_data(tmp_path):
@@ -152,7 +179,11 @@ def test_full_gradient_matches_autograd_on_the_whole_data(tmp_path):
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64)
     per_sample = torch.nn.CrossEntropyLoss(reduction="none")
     with sg.TrajectoryRecorder(
-        tmp_path / "g", model, gradient_data=loader, loss_fn=per_sample, gradient_every=4,
+        tmp_path / "g",
+        model,
+        gradient_data=loader,
+        loss_fn=per_sample,
+        gradient_every=4,
         dtype=torch.float64,
     ) as rec:
         expected, full_losses = [], []
@@ -188,12 +219,18 @@ def test_full_gradient_from_a_tensor_tuple_is_projected(tmp_path):
     model, (x, y) = _tiny_fc(), _data(n=64)
     per_sample = torch.nn.CrossEntropyLoss(reduction="none")
     with sg.TrajectoryRecorder(
-        tmp_path / "gp", model, projection=2, gradient_data=(x, y), loss_fn=per_sample,
+        tmp_path / "gp",
+        model,
+        projection=2,
+        gradient_data=(x, y),
+        loss_fn=per_sample,
         gradient_every=1,
     ) as rec:
         rec.step()
     model.eval()
-    g = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), list(model.parameters()))
+    g = torch.autograd.grad(
+        torch.nn.functional.cross_entropy(model(x), y), list(model.parameters())
+    )
     g = torch.cat([v.reshape(-1) for v in g]).numpy()
     traj = sg.load_trajectory(tmp_path / "gp")
     np.testing.assert_allclose(traj.gradients[0], traj.projection.basis @ g, rtol=1e-4, atol=1e-6)
@@ -222,23 +259,28 @@ def test_resume_on_a_new_path_starts_afresh(tmp_path):
 def test_resume_refuses_a_different_layout_or_setting(tmp_path):
     with sg.TrajectoryRecorder(tmp_path / "r", _tiny_fc(), projection=2) as rec:
         rec.step()
-    with pytest.raises(ValueError, match="cannot resume.*'layout'"):
+    with pytest.raises(ValueError, match=r"cannot resume.*'layout'"):
         sg.TrajectoryRecorder(tmp_path / "r", _tiny_fc(classes=4), resume=True, projection=2)
-    with pytest.raises(ValueError, match="cannot resume.*'every'"):
+    with pytest.raises(ValueError, match=r"cannot resume.*'every'"):
         sg.TrajectoryRecorder(tmp_path / "r", _tiny_fc(), every=2, resume=True, projection=2)
-    with pytest.raises(ValueError, match="differs from the projection"):
+    with pytest.raises(ValueError, match=r"differs from the projection"):
         sg.TrajectoryRecorder(tmp_path / "r", _tiny_fc(), resume=True, projection=2, seed=9)
-    with pytest.raises(ValueError, match="recorded with a projection, got none"):
+    with pytest.raises(ValueError, match=r"recorded with a projection, got none"):
         sg.TrajectoryRecorder(tmp_path / "r", _tiny_fc(), resume=True)
     x, y = _data(n=8)
-    with pytest.raises(ValueError, match="recorded without gradients"):
+    with pytest.raises(ValueError, match=r"recorded without gradients"):
         sg.TrajectoryRecorder(
-            tmp_path / "r", _tiny_fc(), resume=True, projection=2, gradient_data=(x, y),
-            loss_fn=torch.nn.CrossEntropyLoss(reduction="none"), gradient_every=1,
+            tmp_path / "r",
+            _tiny_fc(),
+            resume=True,
+            projection=2,
+            gradient_data=(x, y),
+            loss_fn=torch.nn.CrossEntropyLoss(reduction="none"),
+            gradient_every=1,
         )
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "a.txt").write_text("x")
-    with pytest.raises(sg.TrajectoryFormatError, match="is not a trajectory"):
+    with pytest.raises(sg.TrajectoryFormatError, match=r"is not a trajectory"):
         sg.TrajectoryRecorder(tmp_path / "junk", _tiny_fc(), resume=True)
 
 
@@ -246,7 +288,7 @@ def test_existing_paths(tmp_path):
     with sg.TrajectoryRecorder(tmp_path / "r", _tiny_fc()) as rec:
         rec.step()
         rec.step()
-    with pytest.raises(FileExistsError, match="Pass resume=True.*overwrite=True"):
+    with pytest.raises(FileExistsError, match=r"Pass resume=True.*overwrite=True"):
         sg.TrajectoryRecorder(tmp_path / "r", _tiny_fc())
     with sg.TrajectoryRecorder(tmp_path / "r", _tiny_fc(), overwrite=True) as rec:
         rec.step()
@@ -254,7 +296,7 @@ def test_existing_paths(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "keep.txt").write_text("precious")
-    with pytest.raises(FileExistsError, match="not a trajectory"):
+    with pytest.raises(FileExistsError, match=r"not a trajectory"):
         sg.TrajectoryRecorder(other, _tiny_fc(), overwrite=True)
     assert (other / "keep.txt").read_text() == "precious"  # never deleted
     (tmp_path / "empty").mkdir()
@@ -269,7 +311,7 @@ def test_nan_weights_are_recorded_and_flagged(tmp_path):
     with torch.no_grad():
         model[0].weight[0, 0] = float("nan")
     rec.step()
-    with pytest.warns(RuntimeWarning, match="recorded at step 2 hold NaN"):
+    with pytest.warns(RuntimeWarning, match=r"recorded at step 2 hold NaN"):
         rec.flush()
     rec.step()  # warns once only
     rec.close()
@@ -283,7 +325,7 @@ def test_nan_weights_warn_at_close(tmp_path):
         model[3].bias[0] = float("inf")
     rec = sg.TrajectoryRecorder(tmp_path / "n", model)
     rec.step()
-    with pytest.warns(RuntimeWarning, match="step 1 hold NaN or inf"):
+    with pytest.warns(RuntimeWarning, match=r"step 1 hold NaN or inf"):
         rec.close()
 
 
@@ -294,7 +336,9 @@ def test_nan_weights_raise_when_asked(tmp_path):
     with torch.no_grad():
         model[0].bias.fill_(float("nan"))
     rec.step()
-    with pytest.raises(FloatingPointError, match="step 1 hold NaN or inf.*lower the learning rate"):
+    with pytest.raises(
+        FloatingPointError, match=r"step 1 hold NaN or inf.*lower the learning rate"
+    ):
         rec.flush()
     rec.close()  # already closed by the error: a no-op
     assert sg.load_trajectory(tmp_path / "n").first_nonfinite_step == 1
@@ -309,10 +353,10 @@ def test_writer_exception_surfaces_in_the_training_thread(tmp_path):
     rec._writer.append = disk_full
     rec.step()
     time.sleep(0.2)
-    with pytest.raises(RuntimeError, match="writer thread .* failed.*No space left") as info:
+    with pytest.raises(RuntimeError, match=r"writer thread .* failed.*No space left") as info:
         rec.step()
     assert isinstance(info.value.__cause__, OSError)
-    with pytest.raises(RuntimeError, match="called after close"):
+    with pytest.raises(RuntimeError, match=r"called after close"):
         rec.step()
 
 
@@ -320,12 +364,15 @@ def test_writer_exception_surfaces_at_close(tmp_path):
     rec = sg.TrajectoryRecorder(tmp_path / "w", _tiny_fc())
     rec._writer.append = lambda *a, **k: 1 / 0
     rec.step()
-    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+    with pytest.raises(RuntimeError, match=r"ZeroDivisionError"):
         rec.close()
 
 
 def test_user_exception_passes_through_and_records_are_kept(tmp_path):
-    with pytest.raises(KeyError, match="mine"), sg.TrajectoryRecorder(tmp_path / "u", _tiny_fc()) as rec:
+    with (
+        pytest.raises(KeyError, match=r"mine"),
+        sg.TrajectoryRecorder(tmp_path / "u", _tiny_fc()) as rec,
+    ):
         rec.step()
         rec.step()
         raise KeyError("mine")
@@ -337,14 +384,17 @@ def test_replaced_parameters_are_detected(tmp_path):
     rec = sg.TrajectoryRecorder(tmp_path / "x", model)
     rec.step()
     model[0].weight.data = model[0].weight.data.clone()
-    with pytest.raises(RuntimeError, match="were replaced.*Create the recorder after moving"):
+    with pytest.raises(RuntimeError, match=r"were replaced.*Create the recorder after moving"):
         rec.flush()
 
 
 def test_gradient_loss_must_be_per_sample(tmp_path):
     x, y = _data(n=16)
     rec = sg.TrajectoryRecorder(
-        tmp_path / "l", _tiny_fc(), gradient_data=(x, y), loss_fn=torch.nn.CrossEntropyLoss(),
+        tmp_path / "l",
+        _tiny_fc(),
+        gradient_data=(x, y),
+        loss_fn=torch.nn.CrossEntropyLoss(),
         gradient_every=1,
     )
     with pytest.raises(ValueError, match=r"per-sample losses of shape \(16,\).*reduction='none'"):
@@ -354,10 +404,13 @@ def test_gradient_loss_must_be_per_sample(tmp_path):
 
 def test_gradient_data_must_not_be_empty(tmp_path):
     rec = sg.TrajectoryRecorder(
-        tmp_path / "l", _tiny_fc(), gradient_data=[], loss_fn=torch.nn.CrossEntropyLoss(
-            reduction="none"), gradient_every=1,
+        tmp_path / "l",
+        _tiny_fc(),
+        gradient_data=[],
+        loss_fn=torch.nn.CrossEntropyLoss(reduction="none"),
+        gradient_every=1,
     )
-    with pytest.raises(ValueError, match="yielded no samples"):
+    with pytest.raises(ValueError, match=r"yielded no samples"):
         rec.step()
     rec.close()
 
@@ -393,19 +446,23 @@ BAD = [
     ({"meta": {"x": object()}}, "must be JSON-serialisable"),
     ({"loss_fn": torch.nn.MSELoss()}, "used only with 'gradient_data'"),
     ({"gradient_data": ([1], [2])}, "needs 'loss_fn'"),
-    ({"gradient_data": ([1], [2]), "loss_fn": torch.nn.MSELoss(), "gradient_every": 0},
-     "'gradient_every' parameter"),
+    (
+        {"gradient_data": ([1], [2]), "loss_fn": torch.nn.MSELoss(), "gradient_every": 0},
+        "'gradient_every' parameter",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "match"), BAD, ids=[next(iter(k)) + str(i) for i, (k, _) in enumerate(BAD)])
+@pytest.mark.parametrize(
+    ("kwargs", "match"), BAD, ids=[next(iter(k)) + str(i) for i, (k, _) in enumerate(BAD)]
+)
 def test_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         sg.TrajectoryRecorder(tmp_path / "b", _tiny_fc(), **kwargs)
 
 
 def test_model_must_be_a_module(tmp_path):
-    with pytest.raises(ValueError, match="must be a torch.nn.Module, got dict"):
+    with pytest.raises(ValueError, match=r"must be a torch.nn.Module, got dict"):
         sg.TrajectoryRecorder(tmp_path / "b", {})
 
 
@@ -454,7 +511,8 @@ def _check_valid(path, total):
 def _run_and_kill(script, path, total, rng, pause):
     proc = subprocess.Popen(
         [sys.executable, str(script), str(path), str(total), str(pause)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     before = len(sg.load_trajectory(path)) if (path / "manifest.json").exists() else 0
     deadline = time.monotonic() + 60
@@ -488,12 +546,16 @@ def _sigkill_campaign(tmp_path, kills, total, seed):
     assert n_killed >= 1 and lengths == sorted(lengths)  # resume appends, never loses commits
     out = subprocess.run(
         [sys.executable, str(script), str(path), str(total), "0"],
-        capture_output=True, timeout=120, check=True,
+        capture_output=True,
+        timeout=120,
+        check=True,
     )
     assert b"finished" in out.stdout
     traj = _check_valid(path, total)
     assert traj.complete and len(traj) == total // 2
-    assert traj.meta["resumed_at_steps"][: n_killed] == sorted(traj.meta["resumed_at_steps"][:n_killed])
+    assert traj.meta["resumed_at_steps"][:n_killed] == sorted(
+        traj.meta["resumed_at_steps"][:n_killed]
+    )
 
 
 def test_sigkill_mid_run_leaves_readable_chunks_and_resume_continues(tmp_path):

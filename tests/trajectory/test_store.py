@@ -15,9 +15,7 @@ SIZES = [5, 3, 8, 1, 4]  # uneven chunks, including a single-row one
 
 def _write(root, rng, sizes=SIZES, dim=D, scalars=True):
     """Write chunks of known random data; return the (T, d) array, steps and the loss column."""
-    w = StoreWriter(
-        root, {"lr": 0.1, "every": 2}, {"weights": {"dim": dim, "dtype": "float64"}}
-    )
+    w = StoreWriter(root, {"lr": 0.1, "every": 2}, {"weights": {"dim": dim, "dtype": "float64"}})
     rows, steps, losses, step = [], [], [], 0
     for c, size in enumerate(sizes):
         data = rng.normal(size=(size, dim))
@@ -98,9 +96,9 @@ def test_iter_chunks_covers_the_array(stored):
 
 def test_bad_indices_raise(stored):
     traj, _, _, _ = stored
-    with pytest.raises(IndexError, match="at most 2"):
+    with pytest.raises(IndexError, match=r"at most 2"):
         traj.weights[1, 2, 3]
-    with pytest.raises(IndexError, match="1-D set of rows"):
+    with pytest.raises(IndexError, match=r"1-D set of rows"):
         traj.weights[np.zeros((2, 2), dtype=int)]
     with pytest.raises(IndexError):
         traj.weights[100]
@@ -153,15 +151,15 @@ def test_fsync_mode_writes_readable_store(tmp_path):
 
 # ----------------------------------------------------------------------------------- bad input
 def test_missing_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"does not exist"):
         sg.load_trajectory(tmp_path / "nowhere")
 
 
 def test_path_that_is_not_a_trajectory(tmp_path):
     (tmp_path / "file.txt").write_text("hello")
-    with pytest.raises(sg.TrajectoryFormatError, match="is not a trajectory"):
+    with pytest.raises(sg.TrajectoryFormatError, match=r"is not a trajectory"):
         sg.load_trajectory(tmp_path / "file.txt")
-    with pytest.raises(sg.TrajectoryFormatError, match="is not a trajectory"):
+    with pytest.raises(sg.TrajectoryFormatError, match=r"is not a trajectory"):
         sg.load_trajectory(tmp_path)  # a directory without a manifest
     assert issubclass(sg.TrajectoryFormatError, ValueError)
 
@@ -175,13 +173,13 @@ def _manifest(tmp_path, content):
 
 def test_manifest_of_another_format(tmp_path):
     root = _manifest(tmp_path, json.dumps({"format": "zarr", "format_version": 1}))
-    with pytest.raises(sg.TrajectoryFormatError, match="does not declare format"):
+    with pytest.raises(sg.TrajectoryFormatError, match=r"does not declare format"):
         sg.load_trajectory(root)
 
 
 def test_manifest_not_json(tmp_path):
     root = _manifest(tmp_path, "{not json")
-    with pytest.raises(sg.TrajectoryFormatError, match="not valid JSON"):
+    with pytest.raises(sg.TrajectoryFormatError, match=r"not valid JSON"):
         sg.load_trajectory(root)
 
 
@@ -191,13 +189,13 @@ def test_newer_format_version_is_refused(tmp_path):
     manifest = json.loads(file.read_text())
     manifest["format_version"] = FORMAT_VERSION + 1
     file.write_text(json.dumps(manifest))
-    with pytest.raises(sg.TrajectoryFormatError, match="newer trajectory format version 2"):
+    with pytest.raises(sg.TrajectoryFormatError, match=r"newer trajectory format version 2"):
         sg.load_trajectory(tmp_path / "v")
 
 
 def test_invalid_format_version(tmp_path):
     root = _manifest(tmp_path, json.dumps({"format": FORMAT_NAME, "format_version": "one"}))
-    with pytest.raises(sg.TrajectoryFormatError, match="invalid format_version"):
+    with pytest.raises(sg.TrajectoryFormatError, match=r"invalid format_version"):
         sg.load_trajectory(root)
 
 
@@ -206,5 +204,5 @@ def test_damaged_chunk_is_reported(tmp_path):
     np.save(tmp_path / "t" / "weights" / "00000001.npy", np.ones((2, D)))
     traj = sg.load_trajectory(tmp_path / "t")
     np.testing.assert_array_equal(traj.weights[0:5].shape, (5, D))  # other chunks still load
-    with pytest.raises(sg.TrajectoryFormatError, match="is damaged"):
+    with pytest.raises(sg.TrajectoryFormatError, match=r"is damaged"):
         traj.weights[6]

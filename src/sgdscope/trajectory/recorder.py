@@ -323,7 +323,9 @@ class TrajectoryRecorder:
         self.dim = full_dim if proj is None else proj.k
         if proj is not None:
             self._basis = torch.tensor(np.array(proj.basis), dtype=store_dtype, device=device)
-            self._shift = self._basis @ torch.tensor(np.array(proj.mean), dtype=store_dtype, device=device)
+            self._shift = self._basis @ torch.tensor(
+                np.array(proj.mean), dtype=store_dtype, device=device
+            )
             self._flat = torch.empty(full_dim, dtype=store_dtype, device=device)
 
         itemsize = torch.empty((), dtype=store_dtype).element_size()
