@@ -150,10 +150,20 @@ def find_critical_points(
     idx, g, jm, delta = idx[inside], g[inside], jm[inside], delta[inside]
     centres = grid.points.reshape(-1, dim)[idx]
     locs = centres + delta
+    if periodic:  # wrap into the box, and compare positions modulo the period
+        locs = grid.low + np.mod(locs - grid.low, grid.high - grid.low)
+    period = grid.high - grid.low
+
+    def apart(u, v):
+        d = np.abs(u - v)
+        if periodic:
+            d = np.minimum(d, period - d)
+        return np.any(d > h)
+
     order = np.argsort(np.linalg.norm(g, axis=1))
     kept: list[int] = []
     for k in order:
-        if all(np.any(np.abs(locs[k] - locs[m]) > h) for m in kept):
+        if all(apart(locs[k], locs[m]) for m in kept):
             kept.append(int(k))
     eig_tol = 1e-8 * (np.abs(jac).max() + 1e-300)
     out = []

@@ -166,7 +166,7 @@ def assemble_generator(
         b_eff = drift_faces[i][:, i] - inv_beta * (dii_r - dii_l) / h[i]
         with np.errstate(divide="ignore", invalid="ignore"):
             p = np.where(d_face > 0, beta * b_eff * h[i] / d_face, np.inf * np.sign(b_eff))
-        p = np.nan_to_num(p, nan=0.0)
+        p = np.nan_to_num(p, nan=0.0, posinf=np.inf, neginf=-np.inf)
         peclets.append(p)
         scale = inv_beta * d_face / h[i]
         degenerate = d_face <= 0
