@@ -9,6 +9,10 @@ from __future__ import annotations
 from .temperature import temperature as temperature
 
 # --- gradient noise (D(x), its spectrum and rank) ---
+from .noise import CovarianceOperator as CovarianceOperator
+from .noise import GradientNoise as GradientNoise
+from .noise import ParamLayout as ParamLayout
+from .noise import Spectrum as Spectrum
 
 # --- dynamics (Fokker-Planck, linear theory, simulators) ---
 from .dynamics.linear import LinearDecomposition as LinearDecomposition
@@ -33,11 +37,19 @@ from .trajectory import load_trajectory as load_trajectory
 from .trajectory import pca_projection as pca_projection
 from .trajectory import random_projection as random_projection
 
+# --- the paper (its data, networks and experiments) ---
+from . import paper as paper
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "paper",
     "temperature",
     # gradient noise
+    "CovarianceOperator",
+    "GradientNoise",
+    "ParamLayout",
+    "Spectrum",
     # dynamics
     "LinearDecomposition",
     "linear_decomposition",

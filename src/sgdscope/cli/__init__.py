@@ -15,3 +15,6 @@ def main() -> None:
 
 
 # Commands are registered here, one line each.
+from .spectrum import spectrum  # noqa: E402
+
+main.add_command(spectrum)
