@@ -68,22 +68,50 @@ def _psd_root(D: Tensor) -> tuple[Tensor, Tensor]:
     return L, lam_rel
 
 
-class AbstractDiffusion(ABC):
-    """A diffusion matrix D in some structure; subclasses write one private noise kernel.
+class _NoiseKernel(ABC):
+    """A prepared noise term: ``add_(out, x, z)`` adds c·σ(x) z to ``out`` in place.
 
-    ``noise_dim`` is the number r of standard normals drawn per particle and step;
-    ``_noise(x, z)`` returns σ(x) z with σσᵀ = D, for x (n, dim) and z (n, r).
+    c = √(2β⁻¹h) is folded into the factor once; x (n, dim), z (n, r), out (n, dim).
+    """
+
+    @abstractmethod
+    def add_(self, out: Tensor, x: Tensor, z: Tensor) -> None: ...
+
+
+class _FactorKernel(_NoiseKernel):
+    """Constant σ: one fused GEMM, out += z (cσ)ᵀ (O(dim·r) per particle)."""
+
+    def __init__(self, sigma: Tensor, scale: float) -> None:
+        self.sigma_t = (scale * sigma).T.contiguous()
+
+    def add_(self, out: Tensor, x: Tensor, z: Tensor) -> None:
+        out.addmm_(z, self.sigma_t)
+
+
+class _DiagonalKernel(_NoiseKernel):
+    """Diagonal σ = diag(√d): out += z ⊙ c√d (O(dim) per particle)."""
+
+    def __init__(self, d: Tensor, scale: float) -> None:
+        self.root = scale * d.sqrt()
+
+    def add_(self, out: Tensor, x: Tensor, z: Tensor) -> None:
+        out.addcmul_(z, self.root)
+
+
+class AbstractDiffusion(ABC):
+    """A diffusion matrix D in some structure; each subclass prepares one private noise kernel.
+
+    ``noise_dim`` is the number r of standard normals drawn per particle and step.
     """
 
     dim: int
     noise_dim: int
 
     @abstractmethod
-    def _noise(self, x: Tensor, z: Tensor) -> Tensor: ...
-
-    def _prepare(self, dim: int, dtype: torch.dtype, device: torch.device) -> AbstractDiffusion:
-        """Check the dimension and return a copy on ``device`` in ``dtype``."""
-        return self
+    def _prepare(
+        self, dim: int, dtype: torch.dtype, device: torch.device, scale: float
+    ) -> _NoiseKernel:
+        """Check the dimension and return the noise kernel on ``device`` in ``dtype``."""
 
 
 def _check_dim(where: str, got: int, dim: int) -> None:
@@ -132,12 +160,11 @@ class LowRankDiffusion(AbstractDiffusion):
         """The (dim, dim) matrix D = L Lᵀ."""
         return self.L @ self.L.T
 
-    def _prepare(self, dim: int, dtype: torch.dtype, device: torch.device) -> LowRankDiffusion:
+    def _prepare(
+        self, dim: int, dtype: torch.dtype, device: torch.device, scale: float
+    ) -> _NoiseKernel:
         _check_dim(f"L has shape {tuple(self.L.shape)}", self.dim, dim)
-        return LowRankDiffusion(self.L.to(device=device, dtype=dtype))
-
-    def _noise(self, x: Tensor, z: Tensor) -> Tensor:
-        return z @ self.L.T
+        return _FactorKernel(self.L.to(device=device, dtype=dtype), scale)
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,12 +205,11 @@ class DiagonalDiffusion(AbstractDiffusion):
         """The (dim, dim) matrix diag(d)."""
         return torch.diag(self.d)
 
-    def _prepare(self, dim: int, dtype: torch.dtype, device: torch.device) -> DiagonalDiffusion:
+    def _prepare(
+        self, dim: int, dtype: torch.dtype, device: torch.device, scale: float
+    ) -> _NoiseKernel:
         _check_dim(f"d has shape {tuple(self.d.shape)}", self.dim, dim)
-        return DiagonalDiffusion(self.d.to(device=device, dtype=dtype))
-
-    def _noise(self, x: Tensor, z: Tensor) -> Tensor:
-        return z * self.d.sqrt()
+        return _DiagonalKernel(self.d.to(device=device, dtype=dtype), scale)
 
 
 @dataclass(frozen=True, eq=False)
@@ -233,13 +259,12 @@ class DenseDiffusion(AbstractDiffusion):
         """r = dim."""
         return self.D.shape[0]
 
-    def _prepare(self, dim: int, dtype: torch.dtype, device: torch.device) -> LowRankDiffusion:
+    def _prepare(
+        self, dim: int, dtype: torch.dtype, device: torch.device, scale: float
+    ) -> _NoiseKernel:
         _check_dim(f"D has shape {tuple(self.D.shape)}", self.dim, dim)
         sigma, _ = _psd_root(self.D.to(device=device, dtype=torch.float64))
-        return LowRankDiffusion(sigma.to(dtype))
-
-    def _noise(self, x: Tensor, z: Tensor) -> Tensor:  # pragma: no cover - replaced by _prepare
-        raise NotImplementedError
+        return _FactorKernel(sigma.to(dtype), scale)
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,25 +272,27 @@ class FieldDiffusion(AbstractDiffusion):
     """A state-dependent D(x): a callable (n, dim) → (n, dim, dim), factored at every step.
 
     Cost per step: one batched Cholesky (O(dim³) per particle), plus ``eigh`` for the particles
-    where D(x) is singular.
+    where D(x) is singular. A plain callable passed to :func:`simulate_sde` is wrapped in it.
 
     Attributes:
         fn: The field.
-        dim: The state dimension (set by :func:`simulate_sde`).
     """
 
     fn: DiffusionFn
-    dim: int = 0
 
-    @property
-    def noise_dim(self) -> int:  # type: ignore[override]
-        """r = dim."""
-        return self.dim
+    def _prepare(
+        self, dim: int, dtype: torch.dtype, device: torch.device, scale: float
+    ) -> _NoiseKernel:
+        return _FieldKernel(self.fn, scale)
 
-    def _prepare(self, dim: int, dtype: torch.dtype, device: torch.device) -> FieldDiffusion:
-        return FieldDiffusion(self.fn, dim)
 
-    def _noise(self, x: Tensor, z: Tensor) -> Tensor:
+class _FieldKernel(_NoiseKernel):
+    """A state-dependent σ(x), the PSD root of D(x) at every step, with the checks."""
+
+    def __init__(self, fn: DiffusionFn, scale: float) -> None:
+        self.fn, self.scale = fn, scale
+
+    def add_(self, out: Tensor, x: Tensor, z: Tensor) -> None:
         D = self.fn(x)
         n, dim = x.shape
         if not isinstance(D, Tensor) or tuple(D.shape) != (n, dim, dim):
@@ -296,7 +323,7 @@ class FieldDiffusion(AbstractDiffusion):
                 f"matrices, got smallest/largest eigenvalue {float(lam_rel[k]):.3g} for particle "
                 f"{k} at x = {x[k].tolist()}."
             )
-        return torch.einsum("nij,nj->ni", sigma, z)
+        out.add_(torch.einsum("nij,nj->ni", sigma, z), alpha=self.scale)
 
 
 def _as_diffusion(diffusion: object) -> AbstractDiffusion:
@@ -324,20 +351,25 @@ class EulerMaruyama:
     weak_order: ClassVar[float] = 1.0
 
     @staticmethod
-    def step(x: Tensor, drift: Tensor, noise: Tensor, dt: float, noise_scale: float) -> Tensor:
-        """One pure step: x + h b + noise_scale · σ z, with noise_scale = √(2β⁻¹h).
+    def step(
+        x: Tensor, drift: Tensor, z: Tensor, dt: float, noise: _NoiseKernel, out: Tensor
+    ) -> Tensor:
+        """One step into ``out``: x + h b + √(2β⁻¹h) σ(x) z (x and b are not modified).
 
         Args:
             x: (n, dim) states.
             drift: (n, dim) b(x).
-            noise: (n, dim) σ(x) z.
+            z: (n, r) standard normals.
             dt: Step h.
-            noise_scale: √(2β⁻¹h).
+            noise: The prepared noise term (√(2β⁻¹h) already folded into σ).
+            out: (n, dim) buffer for the result, not aliasing x (two buffers alternate).
 
         Returns:
-            The (n, dim) next states.
+            ``out``.
         """
-        return torch.add(x, drift, alpha=dt).add_(noise, alpha=noise_scale)
+        torch.add(x, drift, alpha=dt, out=out)
+        noise.add_(out, x, z)
+        return out
 
 
 def _available_bytes(device: torch.device) -> int:
@@ -380,6 +412,22 @@ def _allocate_records(
     return torch.empty((n_records, *shape), dtype=like.dtype, device=like.device)
 
 
+def _raise_non_finite(new: Tensor, b: Tensor, x: Tensor, k: int, dt: float) -> None:
+    """Name the culprit (the drift, or the step itself) once a step produced NaN/inf."""
+    bad_b = ~torch.isfinite(b).all(dim=1)
+    if bool(bad_b.any()):
+        j = int(bad_b.nonzero()[0])
+        raise FloatingPointError(
+            f"the 'drift' parameter of {_WHERE} returned NaN or inf at step {k} for particle "
+            f"{j} at x = {x[j].tolist()}. Check the drift there, or reduce 'dt'."
+        )
+    if not bool(torch.isfinite(new).all()):
+        raise FloatingPointError(
+            f"the state of {_WHERE} became NaN or inf at step {k} (t = {k * dt:.6g}) although "
+            "the drift was finite: the scheme is unstable at this step. Reduce 'dt'."
+        )
+
+
 def simulate_sde(
     drift: DriftFn,
     diffusion: DiffusionFn | Tensor | np.ndarray | AbstractDiffusion,
@@ -414,8 +462,9 @@ def simulate_sde(
         beta: Inverse temperature β > 0 (β⁻¹ = η/2b for SGD, eq. 3).
         seed: Seed of the generator, or None for a fresh random seed.
         record_every: Record every this many steps.
-        check_finite: Check every step's drift and state for NaN/inf and name the step (one
-            device synchronisation per step; turn off for the last bit of CUDA speed).
+        check_finite: Check every step for NaN/inf and name the step and the culprit (one
+            reduction and, on CUDA, one synchronisation per step; turn off for the last bit of
+            speed).
 
     Returns:
         A tensor (n_records, n_particles, dim). Record 0 is x0; then the states after steps
@@ -454,17 +503,17 @@ def simulate_sde(
     beta = check_real("beta", beta, where=_WHERE, low=0.0, low_open=True)
     record_every = check_int("record_every", record_every, where=_WHERE, low=1)
     n, dim = x0.shape
-    sigma = _as_diffusion(diffusion)._prepare(dim, x0.dtype, x0.device)
-    r = sigma.noise_dim
+    structured = _as_diffusion(diffusion)
+    r = structured.noise_dim if not isinstance(structured, FieldDiffusion) else dim
     steps = record_steps(n_steps, record_every)
     out = _allocate_records(len(steps), (n, dim), x0, _WHERE, "particles")
 
     gen = torch.Generator(device=x0.device)
     gen.manual_seed(seed if seed is not None else int(torch.Generator().seed()))
-    noise_scale = math.sqrt(2.0 * dt / beta)
+    noise = structured._prepare(dim, x0.dtype, x0.device, math.sqrt(2.0 * dt / beta))
     scheme = EulerMaruyama
     z = torch.empty((n, r), dtype=x0.dtype, device=x0.device)
-    x = x0.clone()
+    x, spare = x0.clone(), torch.empty_like(x0)
     out[0] = x
     i_rec = 1
     for k in range(1, n_steps + 1):
@@ -475,19 +524,12 @@ def simulate_sde(
                 f"the 'drift' parameter of {_WHERE} must map points of shape {tuple(x.shape)} to "
                 f"velocities of the same shape, got {got}."
             )
-        if check_finite and not bool(torch.isfinite(b).all()):
-            j = int((~torch.isfinite(b)).any(1).nonzero()[0])
-            raise FloatingPointError(
-                f"the 'drift' parameter of {_WHERE} returned NaN or inf at step {k} for particle "
-                f"{j} at x = {x[j].tolist()}. Check the drift there, or reduce 'dt'."
-            )
         torch.randn((n, r), generator=gen, out=z)
-        x = scheme.step(x, b, sigma._noise(x, z), dt, noise_scale)
-        if check_finite and not bool(torch.isfinite(x).all()):
-            raise FloatingPointError(
-                f"the state of {_WHERE} became NaN or inf at step {k} (t = {k * dt:.6g}) although "
-                "the drift was finite: the scheme is unstable at this step. Reduce 'dt'."
-            )
+        new = scheme.step(x, b, z, dt, noise, out=spare)
+        # one reduction per step; the precise (allocating) check runs only when it fails
+        if check_finite and not bool(torch.isfinite(new.sum())):
+            _raise_non_finite(new, b, x, k, dt)
+        x, spare = new, x
         if k == steps[i_rec]:
             out[i_rec] = x
             i_rec += 1
