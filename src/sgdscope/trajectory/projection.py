@@ -199,7 +199,7 @@ def pca_projection(
     Example:
         >>> x = np.random.default_rng(0).normal(size=(500, 3)) * [3.0, 1.0, 0.1]
         >>> proj = pca_projection(x, k=2)
-        >>> np.round(np.abs(proj.basis), 2)
+        >>> np.round(np.abs(proj.basis), 1)
         array([[1., 0., 0.],
                [0., 1., 0.]])
     """
