@@ -565,3 +565,36 @@ def test_sigkill_mid_run_leaves_readable_chunks_and_resume_continues(tmp_path):
 @pytest.mark.slow
 def test_sigkill_many_times(tmp_path):
     _sigkill_campaign(tmp_path, kills=15, total=20000, seed=1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_model_round_trip_with_projection_and_gradients(tmp_path):
+    """Buffers live on the GPU; copies to the host happen in the writer thread."""
+    model, (x, y) = _tiny_fc(), _data(n=128)
+    model, x, y = model.cuda(), x.cuda(), y.cuda()
+    per_sample = torch.nn.CrossEntropyLoss(reduction="none")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    kw = {"gradient_data": (x, y), "loss_fn": per_sample, "gradient_every": 5, "chunk_size": 4}
+    with sg.TrajectoryRecorder(tmp_path / "c", model, optimizer=opt, **kw) as rec:
+        ref, _ = _train_cuda(model, rec, 20, x, y, opt)
+    traj = sg.load_trajectory(tmp_path / "c")
+    np.testing.assert_array_equal(traj.weights[:], ref)
+    model.eval()
+    g = torch.autograd.grad(
+        torch.nn.functional.cross_entropy(model(x), y), list(model.parameters())
+    )
+    g = torch.cat([v.reshape(-1) for v in g]).cpu().numpy()
+    np.testing.assert_allclose(traj.gradients[-1], g, rtol=1e-4, atol=1e-6)
+    assert np.isfinite(traj.scalars["loss"]).all() and len(traj.scalars["loss"]) == 20
+
+
+def _train_cuda(model, rec, steps, x, y, opt):
+    ref = []
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(x[:64]), y[:64])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        rec.step(loss=loss)
+        ref.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu().numpy())
+    return np.array(ref), None
