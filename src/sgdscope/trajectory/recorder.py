@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validation import check_int, check_option
+from .._validation import check_int, check_option, check_real
 from ..temperature import temperature
 from .projection import Projection, ProjectionKind, basis_projection, random_projection
 from .store import (
@@ -338,6 +338,12 @@ class TrajectoryRecorder:
                 1, min(self.chunk_size, self.chunk_size * self.every // gradient_every)
             )
 
+        if lr is not None:
+            lr = check_real("lr", lr, where=_WHERE, low=0.0, low_open=True)
+        if batch_size is not None:
+            batch_size = check_int("batch_size", batch_size, where=_WHERE, low=1)
+        if n is not None:
+            n = check_int("n", n, where=_WHERE, low=1)
         if lr is None and optimizer is not None:
             lr = optimizer.param_groups[0].get("lr")
         if momentum is None and optimizer is not None:
@@ -380,7 +386,6 @@ class TrajectoryRecorder:
             ) from err
 
         self._step = 0
-        self._grad_step_last = 0
         if manifest is not None:
             self._check_resume(manifest, new_meta)
             weights = chunks_of(manifest, "weights")
@@ -524,7 +529,8 @@ class TrajectoryRecorder:
         """
         if self._closed:
             raise RuntimeError(f"{_WHERE}.step was called after close(); create a new recorder.")
-        self._raise_pending()
+        if self._error is not None or (self._nonfinite_seen is not None and not self._warned):
+            self._raise_pending()
         self._step += 1
         if self.gradient_every is not None and self._step % self.gradient_every == 0:
             self._record_gradient(self._step)
