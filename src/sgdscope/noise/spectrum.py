@@ -88,13 +88,17 @@ class Spectrum:
                 above the threshold, so that the rank is not determined by what was computed.
         """
         thr = self.threshold(rtol)
-        if self._tail_bound() > thr:
+        if not self.rank_known(rtol):
             raise ValueError(
                 f"the rank at threshold {thr:.3g} is not determined: all {self.eigenvalues.size} computed "
                 f"eigenvalues lie above it (smallest {self._tail_bound():.3g}). Call "
                 "GradientNoise.spectrum(k=None), which grows k until it passes the threshold, or a larger k."
             )
         return int(np.count_nonzero(self.eigenvalues > thr))
+
+    def rank_known(self, rtol: float | None = None) -> bool:
+        """Whether the computed eigenvalues reach below the threshold, so that :meth:`rank` is defined."""
+        return self._tail_bound() <= self.threshold(rtol)
 
     def rank_fraction(self, rtol: float | None = None) -> float:
         """rank / d (the paper reports it in %: 0.3–2 %)."""
@@ -237,8 +241,13 @@ class Spectrum:
 
     # ------------------------------------------------------------------------------- summary
     def summary(self, rtol: float | None = None, top: int = 10) -> dict:
-        """A JSON-ready dict of everything above at the paper's threshold (or ``rtol``)."""
-        r = self.rank(rtol)
+        """A JSON-ready dict of everything above at the paper's threshold (or ``rtol``).
+
+        When the rank is not determined (a top-k spectrum that stops above the threshold), the
+        rank fields and the threshold-dependent statistics are None and ``rank_note`` says why.
+        """
+        known = self.rank_known(rtol)
+        r = self.rank(rtol) if known else None
         return {
             "dim": self.dim,
             "n_samples": self.n_samples,
@@ -253,12 +262,13 @@ class Spectrum:
             else f"lambda_max * {rtol:g}",
             "threshold": self.threshold(rtol),
             "rank": r,
-            "rank_percent": 100.0 * r / self.dim,
-            "rank_is_certain": self.rank_is_certain(rtol),
+            "rank_percent": None if r is None else 100.0 * r / self.dim,
+            "rank_is_certain": self.rank_is_certain(rtol) if known else None,
+            "rank_note": None
+            if known
+            else f"the {self.eigenvalues.size} computed eigenvalues all lie above the threshold; use k=None",
             "ranks_at_rtol": {
-                f"{t:g}": self.rank(t)
-                for t in (1e-3, 1e-6, 1e-9)
-                if self._tail_bound() <= t * self.lambda_max
+                f"{t:g}": self.rank(t) for t in (1e-3, 1e-6, 1e-9) if self.rank_known(t)
             },
             "lambda_max": self.lambda_max,
             "trace": self.trace,
@@ -268,6 +278,6 @@ class Spectrum:
             else 0.0,
             "effective_rank": self.effective_rank(),
             "participation_ratio": self.participation_ratio(),
-            "stats": self.stats(rtol),
+            "stats": self.stats(rtol) if known else None,
             "info": self.info,
         }

@@ -49,6 +49,8 @@ def plot_spectrum(
     n = len(spectra)
     for i, (s, label) in enumerate(zip(spectra, labels, strict=True)):
         alpha = 0.35 + 0.65 * (i + 1) / n  # darker is later, as in the paper
+        if not s.rank_known():  # a top-k spectrum above the threshold has no histogram of all d
+            continue
         counts, _ = s.histogram(bins=edges)
         ax_h.stairs(
             np.maximum(counts, 0.1),
@@ -67,7 +69,16 @@ def plot_spectrum(
         ylabel="count",
         ylim=(0.5, None),
     )
-    ax_h.legend(fontsize=7)
+    if ax_h.get_legend_handles_labels()[0]:
+        ax_h.legend(fontsize=7)
+    else:
+        ax_h.text(
+            0.5,
+            0.5,
+            "rank not determined:\ncompute with k=None",
+            transform=ax_h.transAxes,
+            ha="center",
+        )
     ax_r.set(xlabel="index i", ylabel="λ_i", title="dashed: λ_max · d · ε_float32")
     if title:
         fig.suptitle(title)
