@@ -1,16 +1,16 @@
 """One adapter for every analysis: a ``Trajectory`` or a plain array of shape (T, d).
 
 It validates once (finite values, enough snapshots, no constant coordinate) and offers a streaming
-PCA so that long, wide trajectories (T = 10⁵, d = 10³) are projected without being copied into
-float64 at once.
+projection (the trajectory package's PCA) shared by the analyses that work in a plane.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ..projection import Projection, basis_projection, pca_projection
 
 # Rows per chunk when streaming over time (about 32 MB of float64 at d = 10³).
 _CHUNK = 4096
@@ -88,117 +88,57 @@ def positions(traj: Any, *, where: str, min_length: int = 2, why: str = "") -> n
     return x
 
 
-@dataclass(frozen=True)
-class Projection:
-    r"""A PCA (or given) projection x ↦ (x − mean) @ basis.
-
-    Attributes:
-        mean: (d,) the mean position subtracted before projecting.
-        basis: (d, k) orthonormal columns, ordered by decreasing variance for PCA.
-        explained_variance: (k,) variance of the trajectory along each column.
-        explained_ratio: (k,) the same as a fraction of the total variance tr Cov(x).
-        method: ``"pca"``, ``"given"`` or ``"none"`` (d ≤ k: the coordinates themselves).
-    """
-
-    mean: np.ndarray
-    basis: np.ndarray
-    explained_variance: np.ndarray
-    explained_ratio: np.ndarray
-    method: str
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """Project positions of shape (T, d) to float64 (T, k), streaming over time."""
-        out = np.empty((x.shape[0], self.basis.shape[1]))
-        for t0 in range(0, x.shape[0], _CHUNK):
-            blk = np.asarray(x[t0 : t0 + _CHUNK], dtype=np.float64)
-            out[t0 : t0 + _CHUNK] = (blk - self.mean) @ self.basis
-        return out
-
-    def describe(self) -> str:
-        """One line saying which plane was used, for verdicts and figure titles."""
-        if self.method == "none":
-            return f"the {self.basis.shape[1]} original coordinates"
-        pct = 100.0 * float(self.explained_ratio.sum())
-        k = self.basis.shape[1]
-        what = f"top-{k} PCA plane" if self.method == "pca" else f"given {k}-D basis"
-        return f"the {what} ({pct:.1f}% of the variance)"
-
-
-def _mean_cov(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (d,) and covariance (d, d) of the rows of x, in float64, one pass by chunks."""
-    n, d = x.shape
-    s = np.zeros(d)
-    ss = np.zeros((d, d))
-    shift = np.asarray(x[0], dtype=np.float64)  # shifted sums keep the round-off small
-    for t0 in range(0, n, _CHUNK):
+def _total_variance(x: np.ndarray) -> float:
+    """tr Cov(x) of the rows of x, streamed in float64 (shifted sums keep round-off small)."""
+    shift = np.asarray(x[0], dtype=np.float64)
+    s = np.zeros(x.shape[1])
+    ss = np.zeros(x.shape[1])
+    for t0 in range(0, x.shape[0], _CHUNK):
         blk = np.asarray(x[t0 : t0 + _CHUNK], dtype=np.float64) - shift
         s += blk.sum(axis=0)
-        ss += blk.T @ blk
-    mean = s / n
-    cov = ss / n - np.outer(mean, mean)
-    return mean + shift, 0.5 * (cov + cov.T)
-
-
-def pca(x: np.ndarray, k: int) -> Projection:
-    r"""Principal components of positions: the top-k eigenvectors of Cov(x).
-
-    Computed from the d × d covariance accumulated in one streamed float64 pass
-    (O(T d²) time, O(d²) memory), then ``numpy.linalg.eigh``. When d ≤ k the coordinates are kept
-    as they are (``method="none"``). Eigenvector signs are fixed so that the largest entry of each
-    column is positive, which makes the orientation of the plane (and the sign of a circulation)
-    reproducible.
-
-    Args:
-        x: (T, d) positions.
-        k: Number of components.
-
-    Returns:
-        A :class:`Projection`.
-    """
-    mean, cov = _mean_cov(x)
-    d = cov.shape[0]
-    total = float(np.trace(cov))
-    if d <= k:
-        var = np.diag(cov).copy()
-        return Projection(mean, np.eye(d), var, var / total, "none")
-    w, v = np.linalg.eigh(cov)
-    order = np.argsort(w)[::-1][:k]
-    w, v = w[order], v[:, order]
-    flip = np.sign(v[np.argmax(np.abs(v), axis=0), np.arange(k)])
-    v = v * np.where(flip == 0, 1.0, flip)
-    return Projection(mean, v, w, w / total, "pca")
-
-
-def given_basis(x: np.ndarray, basis: np.ndarray, *, where: str) -> Projection:
-    """A :class:`Projection` onto the columns of a user-given (d, k) basis (orthonormalised).
-
-    Raises:
-        ValueError: If ``basis`` does not have d rows or its columns are linearly dependent.
-    """
-    b = np.asarray(basis, dtype=np.float64)
-    if b.ndim != 2 or b.shape[0] != x.shape[1]:
-        raise ValueError(
-            f"the 'basis' parameter of {where} must have shape (d, k) = ({x.shape[1]}, k), "
-            f"got {b.shape}."
-        )
-    q, r = np.linalg.qr(b)
-    if np.abs(np.diag(r)).min() <= 1e-10 * np.abs(np.diag(r)).max():
-        raise ValueError(
-            f"the 'basis' parameter of {where} has linearly dependent columns; pass k independent "
-            "directions."
-        )
-    q = q * np.sign(np.diag(r))
-    mean, cov = _mean_cov(x)
-    var = np.einsum("ik,ij,jk->k", q, cov, q)
-    return Projection(mean, q, var, var / float(np.trace(cov)), "given")
+        ss += (blk**2).sum(axis=0)
+    n = x.shape[0]
+    return float(np.sum(ss / n - (s / n) ** 2))
 
 
 def project(
-    x: np.ndarray, n_components: int, basis: np.ndarray | None, *, where: str
-) -> tuple[np.ndarray, Projection]:
-    """Project (T, d) positions to (T, k) float64 with PCA or a given basis; returns both."""
-    proj = pca(x, n_components) if basis is None else given_basis(x, basis, where=where)
-    return proj.apply(x), proj
+    x: np.ndarray, n_components: int, basis: Any, *, where: str
+) -> tuple[np.ndarray, Projection | None, str]:
+    """Project (T, d) positions to centred float64 (T, k) coordinates.
+
+    PCA of positions by :func:`sgdscope.trajectory.projection.pca_projection` (top
+    ``n_components``), or the rows of a given (k, d) ``basis`` (orthonormalised), centred on the
+    mean position. When d ≤ ``n_components`` and no basis is given, the coordinates are kept.
+
+    Returns:
+        ``(y, projection or None, plane)`` where ``plane`` says in words where y lives.
+
+    Raises:
+        ValueError: If ``basis`` is not (k, d) with the trajectory's d.
+    """
+    d = x.shape[1]
+    if basis is None and d <= n_components:
+        y = np.asarray(x, dtype=np.float64)
+        return y - y.mean(axis=0), None, f"the {d} original coordinates"
+    if basis is None:
+        proj = pca_projection(x, k=n_components)
+        what = f"top-{proj.k} PCA plane" if proj.k == 2 else f"top-{proj.k} PCA subspace"
+    else:
+        b = np.asarray(basis, dtype=np.float64)
+        if b.ndim != 2 or b.shape[1] != d:
+            raise ValueError(
+                f"the 'basis' parameter of {where} must have shape (k, d) = (k, {d}), one "
+                f"direction per row, got shape {b.shape}."
+            )
+        mean = np.zeros(d)
+        for t0 in range(0, x.shape[0], _CHUNK):
+            mean += np.asarray(x[t0 : t0 + _CHUNK], dtype=np.float64).sum(axis=0)
+        proj = basis_projection(b, mean=mean / x.shape[0], orthonormalize=True)
+        what = f"given {proj.k}-D basis"
+    y = proj.apply(x)
+    y = y - y.mean(axis=0)
+    pct = 100.0 * float(y.var(axis=0).sum()) / max(_total_variance(x), 1e-300)
+    return y, proj, f"the {what} ({pct:.1f}% of the variance)"
 
 
 def as_generator(seed: int | np.random.Generator | None) -> np.random.Generator:

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..._validation import check_int, check_real
-from ._input import Projection, as_generator
+from ..projection import Projection
+from ._input import as_generator
 from .flux import ProbabilityFlux, _flux_field, probability_flux
 from .irreversibility import (
     EntropyProduction,
@@ -59,7 +60,7 @@ class EquilibriumTest:
 
     Attributes:
         statistic: The irreversibility statistic
-            :math:`\sum_\tau\|S^{-1/2}(\hat C(\tau)-\hat C(\tau)^\top)S^{-1/2}\|_F^2`
+            :math:`\|S^{-1/2}\sum_\tau(\hat C(\tau)-\hat C(\tau)^\top)S^{-1/2}\|_F^2`
             (dimensionless; 0 in expectation up to noise at detailed balance).
         p_value: Its Monte Carlo p-value against the reversible surrogates.
         out_of_equilibrium: ``p_value < alpha``.
@@ -74,7 +75,8 @@ class EquilibriumTest:
         flux: The coarse-grained flux field, with its own block time-reversal test.
         entropy: The Gaussian entropy-production rate and its bias on the same surrogates.
         null_model: The fitted linear model whose Q = 0 version generated the surrogates.
-        projection: How the trajectory was projected.
+        projection: The projection used (None when the coordinates were kept).
+        plane: Where the test was done, in words.
         n_surrogates: Number of surrogates.
     """
 
@@ -90,7 +92,8 @@ class EquilibriumTest:
     flux: ProbabilityFlux
     entropy: EntropyProduction
     null_model: OUFit
-    projection: Projection
+    projection: Projection | None
+    plane: str
     n_surrogates: int
 
     def summary(self) -> dict:
@@ -109,7 +112,7 @@ class EquilibriumTest:
             },
             "entropy_production": self.entropy.summary(),
             "flux": self.flux.summary(),
-            "projection": self.projection.describe(),
+            "plane": self.plane,
             "null_model": self.null_model.method,
             "n_surrogates": self.n_surrogates,
         }
@@ -183,7 +186,7 @@ def equilibrium_test(
        (Lemma 20) Q, U = S⁻¹, and build its null: Q forced to 0, F₀ = DU, same stationary
        covariance S (DIGEST §5).
     3. Compute four statistics, each larger when the data are further from that null:
-       *irreversibility* :math:`\sum_\tau\|S^{-1/2}(C(\tau)-C(\tau)^\top)S^{-1/2}\|_F^2`;
+       *irreversibility* :math:`\|S^{-1/2}\sum_\tau(C(\tau)-C(\tau)^\top)S^{-1/2}\|_F^2`;
        *circulation* |L| of the coarse-grained flux (Battle et al. 2016) in the first two
        coordinates; *spectrum*, the mean squared log-ratio of the Welch spectrum to the null's
        exact spectrum; *autocorrelation*, the squared distance of the autocorrelations to the
@@ -200,9 +203,10 @@ def equilibrium_test(
     Args:
         traj: A Trajectory or an array of shape (T, d), T ≥ 50.
         n_components: Dimension k of the projection (≥ 2; d ≤ k: no projection).
-        basis: Optional (d, k) basis instead of PCA (e.g. D's top eigenvectors).
+        basis: Optional (k, d) basis, one direction per row, instead of PCA (e.g. D's top
+            eigenvectors as rows).
         lags: Lags of the irreversibility statistic (ints ≥ 1, T ≥ 10× the largest); default
-            8 log-spaced lags from 1 to T // 50.
+            up to 4 log-spaced lags from 1 to min(T // 50, τ/4), τ the slowest relaxation time.
         bins: Cells per axis of the flux grid.
         segment_length: Welch segment length for the spectrum; default max(16, T // 8).
         n_surrogates: Number of surrogates (≥ 19; the smallest p-value is 1/(n + 1)).
@@ -231,7 +235,7 @@ def equilibrium_test(
     n_surrogates = check_int("n_surrogates", n_surrogates, where=where, low=19)
     alpha = check_real("alpha", alpha, where=where, low=0.0, high=1.0, low_open=True)
     lag_arr = check_lags(lags, where=where)
-    y, proj, lag_arr = prepare(
+    y, proj, plane, lag_arr = prepare(
         traj, where=where, lags=lag_arr, n_components=n_components, basis=basis
     )
     if y.shape[1] < 2:
@@ -276,10 +280,11 @@ def equilibrium_test(
         p_value=components["irreversibility"].p_value,
         fit=fit,
         projection=proj,
+        plane=plane,
     )
     flux = probability_flux(y[:, :2], bins=bins, seed=rng)
     # the flux was computed in y's own coordinates; report the plane of the original projection
-    flux = ProbabilityFlux(**{**flux.__dict__, "projection": proj})
+    flux = ProbabilityFlux(**{**flux.__dict__, "projection": proj, "plane": plane})
     sigma = fit.entropy_production
     bias = float(null_sigma.mean())
     entropy = EntropyProduction(
@@ -292,7 +297,7 @@ def equilibrium_test(
         fit=fit,
     )
     stat, p = float(obs[0]), components["irreversibility"].p_value
-    verdict = _verdict(p, alpha, proj.describe(), flux, components, fit.effect_size)
+    verdict = _verdict(p, alpha, plane, flux, components, fit.effect_size)
     return EquilibriumTest(
         statistic=stat,
         p_value=p,
@@ -307,5 +312,6 @@ def equilibrium_test(
         entropy=entropy,
         null_model=fit,
         projection=proj,
+        plane=plane,
         n_surrogates=n_surrogates,
     )

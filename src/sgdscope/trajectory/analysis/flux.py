@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from ..._validation import check_int
-from ._input import Projection, as_generator, positions, project
+from ..projection import Projection
+from ._input import as_generator, positions, project
 
 __all__ = ["ProbabilityFlux", "probability_flux"]
 
@@ -56,7 +57,9 @@ class ProbabilityFlux:
             surrogates.
         null: (n_surrogates,) surrogate values :math:`\sum_b s_b L_b`.
         n_blocks: Number of blocks reversed at random.
-        projection: The plane (PCA by default); apply ``projection.apply(x)`` to map new points.
+        projection: The projection onto the plane (PCA by default; None when d = 2); its
+            ``apply`` maps new points (then subtract the trajectory's projected mean).
+        plane: Where the flux lives, in words (e.g. "the top-2 PCA plane (93.1% of the variance)").
     """
 
     x_edges: np.ndarray
@@ -68,7 +71,8 @@ class ProbabilityFlux:
     p_value: float
     null: np.ndarray
     n_blocks: int
-    projection: Projection
+    projection: Projection | None
+    plane: str
 
     @property
     def z_score(self) -> float:
@@ -84,7 +88,7 @@ class ProbabilityFlux:
             "p_value": self.p_value,
             "z_score": self.z_score,
             "n_blocks": self.n_blocks,
-            "plane": self.projection.describe(),
+            "plane": self.plane,
         }
 
 
@@ -157,7 +161,7 @@ def probability_flux(
     r"""Coarse-grained probability flux in the top-2 PCA plane, circulation and its p-value.
 
     See the module docstring for the estimator (Battle et al. 2016) and the null. Positions are
-    projected onto the top two principal components (or onto a given (d, 2) ``basis``); a 2-D
+    projected onto the top two principal components (or onto a given (2, d) ``basis``); a 2-D
     trajectory is used as it is.
 
     Args:
@@ -165,7 +169,7 @@ def probability_flux(
         bins: Cells per axis of the grid (≥ 2).
         n_components: Must be 2 (the flux field lives in a plane); kept for symmetry with the
             other analyses.
-        basis: Optional (d, 2) basis of the plane instead of PCA.
+        basis: Optional (2, d) basis of the plane (one direction per row) instead of PCA.
         n_surrogates: Number of block time-reversal surrogates (≥ 19).
         n_blocks: Number of blocks B reversed at random (≥ 4; the smallest attainable p-value
             is 2^(1 − B)).
@@ -202,7 +206,7 @@ def probability_flux(
             f"the 'traj' parameter of {where} must have at least 2 coordinates for a flux in a "
             f"plane, got d = {x.shape[1]}."
         )
-    y, proj = project(x, 2, basis, where=where)
+    y, proj, plane = project(x, 2, basis, where=where)
     xe, ye, occ, flux, area, centres = _flux_field(y, bins)
     parts = _block_areas(centres, n_blocks)
     local = float(parts.sum())
@@ -220,4 +224,5 @@ def probability_flux(
         null=null,
         n_blocks=n_blocks,
         projection=proj,
+        plane=plane,
     )
