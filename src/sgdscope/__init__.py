@@ -36,6 +36,7 @@ from .trajectory import basis_projection as basis_projection
 from .trajectory import load_trajectory as load_trajectory
 from .trajectory import pca_projection as pca_projection
 from .trajectory import random_projection as random_projection
+from .trajectory import analysis as analysis
 
 # --- the paper (its data, networks and experiments) ---
 from . import paper as paper
@@ -71,4 +72,5 @@ __all__ = [
     "load_trajectory",
     "pca_projection",
     "random_projection",
+    "analysis",
 ]
