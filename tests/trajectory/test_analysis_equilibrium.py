@@ -1,0 +1,148 @@
+"""OU fit (Lemma 20), irreversibility, entropy production and equilibrium_test: calibration and power."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+from scipy import stats
+
+import sgdscope as sg
+from sgdscope.trajectory.analysis import (
+    entropy_production,
+    equilibrium_test,
+    fit_ou,
+    irreversibility,
+)
+
+from ._analysis_processes import J, brownian, ou, rotated_ou, stuart_landau
+
+
+def test_fit_recovers_lemma20_decomposition():
+    x, F, D, Q = rotated_ou(0.8, 100000, seed=0, dt=0.2)
+    fit = fit_ou(x, dt=0.2)
+    U, Q0, S0 = sg.linear_decomposition(F, D)
+    np.testing.assert_allclose(fit.F, F, atol=0.08)
+    np.testing.assert_allclose(fit.Q, Q0, atol=0.05)
+    np.testing.assert_allclose(fit.S, S0, rtol=0.05, atol=0.02)
+    # internally consistent: F S + S Fᵀ = 2D and Q = F S − D (Lemma 20 with the sample S)
+    np.testing.assert_allclose(fit.F @ fit.S + fit.S @ fit.F.T, 2 * fit.D, atol=1e-10)
+    np.testing.assert_allclose(fit.F @ fit.S - fit.D, fit.Q, atol=1e-10)
+    # and agrees with linear_decomposition applied to the fitted F, D
+    dec = sg.linear_decomposition(fit.F, fit.D)
+    np.testing.assert_allclose(dec.Q, fit.Q, atol=1e-8)
+    np.testing.assert_allclose(dec.U, fit.U, rtol=1e-6)
+    assert fit.method == "continuous"
+
+
+def test_null_model_is_reversible_with_same_covariance():
+    x, *_ = rotated_ou(1.0, 5000, seed=1)
+    fit = fit_ou(x)
+    a0 = fit.null_A
+    np.testing.assert_allclose(a0 @ fit.S, (a0 @ fit.S).T, atol=1e-12)  # C₀(1) symmetric
+    np.testing.assert_allclose(a0 @ fit.S @ a0.T + fit.null_noise, fit.S, atol=1e-12)
+    # its exact autocorrelation matches long surrogates
+    sur = fit.simulate_null(200000, seed=2)
+    np.testing.assert_allclose(np.cov(sur.T, bias=True), fit.S, rtol=0.05, atol=0.01)
+    lags = np.array([1, 3, 8])
+    emp = np.array([[np.corrcoef(sur[t:, i], sur[:-t, i])[0, 1] for i in range(2)] for t in lags])
+    np.testing.assert_allclose(emp, fit.null_autocorrelation(lags), atol=0.02)
+
+
+def test_coarse_sampling_uses_discrete_null():
+    # A with a negative eigenvalue: x_{t+1} = −0.5 x_t + noise has no continuous-time OU
+    rng = np.random.default_rng(3)
+    x = np.zeros((5000, 2))
+    for t in range(1, 5000):
+        x[t] = -0.5 * x[t - 1] + rng.standard_normal(2)
+    fit = fit_ou(x)
+    assert fit.method == "discrete"
+    np.testing.assert_allclose(np.sort(fit.null_coefficients), [-0.5, -0.5], atol=0.05)
+
+
+def test_entropy_production_of_rotated_ou():
+    # D = U = I, Q = qJ: σ = tr(Qᵀ D⁻¹ Q U) = 2q² per unit time
+    q, dt = 0.7, 0.1
+    x = ou(np.eye(2) + q * J, np.eye(2), dt, 60000, seed=4)
+    ep = entropy_production(x, dt=dt, n_surrogates=49)
+    assert ep.rate == pytest.approx(2 * q**2, rel=0.1)
+    assert ep.corrected <= ep.rate and ep.p_value <= 0.05
+    null = entropy_production(ou(np.eye(2) * 1.5, np.eye(2), dt, 60000, seed=5), dt=dt, n_surrogates=49)
+    assert null.corrected < 0.1 * 2 * q**2  # bias removed: near 0 at equilibrium
+
+
+def test_irreversibility_sign_and_rejection():
+    x, _, _, Q = rotated_ou(0.8, 3000, seed=6)
+    r = irreversibility(x, n_surrogates=99)
+    assert r.p_value <= 0.02
+    a = r.antisymmetric[0]
+    assert np.sign(a[1, 0]) == np.sign(Q[0, 1])  # C(1)_{10} − C(1)_{01} ≈ 2Δ Q_{01}
+    assert irreversibility(rotated_ou(0.0, 3000, seed=6)[0], n_surrogates=99).p_value > 0.05
+
+
+def test_calibration_under_q0_null():
+    # OU with Q = 0: p-values of equilibrium_test are uniform (KS), false-positive rate ≈ α
+    ps = np.array(
+        [equilibrium_test(rotated_ou(0.0, 1000, seed=s)[0], n_surrogates=49, seed=s).p_value for s in range(40)]
+    )
+    assert stats.kstest(ps, "uniform").pvalue > 0.01
+    assert np.mean(ps < 0.05) <= 0.15
+
+
+@pytest.mark.slow
+def test_calibration_under_q0_null_large():
+    ps = np.array(
+        [equilibrium_test(rotated_ou(0.0, 4000, seed=s)[0], n_surrogates=199, seed=s).p_value for s in range(200)]
+    )
+    assert stats.kstest(ps, "uniform").pvalue > 0.01
+    assert abs(np.mean(ps < 0.05) - 0.05) < 0.04
+
+
+@pytest.mark.parametrize("q", [0.8, -0.8])
+def test_rotated_ou_is_rejected_with_the_sign_of_q(q):
+    x, _, _, Q = rotated_ou(q, 2000, seed=7)
+    r = equilibrium_test(x, n_surrogates=99)
+    assert r.out_of_equilibrium and r.p_value <= 0.02
+    assert np.sign(r.circulation) == np.sign(Q[0, 1])
+    assert r.verdict.startswith("Out of equilibrium")
+    assert ("counter-clockwise" in r.verdict) == (Q[0, 1] > 0)
+    assert r.effect_size > 0.3
+
+
+def test_stuart_landau_is_rejected():
+    x, f0 = stuart_landau(1500, seed=1)
+    r = equilibrium_test(x, n_surrogates=99)
+    assert r.out_of_equilibrium
+    assert r.circulation > 0  # ω > 0 turns counter-clockwise
+
+
+def test_wide_trajectory_is_projected_and_summary_is_json_ready():
+    import json
+
+    x, *_ = rotated_ou(0.8, 2000, seed=8)
+    rng = np.random.default_rng(9)
+    wide = x @ np.linalg.qr(rng.standard_normal((20, 20)))[0][:2] + 0.01 * rng.standard_normal((2000, 20))
+    r = equilibrium_test(wide, n_surrogates=49)
+    assert r.plane.startswith("the top-2 PCA plane") and r.out_of_equilibrium
+    json.dumps(r.summary())
+    assert set(r.components) == {"irreversibility", "circulation", "spectrum", "autocorrelation"}
+
+
+def test_errors():
+    x = brownian(200, 3, seed=0)
+    with pytest.raises(ValueError, match="at least 500 are needed for lags up to 50"):
+        equilibrium_test(x, lags=[1, 50])
+    with pytest.raises(ValueError, match="at least 50 are needed"):
+        equilibrium_test(x[:30])
+    with pytest.raises(ValueError, match="'lags' parameter of equilibrium_test must be a non-empty"):
+        equilibrium_test(x, lags=[0])
+    with pytest.raises(ValueError, match="'alpha' parameter of equilibrium_test"):
+        equilibrium_test(x, alpha=0)
+    with pytest.raises(ValueError, match="'n_components' parameter of equilibrium_test"):
+        equilibrium_test(x, n_components=1)
+    with pytest.raises(ValueError, match="'segment_length' parameter of equilibrium_test"):
+        equilibrium_test(x, segment_length=4)
+    with pytest.raises(ValueError, match="detailed balance cannot be broken in one dimension"):
+        equilibrium_test(x[:, :1])
+    with pytest.raises(ValueError, match="'dt' parameter of entropy_production"):
+        entropy_production(x, dt=0)
+    with pytest.raises(ValueError, match="'n_surrogates' parameter of irreversibility"):
+        irreversibility(x, n_surrogates=3)
