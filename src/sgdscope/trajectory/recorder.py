@@ -411,10 +411,9 @@ class TrajectoryRecorder:
 
         # buffers and the writer thread
         self._free: queue.Queue = queue.Queue()
-        for _ in range(queue_size + 1):
-            self._free.put(
-                torch.empty((self.chunk_size, self.dim), dtype=store_dtype, device=device)
-            )
+        for _ in range(queue_size + 1):  # row views are made once: a row is then a tuple lookup
+            buf = torch.empty((self.chunk_size, self.dim), dtype=store_dtype, device=device)
+            self._free.put((buf, buf.unbind(0)))
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size + 1)
         self._error: BaseException | None = None
         self._nonfinite_seen: int | None = None
@@ -486,12 +485,15 @@ class TrajectoryRecorder:
                 )
 
     def _new_chunk(self) -> None:
-        self._buf = self._take_buffer()
+        self._buffer = self._take_buffer()
+        self._rows = self._buffer[1]
         self._fill = 0
         self._steps = np.empty(self.chunk_size, dtype=np.int64)
+        self._loss: list[tuple[int, Any]] = []
+        self._lr: list[tuple[int, Any]] = []
         self._scalars: dict[str, list[tuple[int, Any]]] = {}
 
-    def _take_buffer(self) -> torch.Tensor:
+    def _take_buffer(self) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         while True:
             self._raise_pending()
             try:
@@ -531,24 +533,25 @@ class TrajectoryRecorder:
             raise RuntimeError(f"{_WHERE}.step was called after close(); create a new recorder.")
         if self._error is not None or (self._nonfinite_seen is not None and not self._warned):
             self._raise_pending()
-        self._step += 1
-        if self.gradient_every is not None and self._step % self.gradient_every == 0:
-            self._record_gradient(self._step)
-        if self._step % self.every:
+        self._step = step = self._step + 1
+        if self.gradient_every is not None and step % self.gradient_every == 0:
+            self._record_gradient(step)
+        if step % self.every:
             return
         i = self._fill
         if self.projection is None:
-            torch.cat(self._views, out=self._buf[i])
+            torch.cat(self._views, out=self._rows[i])
         else:
             torch.cat(self._views, out=self._flat)
-            torch.mv(self._basis, self._flat, out=self._buf[i])
-            self._buf[i] -= self._shift
-        self._steps[i] = self._step
+            torch.mv(self._basis, self._flat, out=self._rows[i])
+            self._rows[i].sub_(self._shift)
+        self._steps[i] = step
+        # detach: never keep an autograd graph alive
         if loss is not None:
-            scalars["loss"] = loss
+            self._loss.append((i, loss.detach() if isinstance(loss, torch.Tensor) else loss))
         if self._optimizer is not None:
-            scalars.setdefault("lr", self._optimizer.param_groups[0]["lr"])
-        for name, value in scalars.items():  # detach: never keep an autograd graph alive
+            self._lr.append((i, self._optimizer.param_groups[0]["lr"]))
+        for name, value in scalars.items():
             v = value.detach() if isinstance(value, torch.Tensor) else value
             self._scalars.setdefault(name, []).append((i, v))
         self._fill += 1
@@ -565,7 +568,9 @@ class TrajectoryRecorder:
                     f"by model.to(device) or p.data = ...) after the recorder was created, so its "
                     f"view of them is stale. Create the recorder after moving the model."
                 )
-        item = ("weights", self._buf, self._fill, self._steps[: self._fill].copy(), self._scalars)
+        scalars = {"loss": self._loss, "lr": self._lr, **self._scalars}
+        scalars = {name: values for name, values in scalars.items() if values}
+        item = ("weights", self._buffer, self._fill, self._steps[: self._fill].copy(), scalars)
         self._queue.put(item)
         self._new_chunk()
 
@@ -718,7 +723,7 @@ class TrajectoryRecorder:
 
     def _write_item(self, item: tuple) -> None:
         if item[0] == "weights":
-            _, buf, fill, steps, scalar_lists = item
+            _, (buf, _), fill, steps, scalar_lists = item
             data = buf[:fill].detach().cpu().numpy()
             scalars = {name: _scalar_column(vals, fill) for name, vals in scalar_lists.items()}
             chunk = self._writer.append("weights", data, steps, scalars)
