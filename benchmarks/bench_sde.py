@@ -168,20 +168,20 @@ def main():
         torch.set_num_threads(a.threads)
     sizes = [int(s) for s in a.sizes.split(",")]
     cases = [(int(c.split(":")[0]), c.split(":")[1]) for c in a.dims.split(",")]
-    rows = []
-    for case in cases:
-        ok = [n for n in sizes if n * case[0] <= a.max_particle_dims]
-        rows += run(device, ok, [case], a.steps, a.dt, a.repeats, a.plain_cap)
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": str(device),
         "machine": machine(device),
         "dt": a.dt,
         "dtype": "float32",
-        "rows": rows,
+        "n_steps": a.steps,
+        "rows": [],
     }
-    with open(a.out, "w") as fh:
-        json.dump(result, fh, indent=1)
+    for case in cases:
+        ok = [n for n in sizes if n * case[0] <= a.max_particle_dims]
+        result["rows"] += run(device, ok, [case], a.steps, a.dt, a.repeats, a.plain_cap)
+        with open(a.out, "w") as fh:  # after every case, so a cut-off run keeps what it has
+            json.dump(result, fh, indent=1)
 
 
 if __name__ == "__main__":

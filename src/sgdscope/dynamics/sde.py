@@ -71,8 +71,11 @@ def _psd_root(D: Tensor) -> tuple[Tensor, Tensor]:
 class _NoiseKernel(ABC):
     """A prepared noise term: ``add_(out, x, z)`` adds c·σ(x) z to ``out`` in place.
 
-    c = √(2β⁻¹h) is folded into the factor once; x (n, dim), z (n, r), out (n, dim).
+    c = √(2β⁻¹h) is folded into the factor once; x (n, dim), z (n, r), out (n, dim), and
+    ``r`` is the number of standard normals drawn per particle and step.
     """
+
+    r: int
 
     @abstractmethod
     def add_(self, out: Tensor, x: Tensor, z: Tensor) -> None: ...
@@ -83,6 +86,7 @@ class _FactorKernel(_NoiseKernel):
 
     def __init__(self, sigma: Tensor, scale: float) -> None:
         self.sigma_t = (scale * sigma).T.contiguous()
+        self.r = sigma.shape[1]
 
     def add_(self, out: Tensor, x: Tensor, z: Tensor) -> None:
         out.addmm_(z, self.sigma_t)
@@ -93,6 +97,7 @@ class _DiagonalKernel(_NoiseKernel):
 
     def __init__(self, d: Tensor, scale: float) -> None:
         self.root = scale * d.sqrt()
+        self.r = d.shape[0]
 
     def add_(self, out: Tensor, x: Tensor, z: Tensor) -> None:
         out.addcmul_(z, self.root)
@@ -283,14 +288,14 @@ class FieldDiffusion(AbstractDiffusion):
     def _prepare(
         self, dim: int, dtype: torch.dtype, device: torch.device, scale: float
     ) -> _NoiseKernel:
-        return _FieldKernel(self.fn, scale)
+        return _FieldKernel(self.fn, scale, dim)
 
 
 class _FieldKernel(_NoiseKernel):
     """A state-dependent σ(x), the PSD root of D(x) at every step, with the checks."""
 
-    def __init__(self, fn: DiffusionFn, scale: float) -> None:
-        self.fn, self.scale = fn, scale
+    def __init__(self, fn: DiffusionFn, scale: float, dim: int) -> None:
+        self.fn, self.scale, self.r = fn, scale, dim
 
     def add_(self, out: Tensor, x: Tensor, z: Tensor) -> None:
         D = self.fn(x)
@@ -503,14 +508,13 @@ def simulate_sde(
     beta = check_real("beta", beta, where=_WHERE, low=0.0, low_open=True)
     record_every = check_int("record_every", record_every, where=_WHERE, low=1)
     n, dim = x0.shape
-    structured = _as_diffusion(diffusion)
-    r = structured.noise_dim if not isinstance(structured, FieldDiffusion) else dim
+    noise = _as_diffusion(diffusion)._prepare(dim, x0.dtype, x0.device, math.sqrt(2.0 * dt / beta))
+    r = noise.r
     steps = record_steps(n_steps, record_every)
     out = _allocate_records(len(steps), (n, dim), x0, _WHERE, "particles")
 
     gen = torch.Generator(device=x0.device)
     gen.manual_seed(seed if seed is not None else int(torch.Generator().seed()))
-    noise = structured._prepare(dim, x0.dtype, x0.device, math.sqrt(2.0 * dt / beta))
     scheme = EulerMaruyama
     z = torch.empty((n, r), dtype=x0.dtype, device=x0.device)
     x, spare = x0.clone(), torch.empty_like(x0)
