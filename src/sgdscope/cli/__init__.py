@@ -18,3 +18,6 @@ def main() -> None:
 from .spectrum import spectrum  # noqa: E402
 
 main.add_command(spectrum)
+from .analyze import analyze  # noqa: E402
+
+main.add_command(analyze)
