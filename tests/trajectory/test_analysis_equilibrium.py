@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import scipy.linalg
 from scipy import stats
 
 import sgdscope as sg
@@ -17,9 +16,9 @@ from ._analysis_processes import J, brownian, ou, rotated_ou, stuart_landau
 
 
 def test_fit_recovers_lemma20_decomposition():
-    x, F, D, Q = rotated_ou(0.8, 100000, seed=0, dt=0.2)
+    x, F, D, _Q = rotated_ou(0.8, 100000, seed=0, dt=0.2)
     fit = fit_ou(x, dt=0.2)
-    U, Q0, S0 = sg.linear_decomposition(F, D)
+    _U, Q0, S0 = sg.linear_decomposition(F, D)
     np.testing.assert_allclose(fit.F, F, atol=0.08)
     np.testing.assert_allclose(fit.Q, Q0, atol=0.05)
     np.testing.assert_allclose(fit.S, S0, rtol=0.05, atol=0.02)
@@ -65,7 +64,9 @@ def test_entropy_production_of_rotated_ou():
     ep = entropy_production(x, dt=dt, n_surrogates=49)
     assert ep.rate == pytest.approx(2 * q**2, rel=0.1)
     assert ep.corrected <= ep.rate and ep.p_value <= 0.05
-    null = entropy_production(ou(np.eye(2) * 1.5, np.eye(2), dt, 60000, seed=5), dt=dt, n_surrogates=49)
+    null = entropy_production(
+        ou(np.eye(2) * 1.5, np.eye(2), dt, 60000, seed=5), dt=dt, n_surrogates=49
+    )
     assert null.corrected < 0.1 * 2 * q**2  # bias removed: near 0 at equilibrium
 
 
@@ -81,7 +82,10 @@ def test_irreversibility_sign_and_rejection():
 def test_calibration_under_q0_null():
     # OU with Q = 0: p-values of equilibrium_test are uniform (KS), false-positive rate ≈ α
     ps = np.array(
-        [equilibrium_test(rotated_ou(0.0, 1000, seed=s)[0], n_surrogates=49, seed=s).p_value for s in range(40)]
+        [
+            equilibrium_test(rotated_ou(0.0, 1000, seed=s)[0], n_surrogates=49, seed=s).p_value
+            for s in range(40)
+        ]
     )
     assert stats.kstest(ps, "uniform").pvalue > 0.01
     assert np.mean(ps < 0.05) <= 0.15
@@ -90,7 +94,10 @@ def test_calibration_under_q0_null():
 @pytest.mark.slow
 def test_calibration_under_q0_null_large():
     ps = np.array(
-        [equilibrium_test(rotated_ou(0.0, 4000, seed=s)[0], n_surrogates=199, seed=s).p_value for s in range(200)]
+        [
+            equilibrium_test(rotated_ou(0.0, 4000, seed=s)[0], n_surrogates=199, seed=s).p_value
+            for s in range(200)
+        ]
     )
     assert stats.kstest(ps, "uniform").pvalue > 0.01
     assert abs(np.mean(ps < 0.05) - 0.05) < 0.04
@@ -108,7 +115,7 @@ def test_rotated_ou_is_rejected_with_the_sign_of_q(q):
 
 
 def test_stuart_landau_is_rejected():
-    x, f0 = stuart_landau(1500, seed=1)
+    x, _f0 = stuart_landau(1500, seed=1)
     r = equilibrium_test(x, n_surrogates=99)
     assert r.out_of_equilibrium
     assert r.circulation > 0  # ω > 0 turns counter-clockwise
@@ -119,7 +126,9 @@ def test_wide_trajectory_is_projected_and_summary_is_json_ready():
 
     x, *_ = rotated_ou(0.8, 2000, seed=8)
     rng = np.random.default_rng(9)
-    wide = x @ np.linalg.qr(rng.standard_normal((20, 20)))[0][:2] + 0.01 * rng.standard_normal((2000, 20))
+    wide = x @ np.linalg.qr(rng.standard_normal((20, 20)))[0][:2] + 0.01 * rng.standard_normal(
+        (2000, 20)
+    )
     r = equilibrium_test(wide, n_surrogates=49)
     assert r.plane.startswith("the top-2 PCA plane") and r.out_of_equilibrium
     json.dumps(r.summary())
@@ -132,7 +141,9 @@ def test_errors():
         equilibrium_test(x, lags=[1, 50])
     with pytest.raises(ValueError, match="at least 50 are needed"):
         equilibrium_test(x[:30])
-    with pytest.raises(ValueError, match="'lags' parameter of equilibrium_test must be a non-empty"):
+    with pytest.raises(
+        ValueError, match="'lags' parameter of equilibrium_test must be a non-empty"
+    ):
         equilibrium_test(x, lags=[0])
     with pytest.raises(ValueError, match="'alpha' parameter of equilibrium_test"):
         equilibrium_test(x, alpha=0)

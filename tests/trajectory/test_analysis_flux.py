@@ -22,7 +22,7 @@ def test_circulation_equals_angular_momentum_of_field():
 
 def test_fine_grid_circulation_matches_ou_closed_form():
     # E[x_t × x_{t+1}] = C(1)_{10} − C(1)_{01} with C(1) = e^{−FΔ} S (exact, discrete time)
-    x, F, D, Q = rotated_ou(1.0, 40000, seed=1)
+    x, F, D, _Q = rotated_ou(1.0, 40000, seed=1)
     S = scipy.linalg.solve_continuous_lyapunov(F, 2 * D)
     C1 = scipy.linalg.expm(-F * 0.2) @ S
     exact = C1[1, 0] - C1[0, 1]
@@ -44,12 +44,15 @@ def test_brownian_motion_has_no_significant_flux():
     r = probability_flux(brownian(5000, 2, seed=0))
     assert r.p_value > 0.05
     # and the p-values are roughly uniform over seeds (block time-reversal null)
-    ps = [probability_flux(brownian(2000, 2, seed=s), seed=s, n_surrogates=199).p_value for s in range(40)]
+    ps = [
+        probability_flux(brownian(2000, 2, seed=s), seed=s, n_surrogates=199).p_value
+        for s in range(40)
+    ]
     assert stats.kstest(ps, "uniform").pvalue > 0.01
 
 
 def test_flux_in_pca_plane_of_wide_trajectory():
-    x, _, _, Q = rotated_ou(0.8, 4000, seed=3)
+    x, _, _, _Q = rotated_ou(0.8, 4000, seed=3)
     rng = np.random.default_rng(4)
     embed = np.linalg.qr(rng.standard_normal((6, 6)))[0][:, :2]
     wide = x @ embed.T + 0.01 * rng.standard_normal((4000, 6))
@@ -64,7 +67,10 @@ def test_errors():
         probability_flux(x, n_blocks=40)
     with pytest.raises(ValueError, match="at least 2 coordinates"):
         probability_flux(x[:, :1])
-    with pytest.raises(ValueError, match="'n_components' parameter of probability_flux must be an int in \\[2, 2\\]"):
+    with pytest.raises(
+        ValueError,
+        match="'n_components' parameter of probability_flux must be an int in \\[2, 2\\]",
+    ):
         probability_flux(x, n_components=3)
     with pytest.raises(ValueError, match="'bins' parameter of probability_flux"):
         probability_flux(x, bins=1)

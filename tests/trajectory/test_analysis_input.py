@@ -54,7 +54,7 @@ def test_projection_is_pca_of_positions():
     y2, proj2, plane2 = project(x, 2, np.eye(5)[[1, 0]], where="f")
     np.testing.assert_allclose(y2[:, 0], x[:, 1] - x[:, 1].mean(), atol=1e-10)
     assert proj2 is not None and plane2.startswith("the given 2-D basis")
-    y3, proj3, plane3 = project(x[:, :2], 2, None, where="f")
+    _y3, proj3, plane3 = project(x[:, :2], 2, None, where="f")
     assert proj3 is None and plane3 == "the 2 original coordinates"
 
 
@@ -62,7 +62,7 @@ def test_bad_input():
     x = np.random.default_rng(0).standard_normal((200, 3)).cumsum(0)
     bad = x.copy()
     bad[17, 2] = np.nan
-    with pytest.raises(ValueError, match="non-finite value .* at snapshot 17, coordinate 2"):
+    with pytest.raises(ValueError, match=r"non-finite value .* at snapshot 17, coordinate 2"):
         equilibrium_test(bad)
     const = x.copy()
     const[:, 1] = 3.0
@@ -72,5 +72,7 @@ def test_bad_input():
         autocorrelation(np.zeros((2, 3, 4)))
     with pytest.raises(TypeError, match="must hold real numbers, got dtype <U1"):
         autocorrelation(np.array([["a", "b"]]))
-    with pytest.raises(ValueError, match=r"'basis' parameter of f must have shape \(k, d\) = \(k, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"'basis' parameter of f must have shape \(k, d\) = \(k, 3\)"
+    ):
         project(x, 2, np.eye(4)[:2], where="f")

@@ -1,5 +1,7 @@
 """Spectra, autocorrelation, EWMA and gradient norm against closed forms."""
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 import scipy.signal
@@ -88,7 +90,12 @@ def test_ewma_matches_pandas_adjust_formula():
     x = np.random.default_rng(0).standard_normal(300)
     com = 10.0
     r = 1 - 1 / (1 + com)
-    direct = np.array([np.sum(r ** np.arange(t, -1, -1) * x[: t + 1]) / np.sum(r ** np.arange(t + 1)) for t in range(300)])
+    direct = np.array(
+        [
+            np.sum(r ** np.arange(t, -1, -1) * x[: t + 1]) / np.sum(r ** np.arange(t + 1))
+            for t in range(300)
+        ]
+    )
     np.testing.assert_allclose(ewma(x, com=com), direct, rtol=1e-12)
     np.testing.assert_allclose(ewma(np.full(50, 3.0)), 3.0)
 
@@ -99,7 +106,7 @@ def test_gradient_norm_from_array_and_trajectory_like():
 
     class Traj:
         weights = np.zeros((5, 4))
-        scalars = {"grad_norm": np.array([2.0, 2.0, 2.0, 2.0, 2.0])}
+        scalars: ClassVar[dict] = {"grad_norm": np.array([2.0, 2.0, 2.0, 2.0, 2.0])}
         steps = np.arange(0, 50, 10)
         gradients = None
         dim = 4
@@ -112,7 +119,7 @@ def test_gradient_norm_from_array_and_trajectory_like():
     np.testing.assert_array_equal(g.steps, Traj.steps)
 
     class WithGrads(Traj):
-        scalars = {}
+        scalars: ClassVar[dict] = {}
         gradients = np.full((5, 4), 0.5)
 
     np.testing.assert_allclose(gradient_norm(WithGrads()).value, 0.5)
@@ -124,7 +131,9 @@ def test_errors():
         power_spectrum(x, n_boot=1)
     with pytest.raises(ValueError, match="'confidence' parameter of power_spectrum"):
         power_spectrum(x, confidence=1.0)
-    with pytest.raises(ValueError, match=r"'segment_length' parameter of power_spectrum .* \[8, 99\]"):
+    with pytest.raises(
+        ValueError, match=r"'segment_length' parameter of power_spectrum .* \[8, 99\]"
+    ):
         power_spectrum(x, segment_length=500)
     with pytest.raises(ValueError, match="at least 52 are needed for lags up to 50"):
         autocorrelation(x[:40], lags=[0, 50])
@@ -141,7 +150,7 @@ def test_errors():
 
     class NoGrad:
         weights = np.zeros((3, 2))
-        scalars = {}
+        scalars: ClassVar[dict] = {}
         gradients = None
         dim = 2
 
