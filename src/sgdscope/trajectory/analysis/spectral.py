@@ -376,10 +376,14 @@ def gradient_norm(source: Any, *, dim: int | None = None, com: float = 100.0) ->
             norms = np.asarray(scalars["grad_norm"], dtype=np.float64)
         elif getattr(source, "gradients", None) is not None:
             g = source.gradients
-            norms = np.array(
-                [np.linalg.norm(np.asarray(g[t], dtype=np.float64)) for t in range(len(g))]
+            n_rows = g.shape[0]
+            norms = np.concatenate(
+                [
+                    np.linalg.norm(np.asarray(g[t : t + 4096], dtype=np.float64), axis=1)
+                    for t in range(0, n_rows, 4096)
+                ]
             )
-            steps = getattr(g, "steps", None)
+            steps = getattr(source, "gradient_steps", None)
         else:
             raise ValueError(
                 f"the 'source' parameter of {where} has neither scalars['grad_norm'] nor "
