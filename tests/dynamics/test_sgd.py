@@ -174,7 +174,9 @@ def test_full_batch_is_gradient_descent():
 
 
 @pytest.mark.parametrize(
-    "make", [sg.LeastSquares.synthetic, sg.LogisticRegression.synthetic, sg.MLPProblem.synthetic]
+    "make",
+    [sg.LeastSquares.synthetic, sg.LogisticRegression.synthetic, sg.MLPProblem.synthetic],
+    ids=["least-squares", "logistic", "mlp"],
 )
 def test_momentum_matches_torch_optim(make):
     """Full-batch heavy ball against torch.optim.SGD(momentum) on the problem's nn.Module."""

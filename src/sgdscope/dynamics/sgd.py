@@ -122,6 +122,7 @@ def simulate_sgd(
         MemoryError: If the record buffer would not fit.
 
     Example:
+        >>> from sgdscope import LeastSquares
         >>> p = LeastSquares.synthetic(n_samples=32, dim=2, seed=0)
         >>> xs = simulate_sgd(p, lr=0.05, batch_size=4, n_steps=400, chains=8, record_every=100)
         >>> xs.shape
