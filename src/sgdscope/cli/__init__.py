@@ -18,6 +18,9 @@ def main() -> None:
 from .spectrum import spectrum  # noqa: E402
 
 main.add_command(spectrum)
+from .toy import toy  # noqa: E402
+
+main.add_command(toy)
 from .analyze import analyze  # noqa: E402
 
 main.add_command(analyze)
