@@ -26,6 +26,10 @@ from .dynamics.sde import EulerMaruyama as EulerMaruyama
 from .dynamics.sde import LowRankDiffusion as LowRankDiffusion
 from .dynamics.sde import simulate_sde as simulate_sde
 from .dynamics.sgd import simulate_sgd as simulate_sgd
+from .dynamics.grid import Grid as Grid
+from .dynamics.fokker_planck import FokkerPlanck as FokkerPlanck
+from .dynamics.fokker_planck import SteadyState as SteadyState
+from .dynamics import examples as examples
 
 # --- trajectories (recorder, analysis) ---
 from .trajectory import Projection as Projection
@@ -63,6 +67,10 @@ __all__ = [
     "LowRankDiffusion",
     "simulate_sde",
     "simulate_sgd",
+    "Grid",
+    "FokkerPlanck",
+    "SteadyState",
+    "examples",
     # trajectories
     "Projection",
     "Trajectory",
