@@ -190,23 +190,28 @@ def test_state_dependent_D_1d_ks():
 
 
 def test_weak_order_on_ou():
-    """Weak error of the stationary second moment on OU, dx = −x dt + √2 dW (exact E[x²] = 1).
+    """Weak order of EM on OU, dx = −x dt + √2 dW, from the stationary second moment.
 
-    EM's is 1/(1 − h/2): error ≈ h/2, so the fitted slope of log error against log h must be the
-    declared weak order 1 (within 0.2). Monte Carlo error ≈ 0.2% < the smallest bias 1.3%.
+    EM's E[x²] is 1/(1 − h/2), so its error against the exact 1 is ≈ h/2. All step sizes use the
+    same seed, so their Monte Carlo errors (≈ 0.15%: 1.2e6 samples, correlation 0.14) are nearly
+    common; the order is therefore fitted on successive differences m(h) − m(h/2), in which the
+    common error cancels (exact EM values give 1.05–1.11 on this ladder), and must match the
+    declared weak order 1 within 0.2. The errors against the exact value must also shrink.
     """
-    hs = [0.4, 0.2, 0.1, 0.05]
-    errs = []
+    hs = [0.2, 0.1, 0.05, 0.025]
+    m2 = []
     for h in hs:
-        burn, every, n_rec = int(5 / h), int(2 / h), 20
+        burn, every, n_rec = int(5 / h), int(1 / h), 60
         x0 = torch.zeros(20000, 1, dtype=f64)
         xs = sg.simulate_sde(
             lambda x: -x, torch.eye(1, dtype=f64), x0, h, burn + every * n_rec, 1.0, 7, every
         )
-        m2 = float((xs[burn // every + 1 :] ** 2).mean())
-        errs.append(abs(m2 - 1.0))
-    slope = np.polyfit(np.log(hs), np.log(errs), 1)[0]
-    assert abs(slope - sg.EulerMaruyama.weak_order) < 0.2, (slope, errs)
+        m2.append(float((xs[burn // every + 1 :] ** 2).mean()))
+    diffs = np.abs(np.diff(m2))
+    slope = np.polyfit(np.log(hs[:-1]), np.log(diffs), 1)[0]
+    assert abs(slope - sg.EulerMaruyama.weak_order) < 0.2, (slope, m2)
+    errs = np.abs(np.array(m2) - 1.0)
+    assert np.all(np.diff(errs) < 0) and errs[0] == pytest.approx(0.2 / 1.8, rel=0.1)
     assert sg.EulerMaruyama.strong_order == 0.5
 
 
