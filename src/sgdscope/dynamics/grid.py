@@ -40,7 +40,7 @@ class Grid:
 
     Example:
         >>> grid = Grid(bounds=[(-2, 2), (-1, 1)], shape=(40, 20))
-        >>> grid.points.shape, float(grid.cell_volume)
+        >>> grid.points.shape, round(grid.cell_volume, 12)
         ((40, 20, 2), 0.01)
     """
 
