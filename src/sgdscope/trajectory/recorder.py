@@ -748,9 +748,12 @@ def _scalar_column(values: list[tuple[int, Any]], fill: int) -> np.ndarray:
     """A (fill,) float64 column with NaN where no value was given; tensors are read here."""
     col = np.full(fill, np.nan)
     tensors = [(i, v) for i, v in values if isinstance(v, torch.Tensor)]
-    if tensors:  # one device transfer for the whole chunk
+    if tensors:
         idx = np.array([i for i, _ in tensors])
-        col[idx] = torch.stack([v.reshape(()) for _, v in tensors]).double().cpu().numpy()
+        if all(v.device.type == "cpu" for _, v in tensors):
+            col[idx] = [v.item() for _, v in tensors]
+        else:  # one device transfer for the whole chunk
+            col[idx] = torch.stack([v.reshape(()) for _, v in tensors]).double().cpu().numpy()
     for i, v in values:
         if not isinstance(v, torch.Tensor):
             col[i] = float(v)

@@ -275,5 +275,5 @@ class StoreWriter:
         """Atomically replace the manifest with the current state."""
         if complete is not None:
             self.manifest["complete"] = complete
-        text = json.dumps(self.manifest, indent=1, sort_keys=True).encode("utf-8")
+        text = json.dumps(self.manifest, separators=(",", ":"), sort_keys=True).encode("utf-8")
         _atomic_write(self.root / MANIFEST, lambda fh: fh.write(text), fsync=self.fsync)
