@@ -185,6 +185,9 @@ def test_state_dependent_D_1d_ks():
     x = xs[-1, :, 0].numpy()
     res = scipy.stats.kstest(x, lambda t: np.interp(t, grid, cdf))
     assert res.pvalue > 0.01, res  # fixed seed; threshold 1%
+    # power: the density without the Itô factor 1/D(x) is rejected (p ≈ 1e-37 here)
+    wrong = scipy.integrate.cumulative_trapezoid(np.exp(-beta * inner), grid, initial=0.0)
+    assert scipy.stats.kstest(x, lambda t: np.interp(t, grid, wrong / wrong[-1])).pvalue < 1e-6
     m2 = np.trapezoid(grid**2 * np.gradient(cdf, grid), grid)
     assert abs(np.mean(x**2) - m2) < 3 * np.std(x**2) / math.sqrt(n) + 0.01
 
