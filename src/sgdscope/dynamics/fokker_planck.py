@@ -334,7 +334,7 @@ class FokkerPlanck:
         d_cells = self._eval_diffusion(diffusion, centres)
         self._diffusion_cells = d_cells.reshape(*grid.shape, dim, dim)
 
-        asm = assemble_generator(grid, drift_faces, d_cells, self.beta, periodic)
+        asm = assemble_generator(grid, drift_faces, parts[0], d_cells, self.beta, periodic)
         self._generator = asm.generator
         self._peclet = asm.peclet
         self._check_peclet(asm)
