@@ -135,6 +135,14 @@ def test_wide_trajectory_is_projected_and_summary_is_json_ready():
     assert set(r.components) == {"irreversibility", "circulation", "spectrum", "autocorrelation"}
 
 
+def test_random_walk_is_flagged_non_stationary():
+    r = equilibrium_test(brownian(2000, 3, seed=1), n_surrogates=19)
+    assert not r.null_model.stationary and "unit root" in r.verdict
+    # Dickey–Fuller: random walks are flagged in nearly every seed
+    assert sum(not fit_ou(brownian(2000, 2, seed=s)).stationary for s in range(20)) >= 19
+    assert fit_ou(rotated_ou(0.5, 2000, seed=1)[0]).stationary
+
+
 def test_errors():
     x = brownian(200, 3, seed=0)
     with pytest.raises(ValueError, match="at least 500 are needed for lags up to 50"):

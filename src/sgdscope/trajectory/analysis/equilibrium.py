@@ -114,6 +114,7 @@ class EquilibriumTest:
             "flux": self.flux.summary(),
             "plane": self.plane,
             "null_model": self.null_model.method,
+            "stationary": self.null_model.stationary,
             "n_surrogates": self.n_surrogates,
         }
 
@@ -142,10 +143,20 @@ def _verdict(
     flux: ProbabilityFlux,
     components: dict[str, Component],
     eff: float,
+    stationary: bool,
 ) -> str:
     turn = "counter-clockwise" if flux.circulation > 0 else "clockwise"
+    if not stationary:
+        notes = (
+            " Caution: the trajectory spans fewer than 20 relaxation times of the fitted model, "
+            "or has a unit root (it drifts rather than fluctuates about a stationary state in "
+            "this plane), so the reversible null is not reliable; analyse a longer or later "
+            "window of the run."
+        )
+    else:
+        notes = ""
     misfit = [n for n in ("spectrum", "autocorrelation") if components[n].p_value < alpha]
-    model = (
+    notes += (
         f" The reversible linear model also misses the {' and '.join(misfit)} (p < {alpha:g}), "
         "so the dynamics are not well described by an OU process there."
         if misfit
@@ -156,13 +167,13 @@ def _verdict(
             f"Out of equilibrium: p = {p:.3g} < α = {alpha:g}. The lagged covariance in {plane} "
             f"is not symmetric, so detailed balance is rejected; the probability current turns "
             f"{turn} (flux test p = {flux.p_value:.3g}) and the fitted rotation-to-relaxation "
-            f"ratio ‖QU‖/‖DU‖ is {eff:.2g}.{model}"
+            f"ratio ‖QU‖/‖DU‖ is {eff:.2g}.{notes}"
         )
     return (
         f"No evidence against equilibrium: p = {p:.3g} ≥ α = {alpha:g}. In {plane} the lagged "
         f"covariance is as symmetric as in a reversible (Q = 0) Ornstein–Uhlenbeck process "
         f"(flux test p = {flux.p_value:.3g}). This does not prove equilibrium: a longer "
-        f"trajectory or other directions may still reveal currents.{model}"
+        f"trajectory or other directions may still reveal currents.{notes}"
     )
 
 
@@ -297,7 +308,7 @@ def equilibrium_test(
         fit=fit,
     )
     stat, p = float(obs[0]), components["irreversibility"].p_value
-    verdict = _verdict(p, alpha, plane, flux, components, fit.effect_size)
+    verdict = _verdict(p, alpha, plane, flux, components, fit.effect_size, fit.stationary)
     return EquilibriumTest(
         statistic=stat,
         p_value=p,

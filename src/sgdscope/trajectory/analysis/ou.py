@@ -30,8 +30,8 @@ from ._input import as_generator
 
 __all__ = ["OUFit", "fit_ou"]
 
-# Null AR(1) coefficients are kept in [-1 + _EDGE, 1 - _EDGE] so the null is stationary.
-_EDGE = 1e-9
+# A fit counts as stationary when the trajectory spans at least this many relaxation times.
+_MIN_RELAXATIONS = 20
 
 
 def _sym_sqrt(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +76,10 @@ class OUFit:
             an eigenvalue on the negative real axis, i.e. the sampling is too coarse for a
             continuous-time OU; then D and Q come from the first-order split of
             :math:`S^{-1/2}AS^{1/2}` and the null is its symmetric part).
+        stationary: False when the trajectory spans fewer than 20 of the fit's slowest
+            relaxation times 1/(1 − |μ|), which includes unit roots (drift rather than relaxation,
+            e.g. a random walk or a still-descending run). Then lagged covariances are poorly
+            estimated and the null's p-values are not reliable; analyse a longer or later window.
     """
 
     mean: np.ndarray
@@ -91,6 +95,7 @@ class OUFit:
     null_coefficients: np.ndarray
     dt: float
     method: str
+    stationary: bool
 
     @property
     def entropy_production(self) -> float:
@@ -161,9 +166,9 @@ def fit_ou(x: np.ndarray, *, dt: float = 1.0) -> OUFit:
     (x_t-\bar x)^\top` (least squares), S the sample covariance, then in whitened coordinates
     :math:`\tilde F = -\log(S^{-1/2} A S^{1/2})/\Delta`, :math:`\tilde D`, :math:`\tilde Q` its
     symmetric and antisymmetric parts, mapped back by :math:`S^{1/2}(\cdot)S^{1/2}`. This is
-    Lemma 20 with S the stationary covariance: F S + S Fᵀ = 2D and Q = FS − D. Negative
-    eigenvalues of D̃ (non-stationary data) are clipped to 0⁺ in the null, which then has
-    (near-)unit-root AR(1) coordinates.
+    Lemma 20 with S the stationary covariance: F S + S Fᵀ = 2D and Q = FS − D. Non-positive
+    eigenvalues of D̃ (non-stationary data) are raised so that the null's AR(1) coefficients
+    stay within 1/T of ±1; ``stationary`` reports whether T covers ≥ 20 relaxation times.
 
     Args:
         x: (T, k) float64 positions (already validated and, for large d, projected).
@@ -196,7 +201,13 @@ def fit_ou(x: np.ndarray, *, dt: float = 1.0) -> OUFit:
         qtl = -0.5 * (b - b.T) / dt
         mu, v = np.linalg.eigh(bs)
         method = "discrete"
-    mu = np.clip(mu, -1.0 + _EDGE, 1.0 - _EDGE)
+    # The trajectory must span ≥ 20 relaxation times 1/(1 − |μ|). A random walk's least-squares
+    # μ̂ is biased below 1 (Dickey–Fuller: T(1 − μ̂) ≈ 5 with the mean removed, > 20 in < 1 % of
+    # walks), so this also flags unit roots. A unit root itself is replaced by a relaxation
+    # time of T snapshots.
+    stationary = bool(np.abs(mu).max() < 1.0 - _MIN_RELAXATIONS / n)
+    edge = 1.0 / n
+    mu = np.clip(mu, -1.0 + edge, 1.0 - edge)
     mixing = sh @ v
     null_a = sh @ (v * mu) @ v.T @ wh
     null_noise = s - null_a @ s @ null_a.T
@@ -217,6 +228,7 @@ def fit_ou(x: np.ndarray, *, dt: float = 1.0) -> OUFit:
         null_coefficients=mu,
         dt=float(dt),
         method=method,
+        stationary=stationary,
     )
 
 
