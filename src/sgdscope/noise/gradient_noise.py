@@ -167,6 +167,7 @@ class GradientNoise:
             )
         self._cache: torch.Tensor | None = None
         self._cache_complete = False
+        self._buffers: dict[str, torch.Tensor] = {}
         self._mean: torch.Tensor | None = None
         self._trace: float | None = None
         self.passes = 0
@@ -256,8 +257,12 @@ class GradientNoise:
         return stochastic
 
     @property
+    def _grad_dtype(self) -> torch.dtype:
+        return self._trainable[self._names[0]].dtype
+
+    @property
     def _grad_itemsize(self) -> int:
-        return torch.empty((), dtype=self._trainable[self._names[0]].dtype).element_size()
+        return torch.empty((), dtype=self._grad_dtype).element_size()
 
     def _auto_chunk_size(self) -> int:
         """Samples per chunk so that gradients plus activations fit the chunk target."""
@@ -299,46 +304,82 @@ class GradientNoise:
 
     # ------------------------------------------------------------------------ data passes
     def _compute_chunk(
-        self, indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+        self,
+        indices: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Per-sample gradients of one chunk, written into ``out`` when given; checked for NaN/inf."""
         with model_mode(self.model, self.eval_mode), warnings.catch_warnings():
             # vmap falls back to a loop for ops without a batching rule (e.g. CPU flash attention);
             # the result is exact, only slower, so the per-chunk warning is noise to the user.
             warnings.filterwarnings(
                 "ignore", message="There is a performance drop because we have not yet"
             )
-            G = self._kernel(self._trainable, self._constants, x.to(self.device), y.to(self.device))
-        G = G.detach()
-        if not torch.isfinite(G).all():
-            row, col = (~torch.isfinite(G)).nonzero()[0].tolist()
-            value = G[row, col].item()
-            raise FloatingPointError(
-                f"the per-sample gradient of sample {int(indices[row])} is {value} in parameter "
-                f"'{self.layout.name_of(col)}' (coordinate {col}). Check that sample's input and target, "
-                "and the loss (log of zero?) before measuring D."
+            G = self._kernel(
+                self._trainable, self._constants, x.to(self.device), y.to(self.device), out=out
             )
+        G = G.detach()
+        # A column sum is finite iff no entry is NaN/inf (barring overflow of finite values, which
+        # the exact search below then clears); it allocates d numbers instead of n·d flags.
+        if not torch.isfinite(G.sum(0)).all():
+            bad = (~torch.isfinite(G)).nonzero()
+            if bad.numel():
+                row, col = bad[0].tolist()
+                value = G[row, col].item()
+                raise FloatingPointError(
+                    f"the per-sample gradient of sample {int(indices[row])} is {value} in parameter "
+                    f"'{self.layout.name_of(col)}' (coordinate {col}). Check that sample's input and "
+                    "target, and the loss (log of zero?) before measuring D."
+                )
         return G
 
+    def _buffer(self, name: str, rows: int, dtype: torch.dtype) -> torch.Tensor:
+        """A work buffer of shape (rows, d), allocated once and reused by every pass.
+
+        Fresh multi-hundred-MB allocations per chunk cost page faults that can exceed the
+        arithmetic; reusing one buffer pays them once.
+        """
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[0] < rows or buf.dtype != dtype:
+            buf = torch.empty(max(rows, self.chunk_size), self.dim, dtype=dtype, device=self.device)
+            self._buffers[name] = buf
+        return buf[:rows]
+
+    def _accumulation_view(self, G: torch.Tensor) -> torch.Tensor:
+        """``G`` in the accumulation dtype, through a reused buffer when a cast is needed."""
+        if G.dtype == self.dtype:
+            return G
+        return self._buffer("accumulate", G.shape[0], self.dtype).copy_(G)
+
+    def _shifted(self, G: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """G − shift in the accumulation dtype, written into a reused buffer (G is left intact)."""
+        return self._buffer("accumulate", G.shape[0], self.dtype).copy_(G).sub_(shift)
+
     def _chunks(self, description: str) -> Iterator[tuple[int, torch.Tensor]]:
-        """Yield ``(start, G_chunk)`` over all samples; from the cache when it is complete."""
+        """Yield ``(start, G_chunk)`` over all samples; from the cache when it is complete.
+
+        ``G_chunk`` may be a view of a reused buffer: it is valid until the next chunk.
+        """
         if self._cache_complete:
             for start in range(0, self.n_samples, self.chunk_size):
                 yield start, self._cache[start : start + self.chunk_size]
             return
         if self._use_cache and self._cache is None:
             self._cache = torch.empty(
-                self.n_samples,
-                self.dim,
-                dtype=self._trainable[self._names[0]].dtype,
-                device=self.device,
+                self.n_samples, self.dim, dtype=self._grad_dtype, device=self.device
             )
         n_chunks = -(-self.n_samples // self.chunk_size)
         with progress_bar(description, n_chunks, enabled=self.progress) as advance:
             for start, x, y in self.source.chunks(self.chunk_size):
-                G = self._compute_chunk(torch.arange(start, start + x.shape[0]), x, y)
-                if self._cache is not None:
-                    self._cache[start : start + G.shape[0]] = G
-                yield start, G
+                m = x.shape[0]
+                out = (
+                    self._cache[start : start + m]
+                    if self._cache is not None
+                    else self._buffer("gradients", m, self._grad_dtype)
+                )
+                yield start, self._compute_chunk(torch.arange(start, start + m), x, y, out=out)
                 advance()
         self.passes += 1
         if self._cache is not None:
@@ -350,12 +391,11 @@ class GradientNoise:
         sq = torch.zeros((), dtype=self.dtype, device=self.device)
         shift = None
         for _, G in self._chunks("mean gradient and trace"):
-            Gd = G.to(self.dtype)
             if shift is None:
-                shift = Gd.mean(0)
-            Gs = Gd - shift
-            total += Gs.sum(0)
-            sq += (Gs * Gs).sum()
+                shift = G.to(self.dtype).mean(0)
+            Gs = self._shifted(G, shift).view(-1)
+            total += Gs.view(G.shape).sum(0)
+            sq += torch.dot(Gs, Gs)
         n = self.n_samples
         delta = total / n
         self._mean = shift + delta
@@ -401,12 +441,12 @@ class GradientNoise:
             )
         if self._cache_complete:
             return self._cache[idx.to(self._cache.device)].clone()
-        parts = []
+        result = torch.empty(idx.numel(), self.dim, dtype=self._grad_dtype, device=self.device)
         for start in range(0, idx.numel(), self.chunk_size):
             sub = idx[start : start + self.chunk_size]
             x, y = self.source.get(sub)
-            parts.append(self._compute_chunk(sub, x, y))
-        return torch.cat(parts) if parts else torch.empty(0, self.dim, device=self.device)
+            self._compute_chunk(sub, x, y, out=result[start : start + sub.numel()])
+        return result
 
     def _check_dense_budget(self, what: str, factor: float = 1.0) -> None:
         size = self.dim
@@ -434,10 +474,9 @@ class GradientNoise:
         total = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
         shift = self._mean
         for _, G in self._chunks("dense D"):
-            Gd = G.to(self.dtype)
             if shift is None:
-                shift = Gd.mean(0)
-            Gs = Gd - shift
+                shift = G.to(self.dtype).mean(0)
+            Gs = self._shifted(G, shift)
             S.addmm_(Gs.T, Gs)
             total += Gs.sum(0)
         n = self.n_samples
@@ -458,7 +497,7 @@ class GradientNoise:
         gX = g @ X
         out = torch.zeros_like(X)
         for _, G in self._chunks("D products"):
-            Gd = G.to(self.dtype)
+            Gd = self._accumulation_view(G)
             P = Gd @ X - gX
             out.addmm_(Gd.T, P)
             out.sub_(torch.outer(g, P.sum(0)))
@@ -583,6 +622,12 @@ class GradientNoise:
             complete=k is None, method="dense", reason=reason,
         )  # fmt: skip
 
+    def _centred_rows(self, G: torch.Tensor, start: int, buffer: str) -> torch.Tensor:
+        """Rows ``start : start + chunk`` of G minus the mean gradient, in a reused buffer."""
+        rows = G[start : start + self.chunk_size]
+        out = self._buffer(buffer, rows.shape[0], self.dtype)
+        return out.copy_(rows).sub_(self.mean_gradient())
+
     def _spectrum_gram(self, k: int | None, keep_vectors: bool, reason: str) -> Spectrum:
         el = torch.empty((), dtype=self.dtype).element_size()
         need = 3 * self.n_samples**2 * el + self.n_samples * self.dim * self._grad_itemsize
@@ -597,13 +642,13 @@ class GradientNoise:
             for _ in self._chunks("per-sample gradients"):
                 pass
         G = self._cache
-        g = self.mean_gradient()
+        self.mean_gradient()
         n, c = self.n_samples, self.chunk_size
         K = torch.empty(n, n, dtype=self.dtype, device=self.device)
         for i in range(0, n, c):
-            Gi = G[i : i + c].to(self.dtype) - g
+            Gi = self._centred_rows(G, i, "gram rows")
             for j in range(0, i + 1, c):
-                Gj = G[j : j + c].to(self.dtype) - g
+                Gj = self._centred_rows(G, j, "gram columns")
                 block = Gi @ Gj.T
                 K[i : i + c, j : j + c] = block
                 if j != i:
@@ -618,7 +663,7 @@ class GradientNoise:
             U = U[:, :r]
             V = torch.zeros(self.dim, r, dtype=self.dtype, device=self.device)
             for i in range(0, n, c):
-                V.addmm_((G[i : i + c].to(self.dtype) - g).T, U[i : i + c])
+                V.addmm_(self._centred_rows(G, i, "gram rows").T, U[i : i + c])
             scale = (
                 torch.as_tensor(values, dtype=self.dtype, device=self.device) * self._denominator
             )

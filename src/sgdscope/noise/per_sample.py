@@ -49,7 +49,7 @@ def make_per_sample_gradients(
     *,
     stochastic: bool = False,
 ) -> Callable[[dict, dict, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Build ``f(trainable, constants, x, y) -> G`` with G[i] = ∇ ℓ(x_i, y_i) flattened, shape (n, d).
+    """Build ``f(trainable, constants, x, y, out=None) -> G``, G[i] = ∇ ℓ(x_i, y_i) flattened, (n, d).
 
     ``trainable`` maps the names in ``names`` to tensors; ``constants`` holds every other parameter
     and buffer of ``model``. Parameters are differentiated in the order of ``names``.
@@ -62,7 +62,8 @@ def make_per_sample_gradients(
             gets its own draw (``vmap(randomness="different")``).
 
     Returns:
-        The batched per-sample-gradient function.
+        The batched per-sample-gradient function; ``out`` (n, d) receives the result when given,
+        so that a caller can reuse one buffer across chunks.
     """
     names = list(names)
 
@@ -77,9 +78,13 @@ def make_per_sample_gradients(
     )
 
     def per_sample(
-        trainable: dict, constants: dict, x: torch.Tensor, y: torch.Tensor
+        trainable: dict,
+        constants: dict,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         grads = batched(trainable, constants, x, y)
-        return torch.cat([grads[n].reshape(x.shape[0], -1) for n in names], dim=1)
+        return torch.cat([grads[n].reshape(x.shape[0], -1) for n in names], dim=1, out=out)
 
     return per_sample

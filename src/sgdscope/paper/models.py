@@ -47,7 +47,16 @@ from torch import nn
 
 from .._validation import check_int, check_option
 
-__all__ = ["ModelInfo", "ModelName", "build", "info", "input_shape", "names", "parameter_count"]
+__all__ = [
+    "ModelInfo",
+    "ModelName",
+    "build",
+    "info",
+    "input_shape",
+    "names",
+    "parameter_count",
+    "small_allcnn",
+]
 
 
 class ModelName(str, Enum):
@@ -217,8 +226,14 @@ def _fc(hidden: int, num_classes: int) -> nn.Sequential:
     )
 
 
-def _small_allcnn(num_classes: int) -> nn.Sequential:
-    c1, c2 = 12, 24
+def small_allcnn(num_classes: int = 10, width: int = 1) -> nn.Sequential:
+    """small-allcnn with its channel counts (12, 24) multiplied by ``width``.
+
+    ``width=1`` is the paper's network (26,982 parameters for 10 classes); wider variants serve
+    the scaling benchmarks (about 26,712 · width² parameters).
+    """
+    width = check_int("width", width, where="sgdscope.paper.models.small_allcnn", low=1)
+    c1, c2 = 12 * width, 24 * width
     return nn.Sequential(
         *_conv_bn(3, c1, 3, padding=1),
         *_conv_bn(c1, c1, 3, padding=1),
@@ -283,7 +298,7 @@ def build(
         ModelName.SMALL_LENET: lambda: _small_lenet(c),
         ModelName.SMALL_FC: lambda: _fc(64, c),
         ModelName.TINY_FC: lambda: _fc(16, c),
-        ModelName.SMALL_ALLCNN: lambda: _small_allcnn(c),
+        ModelName.SMALL_ALLCNN: lambda: small_allcnn(c),
     }
     if seed is None:
         return makers[key]()
