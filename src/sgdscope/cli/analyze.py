@@ -106,7 +106,21 @@ def analyze(traj, out, project, surrogates, alpha, bins, seed):
             x = proj.apply(source)
             plane = f"top-{k} principal components"
         ps = analysis.power_spectrum(x, seed=seed)
-        ac = analysis.autocorrelation(x)
+        # dense short lags (the paper's grid, T // 100 apart, aliases fast oscillations) + its grid
+        n_snap = len(x)
+        ac = analysis.autocorrelation(
+            x,
+            lags=np.unique(
+                np.concatenate(
+                    [
+                        np.arange(min(200, n_snap - 2)),
+                        np.arange(0, n_snap - 1, max(1, n_snap // 100)),
+                    ]
+                )
+            )
+            if n_snap >= 3
+            else None,
+        )
         m = analysis.msd(x, seed=seed)
         eq = analysis.equilibrium_test(
             source,

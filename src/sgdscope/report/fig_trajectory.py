@@ -58,6 +58,8 @@ def plot_autocorrelation(ac: Autocorrelation, path: str | Path) -> Path:
     for band, style in ((ac.band95, "--"), (ac.band99, ":")):
         ax.axhline(band, color="C3", ls=style, lw=0.8)
         ax.axhline(-band, color="C3", ls=style, lw=0.8)
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(left=0)
     ax.set_xlabel("lag (snapshots)")
     ax.set_ylabel("autocorrelation")
     ax.set_title("bands: ±1.96/√n (dashed), ±2.576/√n (dotted)", fontsize=9)
