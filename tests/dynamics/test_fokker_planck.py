@@ -452,3 +452,21 @@ def test_summary_is_json_friendly():
     _, _, ss = _solve(ex, (48, 48))
     text = json.dumps(ss.summary())
     assert '"saddle"' in text and '"detailed_balance": false' in text
+
+
+def test_three_dimensional_ou_with_full_diffusion():
+    F = np.diag([2.0, 1.0, 1.5])
+    D = np.array([[1.0, 0.3, 0.1], [0.3, 0.8, -0.2], [0.1, -0.2, 0.9]])
+    dec = linear_decomposition(F, D)
+    half = 5.0 * np.sqrt(dec.S.diagonal().max())
+    grid = Grid([(-half, half)] * 3, (24, 24, 24))
+    fp = FokkerPlanck(grid, drift=lambda x: -(x @ torch.as_tensor(F).T), diffusion=D)
+    ss = fp.steady_state()
+    exact = _gaussian(grid, dec.S)
+    assert np.abs(ss.density - exact).max() / exact.max() < 0.02
+    # Second moments against the Lyapunov covariance.
+    x = grid.points.reshape(-1, 3)
+    cov = np.einsum("n,ni,nj->ij", ss.density.ravel() * grid.cell_volume, x, x)
+    np.testing.assert_allclose(cov, dec.S, atol=0.01)
+    (cp,) = ss.critical_points_potential
+    assert cp.kind is CriticalKind.MIN and np.abs(cp.location).max() < 0.02

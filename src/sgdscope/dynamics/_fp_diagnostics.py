@@ -130,7 +130,9 @@ def find_critical_points(
         cand &= (lo <= 0) & (hi >= 0)
     if not periodic:
         inner = np.zeros(grid.shape, dtype=bool)
-        inner[tuple(slice(1, -1) for _ in range(dim))] = True
+        # The Hessian differences the gradient again: skip the two cells next to each wall,
+        # where both are one-sided.
+        inner[tuple(slice(2, -2) for _ in range(dim))] = True
         cand &= inner
     idx = np.flatnonzero(cand)
     if idx.size == 0:
@@ -138,7 +140,7 @@ def find_critical_points(
     g = grad.reshape(-1, dim)[idx]
     jm = jac.reshape(-1, dim, dim)[idx]
     det = np.linalg.det(jm)
-    scale = np.abs(jac).max() ** dim + 1e-300
+    scale = np.abs(jm).max(axis=(1, 2)) ** dim + 1e-300  # per cell: tails can be huge
     ok = np.abs(det) > 1e-12 * scale
     idx, g, jm = idx[ok], g[ok], jm[ok]
     if idx.size == 0:
@@ -165,7 +167,7 @@ def find_critical_points(
     for k in order:
         if all(apart(locs[k], locs[m]) for m in kept):
             kept.append(int(k))
-    eig_tol = 1e-8 * (np.abs(jac).max() + 1e-300)
+    eig_tol = 1e-8 * (np.abs(jm).max() + 1e-300)
     out = []
     for k in kept:
         if symmetric:

@@ -100,7 +100,7 @@ class SteadyState:
             ``force_dot_grad_potential`` below ``tol``.
         critical_points_f: Zeros of the drift (critical points of f when b = −∇f); typed by the
             Hessian of f, or for a non-gradient drift by the real parts of the eigenvalues of −∂b.
-        critical_points_potential: Critical points of Φ where ρ ≥ 1e-8 max ρ, typed by the
+        critical_points_potential: Critical points of Φ where ρ ≥ 1e-6 max ρ, typed by the
             Hessian of Φ.
         critical_distances: For each critical point of Φ, the distance to the nearest critical
             point of f of the same type (nan if none): Theorem 22's shift.
@@ -615,7 +615,7 @@ class FokkerPlanck:
         detailed = current_ratio < tol
         assumption4 = bool(detailed or (div_force < tol and fdot < tol))
 
-        resolved = density >= 1e-8 * density.max()
+        resolved = density >= 1e-6 * density.max()
         hess_phi = gradient(grad_phi, grid, periodic)
         hess_phi = 0.5 * (hess_phi + np.swapaxes(hess_phi, -1, -2))
         cp_phi = find_critical_points(
