@@ -10,6 +10,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
-    """Tests are stricter than users: float64 defaults are never changed globally; threads fixed."""
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    """One torch thread per test process: `pytest -n 2` runs two workers on two cores."""
+    torch.set_num_threads(1)  # tests run under `pytest -n 2`: one thread per worker
     yield

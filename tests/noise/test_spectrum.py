@@ -51,7 +51,7 @@ def test_randomized_top_k_agrees_with_dense(case):
     assert spec.converged and not spec.complete
     np.testing.assert_allclose(spec.eigenvalues, evals[:15], rtol=1e-8)
     # the residuals are error bars: |λ̃ − λ| ≤ ‖r‖
-    assert np.all(np.abs(spec.eigenvalues - evals[:15]) <= spec.residuals + 1e-15)
+    assert np.all(np.abs(spec.eigenvalues - evals[:15]) <= spec.residuals + 1e-14 * evals[0])  # + eigh round-off
     assert_same_subspace(spec.eigenvectors[:, :10], evecs[:, :10])
 
 

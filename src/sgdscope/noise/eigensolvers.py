@@ -35,6 +35,8 @@ class EigenResult:
         residuals: ‖A v_i − λ_i v_i‖, numpy (k,).
         iterations: Number of products A @ Q made (passes over the data).
         converged: Whether the convergence test was met.
+        exceeded: With a threshold: the k-th Ritz value is above it, so (Ritz values being lower
+            bounds of the eigenvalues, by Cauchy interlacing) at least k eigenvalues are.
     """
 
     values: np.ndarray
@@ -42,6 +44,7 @@ class EigenResult:
     residuals: np.ndarray
     iterations: int
     converged: bool
+    exceeded: bool = False
 
 
 def eigh_descending(matrix: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
@@ -68,8 +71,15 @@ def subspace_iteration(
     device: torch.device | str = "cpu",
     init: torch.Tensor | None = None,
     on_iteration: Callable[[int, float], None] | None = None,
+    rtol: float | None = None,
 ) -> EigenResult:
     """Top-k eigenpairs of a symmetric PSD operator by block subspace iteration with Rayleigh–Ritz.
+
+    With ``rtol`` (threshold mode, used by :func:`eigenpairs_above`) the test changes: the
+    iteration returns at once with ``exceeded=True`` when the k-th Ritz value lies above
+    rtol · λ̃_1 (Ritz values are lower bounds, so k is too small and more iterations would not
+    help), and it has converged when every pair above half the threshold meets the residual test
+    and the k-th pair lies below the threshold by more than its residual.
 
     Args:
         matmat: ``X (d, b) -> A @ X (d, b)``.
@@ -84,6 +94,7 @@ def subspace_iteration(
         device: Device of the iteration.
         init: Optional (d, m) starting vectors (e.g. a previous solution); random columns fill the rest.
         on_iteration: Called as ``on_iteration(it, max_relative_residual)`` after each product.
+        rtol: Relative threshold for the threshold mode above; None for the plain top-k test.
 
     Returns:
         An :class:`EigenResult`.
@@ -106,12 +117,22 @@ def subspace_iteration(
         R = AV - V * torch.as_tensor(w, dtype=dtype, device=V.device)
         res = torch.linalg.vector_norm(R, dim=0).cpu().numpy()
         scale = max(abs(w[0]), np.finfo(np.float64).tiny)
-        worst = float(res[:k].max() / scale)
+        values, residuals, vectors = w[:k], res[:k], V[:, :k]
+        if rtol is None:
+            worst = float(res[:k].max() / scale)
+            converged = worst <= tol or w[0] == 0.0
+        else:
+            thr = rtol * w[0]
+            if w[k - 1] > thr:
+                if on_iteration is not None:
+                    on_iteration(it, float("nan"))
+                return EigenResult(values, vectors, residuals, it, False, exceeded=True)
+            wanted = w[:k] > 0.5 * thr
+            worst = float(res[:k][wanted].max() / scale) if wanted.any() else 0.0
+            converged = (worst <= tol and w[k - 1] + res[k - 1] <= thr) or w[0] == 0.0
         if on_iteration is not None:
             on_iteration(it, worst)
-        values, residuals, vectors = w[:k], res[:k], V[:, :k]
-        if worst <= tol or w[0] == 0.0:
-            converged = True
+        if converged:
             break
         Q = _orthonormal(AV)
     return EigenResult(values, vectors, residuals, it, converged)
@@ -130,13 +151,14 @@ def eigenpairs_above(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
     on_iteration: Callable[[int, float], None] | None = None,
-    give_up_at: int | None = None,
-) -> tuple[EigenResult, int]:
+) -> EigenResult:
     """All eigenpairs above rtol · λ_1, growing k until the smallest one computed is below it.
 
-    Starting from k0, k doubles (capped at ``max_rank``) and each round starts from the previous
-    round's vectors. The round stops when its top k pairs converge and λ_k ≤ rtol · λ_1, or when
-    k = ``max_rank`` (then every non-zero eigenvalue has been computed).
+    Starting from k0, each round runs :func:`subspace_iteration` in threshold mode from the
+    previous round's vectors. A round whose k-th Ritz value is still above the threshold stops
+    after one product (at least k eigenvalues exceed it, by interlacing) and k doubles; the last
+    round iterates until the pairs above the threshold converge and the k-th lies below it. When
+    k reaches ``max_rank`` every non-zero eigenvalue is computed and the plain top-k test is used.
 
     Args:
         matmat: ``X (d, b) -> A @ X``.
@@ -144,35 +166,29 @@ def eigenpairs_above(
         rtol: Relative threshold (the paper's is d · ε_float32).
         max_rank: Upper bound on the rank of A (min(N − 1, d) for a centred covariance).
         k0: First k.
-        tol: Residual tolerance relative to λ_1; tightened to 0.01 · rtol so the threshold
-            comparison is decided by the residual bounds.
+        tol: Residual tolerance relative to λ_1; tightened to 0.01 · rtol so that every pair's
+            side of the threshold is decided by its residual bound.
         max_iter: Maximum products per round.
         generator: Random generator.
         dtype: Dtype of the iteration.
         device: Device of the iteration.
         on_iteration: Progress callback ``(total_products, relative_residual)``.
-        give_up_at: Stop growing once k would exceed this (the caller then switches method);
-            the second return value is then the k that was wanted.
 
     Returns:
-        ``(result, k_wanted)``: the last round's result and the k the next round would have used
-        (equal to the result's size when the threshold was reached).
+        The last round's :class:`EigenResult`, with ``iterations`` counting every round's products.
     """
     tol = min(tol, 0.01 * rtol)
     k = min(k0, max_rank)
     init, total = None, 0
     while True:
+        full = k >= max_rank
         res = subspace_iteration(
-            matmat, dim, k, tol=tol, max_iter=max_iter, generator=generator, dtype=dtype,
-            device=device, init=init,
+            matmat, dim, k, oversample=max(10, k // 4), tol=tol, max_iter=max_iter,
+            generator=generator, dtype=dtype, device=device, init=init,
             on_iteration=None if on_iteration is None else (lambda i, r, offset=total: on_iteration(offset + i, r)),
+            rtol=None if full else rtol,
         )  # fmt: skip
         total += res.iterations
-        res = EigenResult(res.values, res.vectors, res.residuals, total, res.converged)
-        reached = res.values[-1] <= rtol * res.values[0] or k >= max_rank
-        if reached or not res.converged:
-            return res, k
-        nxt = min(2 * k, max_rank)
-        if give_up_at is not None and nxt > give_up_at:
-            return res, nxt
-        init, k = res.vectors, nxt
+        if not res.exceeded or full:
+            return EigenResult(res.values, res.vectors, res.residuals, total, res.converged)
+        init, k = res.vectors, min(2 * k, max_rank)

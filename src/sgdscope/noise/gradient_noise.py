@@ -687,7 +687,7 @@ class GradientNoise:
                 advance()
 
             if k is None:
-                res, _ = eigenpairs_above(
+                res = eigenpairs_above(
                     operator, self.dim, rtol, max_rank=max_rank, tol=tol, max_iter=max_iter,
                     generator=generator, dtype=self.dtype, device=self.device, on_iteration=on_iteration,
                 )  # fmt: skip
