@@ -206,20 +206,32 @@ def bench(name: str, steps: int, blocks: int, tmp: Path) -> dict:
     }
 
 
+def _cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--blocks", type=int, default=None, help="blocks per model (default 9/7)")
+    parser.add_argument("--out", default=str(HERE / "results" / "recorder.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     plan = {"tiny-fc": (200, 9), "small-lenet": (30, 7)}
     if args.quick:
         plan = {"tiny-fc": (50, 3), "small-lenet": (10, 3)}
+    if args.blocks is not None:
+        plan = {name: (steps, args.blocks) for name, (steps, _) in plan.items()}
     out = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "torch": torch.__version__,
         "threads": args.threads,
         "machine": platform.machine(),
+        "cpu": _cpu_name(),
         "nproc": subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(),
         "load_before": open("/proc/loadavg").read().split()[:3],
         "benchmarks": [],
@@ -228,8 +240,8 @@ def main() -> None:
         for name, (steps, blocks) in plan.items():
             out["benchmarks"].append(bench(name, steps, blocks, Path(tmp)))
     out["load_after"] = open("/proc/loadavg").read().split()[:3]
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "recorder.json").write_text(json.dumps(out, indent=1))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
     print(
         "| model | d | variant | wall step (ms) | wall slowdown (paired) | CPU step (ms) "
         "| CPU overhead | time in rec.step() |"
