@@ -92,8 +92,7 @@ class ChunkedArray:
             tkey, ckey = (*key, slice(None))[:2]
         else:
             tkey, ckey = key, slice(None)
-        rows = np.arange(self.shape[0])[tkey]
-        cols = np.arange(self.shape[1])[ckey]
+        rows = _positions(tkey, self.shape[0])
         scalar_row = rows.ndim == 0
         rows = np.atleast_1d(rows)
         if rows.ndim != 1:
@@ -101,8 +100,12 @@ class ChunkedArray:
                 f"the time index of a trajectory array must select a 1-D set of rows, got an "
                 f"index of shape {rows.shape}."
             )
-        col_key: Any = ckey if isinstance(ckey, slice) else cols
-        width = () if cols.ndim == 0 else (cols.size,)
+        if isinstance(ckey, slice):  # basic slicing of the columns: no index array
+            col_key: Any = ckey
+            width: tuple[int, ...] = (len(range(*ckey.indices(self.shape[1]))),)
+        else:
+            col_key = _positions(ckey, self.shape[1])
+            width = () if col_key.ndim == 0 else (col_key.size,)
         out = np.empty((rows.size, *width), dtype=self.dtype)
         if rows.size:
             owner = np.searchsorted(self._starts, rows, side="right") - 1
@@ -117,6 +120,17 @@ class ChunkedArray:
                     block = data[local][:, col_key]
                 out[mask] = block
         return out[0] if scalar_row else out
+
+
+def _positions(key: Any, n: int) -> np.ndarray:
+    """The integer positions that ``key`` selects along an axis of length n (numpy rules)."""
+    if isinstance(key, slice):
+        return np.arange(*key.indices(n))
+    if isinstance(key, int | np.integer) and not isinstance(key, bool):
+        if not -n <= key < n:
+            raise IndexError(f"index {key} is out of bounds for an axis of size {n}.")
+        return np.asarray(int(key) % n)
+    return np.arange(n)[key]
 
 
 class Trajectory:
