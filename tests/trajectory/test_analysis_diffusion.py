@@ -57,3 +57,7 @@ def test_errors():
         msd(x, n_boot=3)
     with pytest.raises(ValueError, match="'block_length' parameter of msd"):
         msd(x, block_length=0)
+    with pytest.raises(ValueError, match="'confidence' parameter of msd"):
+        msd(x, confidence=1.5)
+    with pytest.raises(ValueError, match=r"at least 1025 are needed .* 10 bootstrap blocks of 100"):
+        msd(x, block_length=100)

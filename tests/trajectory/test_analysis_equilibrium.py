@@ -161,6 +161,10 @@ def test_errors():
         equilibrium_test(x, segment_length=4)
     with pytest.raises(ValueError, match="detailed balance cannot be broken in one dimension"):
         equilibrium_test(x[:, :1])
+    with pytest.raises(ValueError, match="'bins' parameter of equilibrium_test"):
+        equilibrium_test(x, bins=1)
+    with pytest.raises(ValueError, match="'n_surrogates' parameter of equilibrium_test"):
+        equilibrium_test(x, n_surrogates=10)
     with pytest.raises(ValueError, match="'dt' parameter of entropy_production"):
         entropy_production(x, dt=0)
     with pytest.raises(ValueError, match="'n_surrogates' parameter of irreversibility"):

@@ -147,6 +147,10 @@ def test_errors():
         ewma(np.ones(3), com=-1)
     with pytest.raises(ValueError, match="'dim' parameter of gradient_norm is required"):
         gradient_norm(np.ones(3))
+    with pytest.raises(
+        ValueError, match=r"'dim' parameter of gradient_norm must be an int in \[1, inf\]"
+    ):
+        gradient_norm(np.ones(3), dim=0)
 
     class NoGrad:
         weights = np.zeros((3, 2))
