@@ -127,6 +127,28 @@ def machine() -> dict:
     }
 
 
+def to_markdown(rows: list[dict]) -> str:
+    """One row per (problem, n): errors, times and the sgdscope/fplanck(force) ratios."""
+    lines = [
+        "| problem | grid | sgdscope error | fplanck(force) error | error ratio | sgdscope s "
+        "| fplanck(force) s | speed-up | fplanck(potential) error |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted({(r["problem"], r["n"]) for r in rows}, key=lambda k: (k[0], k[1]))
+    for problem, n in keys:
+        by = {r["solver"]: r for r in rows if r["problem"] == problem and r["n"] == n}
+        a, b = by["sgdscope"], by["fplanck(force)"]
+        pot = by.get("fplanck(potential)")
+        pot_err = "—" if pot is None else f"{pot['max_rel_error']:.1e}"
+        lines.append(
+            f"| {problem} | {n}² | {a['max_rel_error']:.2e} | {b['max_rel_error']:.2e} "
+            f"| {b['max_rel_error'] / a['max_rel_error']:.3g}× | {a['total_s']:.2f} "
+            f"| {b['total_s']:.2f} | {b['total_s'] / a['total_s']:.1f}× "
+            f"| {pot_err} |"
+        )
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
@@ -162,6 +184,7 @@ def main():
                 )
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+    print(to_markdown(rows))
 
 
 if __name__ == "__main__":

@@ -254,8 +254,9 @@ class FokkerPlanck:
 
     Raises:
         ValueError: On bad arguments, non-finite callable output, a D that is not symmetric or
-            not PSD at some cell, a cell Péclet number above ``max_peclet``, or a generator that
-            is not an M-matrix; each message names the point and the fix.
+            not PSD at some cell, a cell Péclet number above ``max_peclet``, or cells too
+            anisotropic for D (no M-matrix); each message names the point and the fix.
+        TypeError: If ``grid`` is not a :class:`Grid` or a field is not callable.
 
     Example:
         >>> import numpy as np
@@ -267,6 +268,7 @@ class FokkerPlanck:
     """
 
     order: int = 2
+    """Spatial order of the scheme, measured by ``tests/dynamics/test_fokker_planck.py``."""
 
     def __init__(
         self,
@@ -342,6 +344,12 @@ class FokkerPlanck:
             self._check_m_matrix()
         self._steady: SteadyState | None = None
         self._lu_cache: dict[float, Any] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"FokkerPlanck(grid={self.grid!r}, beta={self.beta:g}, "
+            f"boundary={self.boundary.value!r}, peclet={self.peclet:.3g})"
+        )
 
     # ----------------------------------------------------------------- evaluation and checks
     def _call(self, what: str, fn: Field, points: np.ndarray, shape: tuple) -> np.ndarray:
