@@ -256,6 +256,17 @@ def test_resume_on_a_new_path_starts_afresh(tmp_path):
     assert len(sg.load_trajectory(tmp_path / "new")) == 1
 
 
+def test_resume_after_a_kill_before_the_first_manifest(tmp_path):
+    """A recorder killed between creating its directory and writing its manifest."""
+    root = tmp_path / "early"
+    (root / "weights").mkdir(parents=True)
+    (root / ".manifest.json.abc.tmp").write_bytes(b"{partial")
+    with sg.TrajectoryRecorder(root, _tiny_fc(), resume=True) as rec:
+        rec.step()
+    assert len(sg.load_trajectory(root)) == 1
+    assert not (root / ".manifest.json.abc.tmp").exists()
+
+
 def test_resume_refuses_a_different_layout_or_setting(tmp_path):
     with sg.TrajectoryRecorder(tmp_path / "r", _tiny_fc(), projection=2) as rec:
         rec.step()

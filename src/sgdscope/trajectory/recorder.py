@@ -37,6 +37,7 @@ from .projection import Projection, ProjectionKind, basis_projection, random_pro
 from .store import (
     MANIFEST,
     PROJECTION_FILE,
+    STREAMS,
     StoreWriter,
     chunks_of,
     read_manifest,
@@ -108,6 +109,22 @@ def _layout(names: list[str], params: list[torch.Tensor]) -> dict:
         offsets.append(pos)
         pos += p.numel()
     return {"names": names, "shapes": [list(p.shape) for p in params], "offsets": offsets}
+
+
+def _unstarted(path: Path) -> bool:
+    """True for an empty directory, or one left by a recorder killed before its first manifest.
+
+    Such a directory holds at most empty stream folders and hidden ``.*.tmp`` files.
+    """
+    if not path.is_dir():
+        return False
+    for entry in path.iterdir():
+        if entry.is_file() and entry.name.startswith(".") and entry.name.endswith(".tmp"):
+            continue
+        if entry.is_dir() and entry.name in STREAMS and not any(entry.iterdir()):
+            continue
+        return False
+    return True
 
 
 def _as_batches(data: Any) -> Iterable:
@@ -290,7 +307,7 @@ class TrajectoryRecorder:
 
         # existing store
         manifest = None
-        if self.path.exists():
+        if self.path.exists() and not _unstarted(self.path):
             is_traj = (self.path / MANIFEST).is_file()
             if resume:
                 manifest = read_manifest(self.path)
@@ -303,7 +320,7 @@ class TrajectoryRecorder:
                     f"{str(path)!r}. Pass resume=True to continue it or overwrite=True to "
                     f"replace it."
                 )
-            elif not self.path.is_dir() or any(self.path.iterdir()):
+            else:
                 raise FileExistsError(
                     f"the 'path' parameter of {_WHERE} names {str(path)!r}, which exists and is "
                     f"not a trajectory; choose a new or empty directory."
@@ -399,6 +416,7 @@ class TrajectoryRecorder:
                     f"the 'gradient_data' parameter of {_WHERE} was given with resume=True, but "
                     f"the trajectory at {str(path)!r} was recorded without gradients."
                 )
+        if self.path.is_dir():  # temporary files of writes interrupted by a crash
             for tmp in [*self.path.glob(".*.tmp"), *self.path.glob("*/.*.tmp")]:
                 tmp.unlink(missing_ok=True)
         self.meta: dict = new_meta
