@@ -390,6 +390,26 @@ def test_user_exception_passes_through_and_records_are_kept(tmp_path):
     assert len(sg.load_trajectory(tmp_path / "u")) == 2
 
 
+def test_non_contiguous_parameters_are_recorded_in_logical_order(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 3, 3), torch.nn.Flatten(), torch.nn.Linear(12, 2)
+    )
+    model = model.to(memory_format=torch.channels_last)
+    assert not model[0].weight.is_contiguous()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ref = []
+    with sg.TrajectoryRecorder(tmp_path / "cl", model, chunk_size=2) as rec:
+        for _ in range(5):
+            loss = model(torch.randn(4, 2, 4, 4).to(memory_format=torch.channels_last)).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            rec.step()
+            ref.append(_flat(model))
+    np.testing.assert_array_equal(sg.load_trajectory(tmp_path / "cl").weights[:], np.array(ref))
+
+
 def test_replaced_parameters_are_detected(tmp_path):
     model = _tiny_fc()
     rec = sg.TrajectoryRecorder(tmp_path / "x", model)

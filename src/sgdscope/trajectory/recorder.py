@@ -277,7 +277,11 @@ class TrajectoryRecorder:
         self._model = model
         self._optimizer = optimizer
         names, self._params = _select_params(model, params)
-        self._views = [p.detach().reshape(-1) for p in self._params]
+        # detached views share the parameters' storage, which optimizers update in place; a
+        # non-contiguous parameter (e.g. channels_last) has no flat view and is copied per record
+        self._sources = [p.detach() for p in self._params]
+        self._contiguous = all(t.is_contiguous() for t in self._sources)
+        self._views = [t.reshape(-1) for t in self._sources]
         full_dim = sum(v.numel() for v in self._views)
         device = self._params[0].device
         store_dtype = dtype if dtype is not None else self._params[0].dtype
@@ -558,9 +562,9 @@ class TrajectoryRecorder:
             return
         i = self._fill
         if self.projection is None:
-            torch.cat(self._views, out=self._rows[i])
+            torch.cat(self._current_views(), out=self._rows[i])
         else:
-            torch.cat(self._views, out=self._flat)
+            torch.cat(self._current_views(), out=self._flat)
             torch.mv(self._basis, self._flat, out=self._rows[i])
             self._rows[i].sub_(self._shift)
         self._steps[i] = step
@@ -576,10 +580,15 @@ class TrajectoryRecorder:
         if self._fill == self.chunk_size:
             self._hand_off()
 
+    def _current_views(self) -> list[torch.Tensor]:
+        if self._contiguous:
+            return self._views
+        return [t.reshape(-1) for t in self._sources]
+
     def _hand_off(self) -> None:
         if self._fill == 0:
             return
-        for p, v in zip(self._params, self._views, strict=True):
+        for p, v in zip(self._params, self._sources, strict=True):
             if p.data_ptr() != v.data_ptr() or p.device != v.device:
                 raise RuntimeError(
                     f"the parameters of the model given to {_WHERE} were replaced (for example "
