@@ -103,6 +103,33 @@ def test_calibration_under_q0_null_large():
     assert abs(np.mean(ps < 0.05) - 0.05) < 0.05
 
 
+@pytest.mark.slow
+def test_sgd_on_non_commuting_least_squares_circulates_as_lemma20_predicts():
+    # real mini-batch SGD (b = 1) on least squares whose noise D does not commute with the
+    # Hessian H: Lemma 20 on (H, D) predicts Q ≠ 0; the test must reject and find its sign
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    n = 2000
+    a = torch.randn(n, 2, generator=g, dtype=torch.float64) * torch.tensor([1.0, 0.4]).double()
+    u = torch.tensor([1.0, 1.0], dtype=torch.float64) / 2**0.5
+    noise = torch.randn(n, generator=g, dtype=torch.float64) * (0.2 + 2.0 * (a @ u).abs())
+    y = a @ torch.tensor([0.5, -0.3], dtype=torch.float64) + noise
+    a_np, y_np = a.numpy(), y.numpy()
+    r = a_np @ np.linalg.lstsq(a_np, y_np, rcond=None)[0] - y_np
+    grads = a_np * r[:, None]
+    D = np.cov(grads.T, bias=True)
+    dec = sg.linear_decomposition(a_np.T @ a_np / n, D)
+    assert not dec.commute and dec.Q[0, 1] > 0
+    path = sg.simulate_sgd(
+        sg.LeastSquares(a, y), lr=0.05, batch_size=1, n_steps=40000, seed=1, record_every=2
+    )
+    res = equilibrium_test(path[2000:, 0, :].numpy(), seed=0)
+    assert res.out_of_equilibrium and np.sign(res.circulation) == np.sign(dec.Q[0, 1])
+    theory = np.linalg.norm(dec.Q @ dec.U) / np.linalg.norm(D @ dec.U)  # 0.10
+    assert 0.3 * theory < res.effect_size < 3 * theory
+
+
 @pytest.mark.parametrize("q", [0.8, -0.8])
 def test_rotated_ou_is_rejected_with_the_sign_of_q(q):
     x, _, _, Q = rotated_ou(q, 2000, seed=7)
