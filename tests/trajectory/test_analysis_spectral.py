@@ -160,3 +160,32 @@ def test_errors():
 
     with pytest.raises(ValueError, match="neither scalars\\['grad_norm'\\] nor recorded gradients"):
         gradient_norm(NoGrad())
+
+
+def test_gradient_norm_from_recorded_full_gradients(tmp_path):
+    # oracle: the full-data gradient of a linear least-squares model, computed by hand
+    import torch
+
+    from sgdscope import TrajectoryRecorder, load_trajectory
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1, bias=False)
+    xs, ys = torch.randn(32, 3), torch.randn(32, 1)
+
+    def loss_fn(out, target):
+        return ((out - target) ** 2).sum(dim=1)
+
+    path = tmp_path / "run"
+    with TrajectoryRecorder(
+        path, model, lr=0.1, batch_size=4, gradient_data=(xs, ys), loss_fn=loss_fn, gradient_every=2
+    ) as rec:
+        for _ in range(6):
+            with torch.no_grad():
+                model.weight -= 0.01
+            rec.step()
+    g = gradient_norm(load_trajectory(path), com=0)
+    w = torch.tensor(load_trajectory(path).weights[:], dtype=torch.float64)[1::2]
+    X, Y = xs.double(), ys.double()
+    expected = [(2 * X.T @ (X @ wi[:, None] - Y) / 32).norm().item() / np.sqrt(3) for wi in w]
+    np.testing.assert_allclose(g.value, expected, rtol=1e-4)
+    np.testing.assert_array_equal(g.steps, [2, 4, 6])
