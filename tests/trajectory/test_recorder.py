@@ -112,6 +112,14 @@ def test_round_trip_of_a_real_training_run(tmp_path):
     assert m["user"] == {"note": "test"} and m["dtype"] == "float32" and m["format_version"] == 1
 
 
+def test_default_chunk_size_targets_one_mebibyte(tmp_path):
+    small = sg.TrajectoryRecorder(tmp_path / "a", _tiny_fc())  # 917 float32 = 3,668 bytes a row
+    big = sg.TrajectoryRecorder(tmp_path / "b", torch.nn.Linear(600, 600))  # 1.44 MB a row
+    assert (small.chunk_size, big.chunk_size) == (2**20 // 3668, 1)
+    small.close()
+    big.close()
+
+
 def test_every_and_scalars_given_sometimes(tmp_path):
     model, (x, y) = _tiny_fc(), _data()
     with sg.TrajectoryRecorder(tmp_path / "r", model, every=3, chunk_size=4) as rec:

@@ -203,9 +203,12 @@ class TrajectoryRecorder:
             ``gradient_data``.
         gradient_every: Compute the full gradient every this many steps (≥ 1); required with
             ``gradient_data``.
-        chunk_size: Records per chunk; None picks ≈1 MiB chunks (16 to 4096 rows).
+        chunk_size: Records per chunk; None picks ≈1 MiB chunks (1 to 4096 rows). A crash
+            loses at most the records of the chunk being filled.
         dtype: Storage dtype; None keeps the parameters' dtype.
-        queue_size: Number of full chunks that may wait for the writer (≥ 1).
+        queue_size: Number of full chunks that may wait for the writer (≥ 1). The buffers take
+            (queue_size + 1) · chunk_size · d · itemsize bytes on the model's device; for large
+            models record a projection or a ``params`` subset.
         resume: Continue the trajectory at ``path`` if it exists (refused if the recorded
             parameters' names or shapes, ``every``, the projection or dtype differ); start a new
             one otherwise.
@@ -351,7 +354,7 @@ class TrajectoryRecorder:
 
         itemsize = torch.empty((), dtype=store_dtype).element_size()
         if chunk_size is None:
-            chunk_size = int(np.clip(_CHUNK_BYTES // (self.dim * itemsize), 16, 4096))
+            chunk_size = int(np.clip(_CHUNK_BYTES // (self.dim * itemsize), 1, 4096))
         self.chunk_size = check_int("chunk_size", chunk_size, where=_WHERE, low=1)
         self._grad_chunk = 1
         if gradient_every is not None:
