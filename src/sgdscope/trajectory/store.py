@@ -23,7 +23,7 @@ B-trees and free-space lists a killed writer can leave inconsistent, so a crash 
 file unreadable (SWMR mode narrows but does not remove this, and needs h5py). zarr v3 stores one
 object per chunk and would be crash-safe for the chunks, but its array metadata (the shape) is
 updated separately from the chunks, it adds a runtime dependency, and the records of a trajectory
-are a few aligned arrays (weights, steps, scalars) that this ~200-line format handles directly.
+are a few aligned arrays (weights, steps, scalars) that this small format handles directly.
 The chunk files are plain ``.npy`` and ``.npz``, readable by numpy alone and memory-mapped for lazy
 slicing.
 """
