@@ -100,11 +100,9 @@ def run_backpack(model, X, y):
 
 def run_opacus(mode):
     def build(model, X, y):
-        from opacus import GradSampleModule
+        from opacus.grad_sample.utils import wrap_model  # Opacus 1.6's entry point for the modes
 
-        m = GradSampleModule(
-            copy.deepcopy(model), batch_first=True, loss_reduction="sum", grad_sample_mode=mode
-        )
+        m = wrap_model(copy.deepcopy(model), mode, batch_first=True, loss_reduction="sum")
         loss = nn.CrossEntropyLoss(reduction="sum")
 
         def go():

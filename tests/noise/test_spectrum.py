@@ -51,7 +51,9 @@ def test_randomized_top_k_agrees_with_dense(case):
     assert spec.converged and not spec.complete
     np.testing.assert_allclose(spec.eigenvalues, evals[:15], rtol=1e-8)
     # the residuals are error bars: |λ̃ − λ| ≤ ‖r‖
-    assert np.all(np.abs(spec.eigenvalues - evals[:15]) <= spec.residuals + 1e-14 * evals[0])  # + eigh round-off
+    assert np.all(
+        np.abs(spec.eigenvalues - evals[:15]) <= spec.residuals + 1e-14 * evals[0]
+    )  # + eigh round-off
     assert_same_subspace(spec.eigenvectors[:, :10], evecs[:, :10])
 
 
@@ -186,6 +188,9 @@ def test_subspace_overlap():
 def test_summary_is_json_ready():
     import json
 
+    json.dumps(
+        decaying_least_squares().spectrum(method="randomized").summary()
+    )  # numpy scalars cast
     summary = cnn_noise(120).spectrum().summary()
     text = json.dumps(summary)
     assert '"threshold_rule": "lambda_max * d * eps_float32"' in text

@@ -32,8 +32,9 @@ from .spectrum import FLOAT32_EPS, Spectrum
 
 __all__ = ["GradientNoise", "SpectrumMethod"]
 
-_CHUNK_TARGET_BYTES = 256 * 1024**2
-"""Working memory aimed at per chunk of per-sample gradients (capped by the budget)."""
+_CHUNK_TARGET_BYTES = {"cpu": 256 * 1024**2, "cuda": 2 * 1024**3}
+"""Working memory aimed at per chunk of per-sample gradients (capped by the budget): large enough
+to keep the BLAS / GPU busy, small enough to stay in the CPU's memory bandwidth sweet spot."""
 
 _EXACT_MAX = 6000
 """auto: exact methods (dense / Gram eigh) when min(N, d) is at most this (an eigh of a 6000 × 6000
@@ -284,7 +285,10 @@ class GradientNoise:
             2 * self._grad_itemsize + torch.empty((), dtype=self.dtype).element_size()
         )
         per_sample = grad_bytes + 4 * act[0]
-        target = min(_CHUNK_TARGET_BYTES, self.memory_budget // 8)
+        target = min(
+            _CHUNK_TARGET_BYTES.get(self.device.type, _CHUNK_TARGET_BYTES["cpu"]),
+            self.memory_budget // 8,
+        )
         return int(max(1, min(4096, target // max(per_sample, 1), self.n_samples)))
 
     # ------------------------------------------------------------------------- basic facts
@@ -702,6 +706,6 @@ class GradientNoise:
             eigenvectors=res.vectors.cpu().numpy() if keep_vectors else None,
             dim=self.dim, n_samples=self.n_samples, trace=self.trace(),
             complete=values.size >= max_rank, method="randomized", reason=reason,
-            residuals=res.residuals, iterations=res.iterations, converged=res.converged,
+            residuals=res.residuals, iterations=res.iterations, converged=bool(res.converged),
             info={"tol": min(tol, 0.01 * rtol) if k is None else tol},
         )  # fmt: skip

@@ -255,8 +255,8 @@ class Spectrum:
             "reason": self.reason,
             "complete": self.complete,
             "n_eigenvalues": int(self.eigenvalues.size),
-            "converged": self.converged,
-            "iterations": self.iterations,
+            "converged": bool(self.converged),
+            "iterations": int(self.iterations),
             "threshold_rule": "lambda_max * d * eps_float32"
             if rtol is None
             else f"lambda_max * {rtol:g}",
