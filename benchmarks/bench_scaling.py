@@ -37,7 +37,7 @@ def cifar_shaped_mnist(n: int, device: str) -> tuple[torch.Tensor, torch.Tensor]
     return x.to(device), y.to(device)
 
 
-def point(width: int, n: int, k: int, device: str) -> dict:
+def point(width: int, n: int, k: int, device: str, cache: str) -> dict:
     model = models.build("small-allcnn", seed=0) if width == 1 else models.small_allcnn(10, width)
     model = model.to(device)
     x, y = cifar_shaped_mnist(n, device)
@@ -48,7 +48,10 @@ def point(width: int, n: int, k: int, device: str) -> dict:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    noise = sg.GradientNoise(model, nn.CrossEntropyLoss(reduction="none"), (x, y), device=device)
+    noise = sg.GradientNoise(
+        model, nn.CrossEntropyLoss(reduction="none"), (x, y), device=device,
+        cache="auto" if cache == "auto" else False,
+    )  # fmt: skip
     spec = noise.spectrum(k=k, method="randomized")
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -74,11 +77,15 @@ def main() -> None:
     parser.add_argument("--fixed-width", type=int, default=1)
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--cache", choices=["auto", "off"], default="auto",
+        help="off: stream the data on every pass (memory O(d·k + chunk·d) instead of O(N·d))",
+    )  # fmt: skip
     parser.add_argument("--point", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.point:
         w, n = map(int, args.point.split(","))
-        print(json.dumps(point(w, n, args.k, args.device)))
+        print(json.dumps(point(w, n, args.k, args.device, args.cache)))
         return
     grid = [(int(w), args.fixed_n) for w in args.widths.split(",")]
     grid += [
@@ -109,8 +116,15 @@ def main() -> None:
             row = json.loads(proc.stdout.strip().splitlines()[-1])
         rows.append(row)
         print(json.dumps(row), flush=True)
-    result = {"machine": machine(), "device": args.device, "k": args.k, "points": rows}
-    write_results(f"scaling_{args.device.split(':')[0]}", result)
+    result = {
+        "machine": machine(),
+        "device": args.device,
+        "k": args.k,
+        "cache": args.cache,
+        "points": rows,
+    }
+    tag = f"{args.device.split(':')[0]}{'' if args.cache == 'auto' else '_streamed'}"
+    write_results(f"scaling_{tag}", result)
     ok = [r for r in rows if "seconds" in r]
     by_d = sorted((r for r in ok if r["n"] == args.fixed_n), key=lambda r: r["d"])
     by_n = sorted((r for r in ok if r["width"] == args.fixed_width), key=lambda r: r["n"])
@@ -124,9 +138,9 @@ def main() -> None:
         xs = [r[key] for r in series]
         ax.loglog(xs, [r["seconds"] for r in series], "o-", label="time [s]")
         ax.loglog(xs, [r["peak_mib"] / 1024 for r in series], "s--", label="peak memory [GiB]")
-        ax.set(xlabel=label, title=f"spectrum(k={args.k}), {args.device}")
+        ax.set(xlabel=label, title=f"spectrum(k={args.k}), {args.device}, cache {args.cache}")
         ax.legend()
-    out = Path(args.out or f"docs/figures/scaling_{args.device.split(':')[0]}.png")
+    out = Path(args.out or f"docs/figures/scaling_{tag}.png")
     save_figure(fig, out)
     print("wrote", out)
 

@@ -7,16 +7,6 @@ import torch
 
 import sgdscope as sg
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: BLAS threads only add contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # --- closed form 1: symmetric F = diag(a, b), D = [[1, r], [r, 1]] -------------------------------
 # F S + S F = 2D with F diagonal gives S_ij (F_i + F_j) = 2 D_ij, so
 #   S = [[1/a, 2r/(a+b)], [2r/(a+b), 1/b]],   Q = F S − D = r (a − b)/(a + b) [[0, 1], [−1, 0]].

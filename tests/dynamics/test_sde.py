@@ -16,15 +16,6 @@ from sgdscope.reference.sde import brownian_normals, euler_maruyama_loop, psd_ro
 f64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: BLAS threads only add contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # --- shared cases ---------------------------------------------------------------------------
 
 

@@ -12,15 +12,6 @@ from sgdscope.dynamics.sgd import _BatchSampler
 f64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: BLAS threads only add contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # --- least squares near its minimum: closed forms ---------------------------------------------
 
 

@@ -17,15 +17,6 @@ import sgdscope as sg
 from sgdscope.trajectory import NonFinitePolicy
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread; OpenMP spinning on a loaded 2-core box is slow."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _tiny_fc(seed=0, classes=5):
     torch.manual_seed(seed)
     return torch.nn.Sequential(
