@@ -23,23 +23,34 @@ def _xy(ss: SteadyState):
     return ax0, ax1
 
 
+def _window(ss: SteadyState, level: float) -> tuple[slice, slice]:
+    """Index slices of the bounding box of the cells where ρ ≥ level · max ρ (plus a margin)."""
+    keep = ss.density >= level * ss.density.max()
+    out = []
+    for axis in range(2):
+        hit = np.flatnonzero(keep.any(axis=1 - axis))
+        pad = max(2, (hit[-1] - hit[0]) // 8)
+        out.append(slice(max(hit[0] - pad, 0), min(hit[-1] + pad + 1, ss.grid.shape[axis])))
+    return out[0], out[1]
+
+
 def _drift_panel(ax, example: Example, ss: SteadyState, drift: np.ndarray) -> None:
-    """Streamlines of the drift (width ∝ speed) over filled contours of Φ: the paper's Fig. 4."""
-    x, y = _xy(ss)
-    phi = ss.potential - ss.potential.min()
-    levels = np.quantile(phi[ss.density > 1e-4 * ss.density.max()], np.linspace(0, 0.9, 7))
+    """Streamlines of the drift (width ∝ speed) over filled contours of Φ: the paper's Fig. 4.
+
+    Drawn, like the paper's figure, on the region that holds the mass (ρ ≥ 0.1 max ρ, plus a
+    margin), so that the line widths show the speed where the process lives.
+    """
+    sx, sy = _window(ss, 0.1)
+    x, y = ss.grid.axes[0][sx], ss.grid.axes[1][sy]
+    phi = (ss.potential - ss.potential.min())[sx, sy]
+    rho = ss.density[sx, sy]
+    levels = np.quantile(phi[rho > 1e-4 * rho.max()], np.linspace(0, 0.9, 7))
     ax.contourf(x, y, phi.T, levels=np.unique(levels), cmap="Blues_r", alpha=0.35)
-    speed = np.linalg.norm(drift, axis=-1).T
-    width = 0.4 + 3.0 * speed / max(speed.max(), 1e-300)
+    b = drift[sx, sy]
+    speed = np.linalg.norm(b, axis=-1).T
+    width = 0.3 + 4.0 * speed / max(speed.max(), 1e-300)
     ax.streamplot(
-        x,
-        y,
-        drift[..., 0].T,
-        drift[..., 1].T,
-        density=0.9,
-        color="k",
-        linewidth=width,
-        arrowsize=0.7,
+        x, y, b[..., 0].T, b[..., 1].T, density=0.8, color="k", linewidth=width, arrowsize=0.7
     )
     for p in ss.critical_points_potential:
         if p.kind is CriticalKind.MIN:
