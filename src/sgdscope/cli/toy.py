@@ -120,6 +120,8 @@ def toy(name, lam, beta, n, t_max, particles, seed, out):
             seed=seed,
             record_every=max(1, n_steps // 400),
         ).numpy()
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
     finally:
         torch.set_num_threads(threads)
 
