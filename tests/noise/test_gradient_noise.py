@@ -272,3 +272,10 @@ def test_per_sample_gradients_over_budget_and_out_of_range():
         noise.per_sample_gradients()
     with pytest.raises(IndexError, match=r"indices in \[0, 50\), got values in \[0, 50\]"):
         noise.per_sample_gradients([0, 50])
+
+
+def test_check_finite_false_skips_the_check():
+    X, y = tabular_data(20)
+    X[13, 2] = float("nan")
+    noise = sg.GradientNoise(mlp(), cross_entropy(), (X, y), chunk_size=6, check_finite=False)
+    assert torch.isnan(noise.per_sample_gradients([13])).any()

@@ -75,6 +75,9 @@ class GradientNoise:
         cache: Keep all per-sample gradients (N × d) in memory after the first pass so later passes
             are free: "auto" (when they take at most half the budget), True or False.
         progress: Show a progress bar during data passes.
+        check_finite: Check every chunk of per-sample gradients for NaN/inf and name the sample
+            and parameter. It reads the gradients once more (about 20–50 % of the per-sample time
+            of a memory-bound model on CPU, a few % on GPU); False skips it.
 
     Raises:
         ValueError: On a loss that returns a scalar, a forward that couples samples, train-mode
@@ -107,6 +110,7 @@ class GradientNoise:
         memory_budget: int | None = None,
         cache: bool | str = "auto",
         progress: bool = False,
+        check_finite: bool = True,
     ) -> None:
         where = "GradientNoise"
         if not isinstance(model, nn.Module):
@@ -142,6 +146,7 @@ class GradientNoise:
         self._names, self._trainable, self._constants = self._resolve_params(params)
         self.layout = ParamLayout.from_named((n, self._trainable[n]) for n in self._names)
         self.progress = bool(progress)
+        self.check_finite = bool(check_finite)
         self._stochastic = self._check_model_and_loss()
         self._kernel = make_per_sample_gradients(
             model, loss_fn, self._names, stochastic=self._stochastic
@@ -327,7 +332,7 @@ class GradientNoise:
         G = G.detach()
         # A column sum is finite iff no entry is NaN/inf (barring overflow of finite values, which
         # the exact search below then clears); it allocates d numbers instead of n·d flags.
-        if not torch.isfinite(G.sum(0)).all():
+        if self.check_finite and not torch.isfinite(G.sum(0)).all():
             bad = (~torch.isfinite(G)).nonzero()
             if bad.numel():
                 row, col = bad[0].tolist()
