@@ -30,7 +30,7 @@ class CriticalKind(str, Enum):
     DEGENERATE = "degenerate"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CriticalPoint:
     """A critical point of f (a zero of the drift) or of Φ.
 

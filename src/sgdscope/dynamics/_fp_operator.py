@@ -85,7 +85,7 @@ def bernoulli(z: np.ndarray) -> np.ndarray:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Assembly:
     """The generator and the per-face quantities the checks need.
 

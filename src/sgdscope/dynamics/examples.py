@@ -40,7 +40,7 @@ __all__ = [
 Array = Any  # torch.Tensor or np.ndarray of points (..., dim)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class KnownCriticalPoint:
     """A critical point known in closed form.
 
@@ -53,7 +53,7 @@ class KnownCriticalPoint:
     kind: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Example:
     """A toy problem dx = b dt + √(2β⁻¹D) dW with its known answers.
 

@@ -69,7 +69,7 @@ class EvolveMethod(str, Enum):
     EXPM = "expm"  # exact in time (scipy.sparse.linalg.expm_multiply)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: identity equality, hashable
 class SteadyState:
     r"""The stationary solution of :meth:`FokkerPlanck.steady_state` and its diagnostics.
 
@@ -172,7 +172,7 @@ class FreeEnergy:
     kl: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Evolution:
     """Result of :meth:`FokkerPlanck.evolve`.
 
