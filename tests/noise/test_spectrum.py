@@ -114,6 +114,13 @@ def test_auto_says_what_it_chose():
     spec = noise.spectrum()
     assert spec.method == "gram" and spec.reason.startswith("auto: min(N, d) = 120")
     assert noise.spectrum(method="dense").reason == "requested"
+    X, y = image_data(120)
+    tight = sg.GradientNoise(small_cnn().eval(), cross_entropy(), (X, y), memory_budget=400_000)
+    spec = tight.spectrum(k=5)
+    assert spec.method == "randomized"
+    assert spec.reason == (
+        "auto: the 120² matrix does not fit the memory budget; the randomized method needs O(d·k) memory"
+    )
 
 
 def test_statistics_against_direct_formulas():

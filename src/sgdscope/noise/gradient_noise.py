@@ -449,7 +449,7 @@ class GradientNoise:
                 "Pass fewer indices, or use operator() / spectrum(), which stream over the data."
             )
         if self._cache_complete:
-            return self._cache[idx.to(self._cache.device)].clone()
+            return self._cache[idx.to(self._cache.device)]  # advanced indexing copies
         result = torch.empty(idx.numel(), self.dim, dtype=self._grad_dtype, device=self.device)
         for start in range(0, idx.numel(), self.chunk_size):
             sub = idx[start : start + self.chunk_size]
@@ -611,10 +611,12 @@ class GradientNoise:
                 exact,
                 f"auto: k = {k} is a large share of min(N, d) = {size}; the exact method is cheaper",
             )
-        return SpectrumMethod.RANDOMIZED, (
-            f"auto: min(N, d) = {size} > {_EXACT_MAX} or the exact matrix does not fit the budget; "
-            "O(d·k) memory"
+        why = (
+            f"min(N, d) = {size} > {_EXACT_MAX}"
+            if size > _EXACT_MAX
+            else f"the {size}² matrix does not fit the memory budget"
         )
+        return SpectrumMethod.RANDOMIZED, f"auto: {why}; the randomized method needs O(d·k) memory"
 
     def _spectrum_dense(self, k: int | None, keep_vectors: bool, reason: str) -> Spectrum:
         self._check_dense_budget("spectrum(method='dense')", factor=3.0)
