@@ -279,3 +279,99 @@ def test_check_finite_false_skips_the_check():
     X[13, 2] = float("nan")
     noise = sg.GradientNoise(mlp(), cross_entropy(), (X, y), chunk_size=6, check_finite=False)
     assert torch.isnan(noise.per_sample_gradients([13])).any()
+
+
+def _bad_constructor_cases():
+    from torch.utils.data import IterableDataset
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            yield torch.zeros(5), 0
+
+    X, y = tabular_data(8)
+    frozen = mlp()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    return [
+        (
+            {"model": "not a module"},
+            TypeError,
+            r"'model' parameter of GradientNoise must be an nn.Module, got str",
+        ),
+        (
+            {"data": [1, 2, 3]},
+            TypeError,
+            r"'data' parameter of GradientNoise must be a tuple \(inputs, targets\)",
+        ),
+        ({"data": DataLoader(Stream())}, TypeError, r"over an IterableDataset"),
+        (
+            {"dtype": torch.float16},
+            ValueError,
+            r"'dtype' parameter of GradientNoise must be torch.float32 or torch.float64",
+        ),
+        (
+            {"cache": "yes"},
+            ValueError,
+            r"'cache' parameter of GradientNoise must be 'auto', True or False, got 'yes'",
+        ),
+        (
+            {"cache": True, "memory_budget": 1000},
+            MemoryBudgetError,
+            r"'cache' parameter .* over the memory budget",
+        ),
+        (
+            {"params": [torch.zeros(3)]},
+            ValueError,
+            r"'params' parameter of GradientNoise must hold parameter names or parameters",
+        ),
+        ({"model": frozen}, ValueError, r"selects no parameters \(none require grad\?\)"),
+        (
+            {"correction": 2},
+            ValueError,
+            r"'correction' parameter of GradientNoise must be an int in \[0, 1\], got 2",
+        ),
+        (
+            {"data": (X[:1], y[:1]), "correction": 1},
+            ValueError,
+            r"holds 1 sample\(s\); D with correction=1 needs at least 2",
+        ),
+        (
+            {"chunk_size": 0},
+            ValueError,
+            r"'chunk_size' parameter of GradientNoise must be an int in \[1, inf\], got 0",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("override", "error", "match"), _bad_constructor_cases())
+def test_bad_constructor_arguments(override, error, match):
+    X, y = tabular_data(8)
+    kwargs = {"model": mlp(), "loss_fn": cross_entropy(), "data": (X, y), **override}
+    with pytest.raises(error, match=match):
+        sg.GradientNoise(**kwargs)
+
+
+def test_operator_and_spectrum_bad_arguments():
+    X, y = tabular_data(12)
+    noise = sg.GradientNoise(mlp(), cross_entropy(), (X, y))
+    with pytest.raises(
+        ValueError,
+        match=r"'X' parameter of CovarianceOperator must have shape \(d,\) or \(d, k\) with d = 57, got \(5, 2\)",
+    ):
+        noise.operator() @ torch.zeros(5, 2)
+    spec = noise.spectrum()
+    with pytest.raises(
+        ValueError, match=r"'rtol' parameter of Spectrum.threshold must be > 0, got 0"
+    ):
+        spec.threshold(0)
+    with pytest.raises(
+        ValueError,
+        match=r"'rtol' parameter of GradientNoise.spectrum must be a real number in \(0, inf\]",
+    ):
+        noise.spectrum(rtol=-1.0)
+    other = sg.GradientNoise(nn.Linear(5, 3), cross_entropy(), (X, y)).spectrum()
+    with pytest.raises(
+        ValueError,
+        match=r"'other' parameter of Spectrum.subspace_overlap must have the same d = 57, got d = 18",
+    ):
+        spec.subspace_overlap(other, 2)
