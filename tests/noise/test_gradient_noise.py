@@ -375,3 +375,18 @@ def test_operator_and_spectrum_bad_arguments():
         match=r"'other' parameter of Spectrum.subspace_overlap must have the same d = 57, got d = 18",
     ):
         spec.subspace_overlap(other, 2)
+
+
+def test_exact_methods_over_budget_are_refused_before_allocating():
+    X, y = image_data(40)
+    noise = sg.GradientNoise(small_cnn().eval(), cross_entropy(), (X, y), memory_budget=60_000)
+    with pytest.raises(
+        MemoryBudgetError,
+        match=r"spectrum\(method='gram'\) keeps N × d = 40 × 483 .*method='randomized'",
+    ):
+        noise.spectrum(method="gram")
+    with pytest.raises(
+        MemoryBudgetError,
+        match=r"spectrum\(method='dense'\) needs a dense d × d matrix with d = 483",
+    ):
+        noise.spectrum(method="dense")
