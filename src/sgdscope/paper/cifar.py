@@ -38,6 +38,7 @@ probability ½, reflect-padding by 4 pixels and a random 32 × 32 crop, drawn fr
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import pickle
@@ -45,7 +46,8 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -55,6 +57,11 @@ from torch.utils.data import Dataset
 
 from .._validation import check_int, check_option, check_real
 from .data import Split
+
+try:  # numpy >= 2
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core.multiarray import _reconstruct
 
 __all__ = [
     "GCN_SCALE",
@@ -115,13 +122,15 @@ class RestrictedUnpickler(pickle.Unpickler):
     the files' own instructions do.
     """
 
-    _ALLOWED: dict[tuple[str, str], Any] = {
-        ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): __import__("codecs").encode,
-    }
+    _ALLOWED: ClassVar[MappingProxyType[tuple[str, str], Any]] = MappingProxyType(
+        {
+            ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+            ("numpy", "ndarray"): np.ndarray,
+            ("numpy", "dtype"): np.dtype,
+            ("_codecs", "encode"): codecs.encode,
+        }
+    )
 
     def find_class(self, module: str, name: str) -> Any:
         """Return an allowed global, or raise :class:`CifarFormatError` for any other."""
