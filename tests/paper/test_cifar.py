@@ -259,6 +259,8 @@ def test_argument_errors(tmp_path):
         C.fit_zca(torch.zeros(1, 3))
     with pytest.raises(ValueError, match=r"'scale' parameter of global_contrast_normalize"):
         C.global_contrast_normalize(torch.zeros(1, 3), scale=0.0)
+    with pytest.raises(ValueError, match=r"'n' parameter of augmentation_params .* got 0"):
+        C.augmentation_params(0)
     with pytest.raises(ValueError, match=r"'pad' parameter of augmentation_params"):
         C.augmentation_params(3, pad=-1)
     with pytest.raises(ValueError, match=r"'seed' parameter of augment"):
