@@ -2,7 +2,8 @@
 
 Pipelines (each in its own process, so that its peak memory is its own):
   sgdscope      GradientNoise.spectrum() with method="auto", k=None: the rank at the paper's
-                threshold and the top eigenvalues.
+                threshold and the top eigenvalues (sgdscope_float32: the same with float32
+                accumulation, dtype=torch.float32).
   paper         the authors' method (DIGEST §2.2): batch-size-1 backward loop, float32 rank-1
                 updates S += (g_k − g)(g_k − g)ᵀ of a dense d × d matrix, then float32 eigh.
                 By default the loop runs on --paper-n samples and its time is extrapolated
@@ -56,8 +57,8 @@ def rank_at_paper_threshold(eigenvalues: np.ndarray, d: int) -> int:
     return int((eigenvalues > eigenvalues.max() * d * FLOAT32_EPS).sum())
 
 
-def run_sgdscope(model, x, y) -> dict:
-    noise = sg.GradientNoise(model, nn.CrossEntropyLoss(reduction="none"), (x, y))
+def run_sgdscope(model, x, y, dtype=torch.float64) -> dict:
+    noise = sg.GradientNoise(model, nn.CrossEntropyLoss(reduction="none"), (x, y), dtype=dtype)
     spec = noise.spectrum()
     return {"top": spec.eigenvalues[:TOP].tolist(), "rank": spec.rank(), "method": spec.method,
             "reason": spec.reason, "iterations": spec.iterations, "rank_is_certain": spec.rank_is_certain()}  # fmt: skip
@@ -167,9 +168,12 @@ def run_curvlinops(model, x, y) -> dict:
 def child(args) -> None:
     model, x, y = setup(Path(args.checkpoint), args.n)
     t0 = time.perf_counter()
-    fn = {"sgdscope": run_sgdscope, "backpack": run_backpack, "curvlinops": run_curvlinops}.get(
-        args.pipeline
-    )
+    fn = {
+        "sgdscope": run_sgdscope,
+        "sgdscope_float32": lambda m, x, y: run_sgdscope(m, x, y, dtype=torch.float32),
+        "backpack": run_backpack,
+        "curvlinops": run_curvlinops,
+    }.get(args.pipeline)
     result = fn(model, x, y) if fn else run_paper(model, x, y, args.paper_n)
     result["seconds"] = time.perf_counter() - t0
     result["peak_rss_mib"] = peak_rss_mib()
