@@ -449,7 +449,11 @@ class Zca:
         """Whiten images N × C × H × W (C·H·W = d); returns the same shape and dtype."""
         flat = x.reshape(x.shape[0], -1).to(self.mean.dtype) - self.mean
         u = self.components
-        out = ((flat @ u) * self.scales) @ u.T
+        n, (d, r) = flat.shape[0], u.shape
+        if n * d * r * 2 > n * d * d + d * d * r:  # forming W = U diag(s) Uᵀ once is cheaper
+            out = flat @ ((u * self.scales) @ u.T)
+        else:
+            out = ((flat @ u) * self.scales) @ u.T
         return out.to(x.dtype if x.is_floating_point() else torch.float32).reshape(x.shape)
 
 
