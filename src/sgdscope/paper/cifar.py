@@ -3,14 +3,14 @@
 :func:`cifar` reads either official version of each data set, as the ``.tar.gz`` archive (members
 are read in memory, nothing is extracted) or as its extracted folder:
 
-==========  =========================  ======================  ==========================
-data set    binary version             python version          members (train / test)
-==========  =========================  ======================  ==========================
-CIFAR-10    ``cifar-10-binary.tar.gz`` ``cifar-10-python.tar.gz``  ``data_batch_1..5``,
-            (``cifar-10-batches-bin``) (``cifar-10-batches-py``)   ``test_batch`` (+``.bin``)
-CIFAR-100   ``cifar-100-binary.tar.gz`` ``cifar-100-python.tar.gz`` ``train`` / ``test``
-            (``cifar-100-binary``)     (``cifar-100-python``)  (+``.bin``)
-==========  =========================  ======================  ==========================
+- CIFAR-10, binary: ``cifar-10-binary.tar.gz`` or folder ``cifar-10-batches-bin``, members
+  ``data_batch_1.bin`` … ``data_batch_5.bin`` and ``test_batch.bin``;
+- CIFAR-10, python: ``cifar-10-python.tar.gz`` or folder ``cifar-10-batches-py``, members
+  ``data_batch_1`` … ``data_batch_5`` and ``test_batch``;
+- CIFAR-100, binary: ``cifar-100-binary.tar.gz`` or folder ``cifar-100-binary``, members
+  ``train.bin`` and ``test.bin``;
+- CIFAR-100, python: ``cifar-100-python.tar.gz`` or folder ``cifar-100-python``, members
+  ``train`` and ``test``.
 
 Binary records are 1 label byte + 3,072 pixel bytes (CIFAR-10) or coarse byte + fine byte +
 3,072 pixel bytes (CIFAR-100); the pixels are the red, green then blue 32 × 32 planes, row-major.
@@ -502,6 +502,9 @@ def paper_inputs(
 
     Returns:
         ``[(inputs N × 3 × 32 × 32, targets N)]`` for ``train`` then each of ``others``.
+
+    Cost: on the 50,000 CIFAR training images the work is done in float64 and peaks near 5 GB
+    of memory; about a minute on 2 CPU cores (see ``docs/cifar.md``).
     """
     zca = fit_zca(global_contrast_normalize(train.images.to(torch.float64)))
     return [
