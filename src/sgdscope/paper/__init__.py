@@ -5,10 +5,12 @@
 - :mod:`sgdscope.paper.models`: :func:`~sgdscope.paper.models.build`, the four networks
   small-lenet, small-fc, tiny-fc and small-allcnn with the authors' exact architectures.
 - :mod:`sgdscope.paper.idx`: reader and writer of the IDX file format.
+- :mod:`sgdscope.paper.cifar`: CIFAR-10/100 from the official archives (binary or python version,
+  safe unpickling), GCN + ZCA and the flip/pad/crop augmentation.
 """
 
 from __future__ import annotations
 
-from . import data, idx, models
+from . import cifar, data, idx, models
 
-__all__ = ["data", "idx", "models"]
+__all__ = ["cifar", "data", "idx", "models"]

@@ -413,8 +413,8 @@ def mnist_for(
         raise ValueError(
             f"the 'model' parameter of sgdscope.paper.data.mnist_for must be an MNIST network "
             f"({', '.join(repr(m.value) for m in _PAPER_CLASSES)}), got {meta.name.value!r}: "
-            "it reads CIFAR, which sgdscope does not ship; pass your own (inputs, targets) "
-            "tensors of shape N x 3 x 32 x 32 instead."
+            "it reads CIFAR, which sgdscope does not ship: read the official archives with "
+            "sgdscope.paper.cifar.cifar(data_dir) (see docs/cifar.md)."
         )
     return mnist(
         data_dir,
