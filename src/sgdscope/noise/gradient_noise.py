@@ -270,6 +270,10 @@ class GradientNoise:
     def _grad_itemsize(self) -> int:
         return torch.empty((), dtype=self._grad_dtype).element_size()
 
+    @property
+    def _acc_itemsize(self) -> int:
+        return torch.empty((), dtype=self.dtype).element_size()
+
     def _auto_chunk_size(self) -> int:
         """Samples per chunk so that gradients plus activations fit the chunk target."""
         act = [0]
@@ -286,9 +290,7 @@ class GradientNoise:
         finally:
             for h in handles:
                 h.remove()
-        grad_bytes = self.dim * (
-            2 * self._grad_itemsize + torch.empty((), dtype=self.dtype).element_size()
-        )
+        grad_bytes = self.dim * (2 * self._grad_itemsize + self._acc_itemsize)
         per_sample = grad_bytes + 4 * act[0]
         target = min(
             _CHUNK_TARGET_BYTES.get(self.device.type, _CHUNK_TARGET_BYTES["cpu"]),
@@ -459,12 +461,9 @@ class GradientNoise:
 
     def _check_dense_budget(self, what: str, factor: float = 1.0) -> None:
         size = self.dim
-        need = int(factor * size * size * torch.empty((), dtype=self.dtype).element_size())
+        need = int(factor * size * size * self._acc_itemsize)
         if need > self.memory_budget:
-            fit = int(
-                (self.memory_budget / (factor * torch.empty((), dtype=self.dtype).element_size()))
-                ** 0.5
-            )
+            fit = int((self.memory_budget / (factor * self._acc_itemsize)) ** 0.5)
             raise MemoryBudgetError(
                 f"{what} needs a dense d × d matrix with d = {size}: {format_bytes(need)}, over the memory "
                 f"budget of {format_bytes(self.memory_budget)} (d ≤ {fit} would fit). Use operator() for "
@@ -588,12 +587,19 @@ class GradientNoise:
                           "eval_mode": self.eval_mode, "correction": self.correction})  # fmt: skip
         return spec
 
-    def _exact_fits(self, method: SpectrumMethod) -> bool:
-        el = torch.empty((), dtype=self.dtype).element_size()
+    def _exact_bytes(self, method: SpectrumMethod) -> int:
+        """Bytes an exact method needs.
+
+        The m × m matrix, its eigenvectors and LAPACK work (3 m²), plus, for the Gram method,
+        the N × d gradients it keeps.
+        """
         if method is SpectrumMethod.DENSE:
-            return 3 * self.dim**2 * el <= self.memory_budget
+            return 3 * self.dim**2 * self._acc_itemsize
         cache = self.n_samples * self.dim * self._grad_itemsize
-        return 3 * self.n_samples**2 * el + cache <= self.memory_budget
+        return 3 * self.n_samples**2 * self._acc_itemsize + cache
+
+    def _exact_fits(self, method: SpectrumMethod) -> bool:
+        return self._exact_bytes(method) <= self.memory_budget
 
     def _choose_method(self, method: SpectrumMethod, k: int | None) -> tuple[SpectrumMethod, str]:
         if method is not SpectrumMethod.AUTO:
@@ -640,8 +646,7 @@ class GradientNoise:
         return out.copy_(rows).sub_(self.mean_gradient())
 
     def _spectrum_gram(self, k: int | None, keep_vectors: bool, reason: str) -> Spectrum:
-        el = torch.empty((), dtype=self.dtype).element_size()
-        need = 3 * self.n_samples**2 * el + self.n_samples * self.dim * self._grad_itemsize
+        need = self._exact_bytes(SpectrumMethod.GRAM)
         if need > self.memory_budget:
             raise MemoryBudgetError(
                 f"spectrum(method='gram') keeps N × d = {self.n_samples} × {self.dim} gradients and an N × N "
