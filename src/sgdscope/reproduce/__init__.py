@@ -1,0 +1,1 @@
+"""`sgdscope reproduce`: the paper's experiments end to end, compared number by number."""

@@ -1,0 +1,201 @@
+"""What an experiment of ``sgdscope reproduce`` hands to the report: numbers, verdicts, figures.
+
+Every experiment (``spectra``, ``trajectory``, ``toy``, ``scaling``) returns one
+:class:`ExperimentResult` and saves it as ``OUT/<name>/result.json``. The HTML report and the
+combined ``OUT/report/results.json`` are built from those files alone, so an experiment can be
+rerun on its own and the report re-rendered from what is on disk (``sgdscope reproduce report``).
+
+A :class:`Comparison` is one row of the "paper against measured" table: one number or claim of
+DIGEST §2.2–2.3 (the paper's value as printed), what this run measured, and a :class:`Verdict`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "RESULT_FILE",
+    "Comparison",
+    "ExperimentResult",
+    "FigureRef",
+    "Verdict",
+    "collect_results",
+    "environment",
+]
+
+RESULT_FILE = "result.json"  #: file name of a saved ExperimentResult inside its experiment folder.
+
+
+class Verdict(str, Enum):
+    """How a measured number compares with the paper's claim."""
+
+    REPRODUCED = "reproduced"
+    PARTLY = "partly reproduced"
+    NOT_REPRODUCED = "not reproduced"
+    NOT_TESTABLE = "not testable here"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One row of the paper-against-measured table.
+
+    Attributes:
+        key: Stable identifier, e.g. ``"fig1a.rank_percent"`` (used in ``results.json``).
+        claim: What is compared, in words, with the paper's figure or remark
+            (e.g. ``"Fig. 1a: rank(D) as % of d, small-lenet on MNIST"``).
+        paper: The paper's value or statement, as printed (e.g. ``"1.8 %"``).
+        measured: What this run measured, with units and the setting it depends on.
+        verdict: Reproduced, partly, not reproduced, or not testable here.
+        note: Why the verdict, and what differs from the paper's setting.
+    """
+
+    key: str
+    claim: str
+    paper: str
+    measured: str
+    verdict: Verdict
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the row as a JSON-ready dict (the verdict as its text)."""
+        d = asdict(self)
+        d["verdict"] = self.verdict.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Comparison:
+        """Rebuild a row written by :meth:`to_dict`."""
+        return cls(**{**d, "verdict": Verdict(d["verdict"])})
+
+
+@dataclass(frozen=True)
+class FigureRef:
+    """A figure an experiment drew: a file inside its folder and a caption for the report."""
+
+    path: str  # relative to the experiment folder
+    caption: str
+
+
+@dataclass
+class ExperimentResult:
+    """Everything one experiment of ``sgdscope reproduce`` reports.
+
+    Attributes:
+        name: Folder and key: ``"spectra"``, ``"trajectory"``, ``"toy"`` or ``"scaling"``.
+        title: Heading in the report, citing the paper's figures (e.g. ``"Figs 1–2: ..."``).
+        reduced: True when run at reduced sizes (``--quick``); every figure and table of a
+            reduced run is labelled as such in the report.
+        reduced_note: What was reduced against the paper's protocol (sizes, epochs).
+        config: The settings the experiment ran with (JSON-ready).
+        seconds: Wall time of the experiment.
+        comparisons: Rows of the paper-against-measured table.
+        figures: Figures drawn, relative to the experiment folder.
+        numbers: Every measured number, JSON-ready, for ``results.json``.
+        notes: Free-text findings worth reading (one paragraph each).
+        environment: Versions and machine, filled by :func:`environment` when saved.
+    """
+
+    name: str
+    title: str
+    reduced: bool
+    reduced_note: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    comparisons: list[Comparison] = field(default_factory=list)
+    figures: list[FigureRef] = field(default_factory=list)
+    numbers: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (verdicts as text)."""
+        d = asdict(self)
+        d["comparisons"] = [c.to_dict() for c in self.comparisons]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExperimentResult:
+        """Rebuild a result written by :meth:`to_dict`."""
+        d = dict(d)
+        d["comparisons"] = [Comparison.from_dict(c) for c in d.get("comparisons", [])]
+        d["figures"] = [FigureRef(**f) for f in d.get("figures", [])]
+        return cls(**d)
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``directory/result.json`` atomically (a crash leaves the old file or the new).
+
+        Fills :attr:`environment` if empty. Returns the path written.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if not self.environment:
+            self.environment = environment()
+        path = directory / RESULT_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=_jsonable))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ExperimentResult:
+        """Read a ``result.json`` written by :meth:`save`."""
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError, KeyError, ValueError) as err:
+            raise ValueError(
+                f"{os.fspath(path)!r} is not a result written by sgdscope reproduce ({err}); "
+                "delete it or rerun that experiment."
+            ) from err
+
+
+def _jsonable(value: Any) -> Any:
+    """``json.dumps`` fallback: numpy scalars and arrays, paths, enums."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+#: Order of the experiments in the report (unknown names follow, alphabetically).
+ORDER = ("spectra", "trajectory", "toy", "scaling")
+
+
+def collect_results(out: str | os.PathLike[str]) -> list[ExperimentResult]:
+    """Read every ``OUT/<name>/result.json`` under ``out``, in report order."""
+    found = [ExperimentResult.load(p) for p in sorted(Path(out).glob(f"*/{RESULT_FILE}"))]
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(found, key=lambda r: (rank.get(r.name, len(ORDER)), r.name))
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine, for the report's configuration section."""
+    import torch
+
+    def version(pkg: str) -> str | None:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "sgdscope": version("sgdscope"),
+        "python": sys.version.split()[0],
+        **{pkg: version(pkg) for pkg in ("torch", "numpy", "scipy", "matplotlib")},
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
