@@ -43,6 +43,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "default_schedule",
+    "epoch_batches",
     "evaluate",
     "load_weights",
     "lr_at",
@@ -240,7 +241,12 @@ def evaluate(model: nn.Module, data: tuple[Tensor, Tensor], batch_size: int = 10
     return loss / len(y), wrong / len(y)
 
 
-def _batches(n: int, config: TrainConfig, epoch: int) -> list[Tensor]:
+def epoch_batches(n: int, config: TrainConfig, epoch: int) -> list[Tensor]:
+    """Index tensors of the mini-batches of 0-based ``epoch``, drawn from ``(seed, epoch)`` alone.
+
+    ``ceil(n / b)`` batches: a fresh permutation split into batches of b (the last one smaller)
+    for ``"without"`` replacement, or independent uniform draws of b indices for ``"with"``.
+    """
     g = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
     b = min(config.batch_size, n)
     steps = math.ceil(n / b)
@@ -340,7 +346,7 @@ def train(
             gen = torch.Generator(device=device).manual_seed(_epoch_seed(config.seed, epoch) + 2)
             model.train()
             total, wrong, seen = 0.0, 0, 0
-            for idx in _batches(len(y), config, epoch):
+            for idx in epoch_batches(len(y), config, epoch):
                 idx = idx.to(device)
                 xb, yb = x[idx], y[idx]
                 if augment is not None:
