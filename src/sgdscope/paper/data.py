@@ -10,10 +10,13 @@ square of the input scale. The default here is ``scale="unit"`` (pixels / 255, i
 common convention; ``scale="paper"`` (an alias of ``"raw"``) gives the paper's inputs. Ranks and
 rank fractions are the robust targets (DIGEST §2.2); absolute λ depend on this choice.
 
-**7 × 7 inputs.** small-fc and tiny-fc read MNIST down-sampled to 7 × 7. ``size=7`` averages
-each 4 × 4 block (area down-sampling). The authors' ``halfmnist`` went through torchvision's
-``ToPILImage`` on 0–255 float tensors, which most likely overflowed (DIGEST §2.2, caveat); that
-distortion is not reproduced.
+**7 × 7 inputs.** small-fc and tiny-fc read MNIST down-sampled to 7 × 7. By default
+(``resize="area"``) ``size=7`` averages each 4 × 4 block, a clean down-sampling. The authors'
+``halfmnist`` (``loader.py``) ran ``ToPILImage → Scale(7) → ToTensor`` on float tensors holding
+0–255, and ``ToPILImage``'s ``pic.mul(255).byte()`` most likely wrapped every byte v to
+(−v) mod 256 (DIGEST §2.2, caveat). ``resize="authors"`` mimics that chain without PIL or
+torchvision (see :class:`Resize` and :func:`pillow_bilinear`); ``resize="bilinear"`` is the same
+resampling without the wrap, to separate the two effects.
 
 **Embedded subset.** With ``data_dir=None`` the data come from ``_embedded/mnist_subset.npz``,
 shipped inside the package: real MNIST, 1,000 images per digit from the training file (10,000)
@@ -47,10 +50,13 @@ __all__ = [
     "IMAGE_MAGIC",
     "LABEL_MAGIC",
     "MnistData",
+    "Resize",
     "Scale",
     "Split",
     "mnist",
     "mnist_for",
+    "pillow_bilinear",
+    "wrap_bytes",
 ]
 
 IMAGE_MAGIC = 0x00000803  #: IDX magic number of MNIST image files (uint8, 3 dimensions).
@@ -85,6 +91,109 @@ class Scale(str, Enum):
     STANDARD = "standard"
 
 
+class Resize(str, Enum):
+    """How 28 × 28 images are down-sampled to ``size`` × ``size`` (used when size < 28).
+
+    ``AREA`` (default): the mean of each (28/size)² block, a clean down-sampling.
+    ``BILINEAR``: Pillow ≥ 4's ``Image.resize(..., BILINEAR)`` of the bytes, which torchvision's
+    ``Scale``/``Resize`` called (:func:`pillow_bilinear`). ``AUTHORS``: the authors' ``halfmnist``
+    chain (``loader.py``): ``ToPILImage`` on float tensors holding 0–255, whose
+    ``pic.mul(255).byte()`` wraps each byte v to (255·v) mod 256 = (−v) mod 256
+    (:func:`wrap_bytes`; DIGEST §2.2 caveat), then the same bilinear resize; ``ToTensor``'s
+    division by 255 is ``scale="unit"``. With size = 28 the resize is the identity, so
+    ``AUTHORS`` only wraps the bytes (what ``halfmnist(sz=28)`` would give; the authors' 28 × 28
+    loader did not go through PIL).
+    """
+
+    AREA = "area"
+    BILINEAR = "bilinear"
+    AUTHORS = "authors"
+
+
+# Pillow's fixed-point precision for 8-bit resampling (libImaging/Resample.c: 32 − 8 − 2 bits).
+_PRECISION_BITS = 22
+
+
+def wrap_bytes(images: Tensor) -> Tensor:
+    """Return ``(255 · v) mod 256 = (−v) mod 256`` for uint8 pixels v: ToPILImage's overflow.
+
+    torchvision 0.1.9/0.2's ``ToPILImage`` converts a float tensor with ``pic.mul(255).byte()``,
+    assuming values in [0, 1]. The authors' MNIST tensors held 0–255, so 255·v (exact in float32,
+    at most 65,025) was cast to an unsigned byte. That cast is undefined in C for values above
+    255; x86 compilers truncate through a 32-bit integer, i.e. keep the value mod 256, and
+    255·v = 256·v − v ≡ −v (mod 256). So 0 ↦ 0, 1 ↦ 255, 255 ↦ 1, 128 ↦ 128: a negative image
+    with the background kept at 0 (DIGEST §2.2; the mod-256 wrap is the likely, not a documented,
+    behaviour).
+
+    Args:
+        images: uint8 tensor of any shape.
+
+    Returns:
+        The wrapped uint8 tensor, same shape.
+    """
+    return (-images.to(torch.int16)).remainder(256).to(torch.uint8)
+
+
+def _pillow_coefficients(in_size: int, out_size: int) -> np.ndarray:
+    """Pillow's fixed-point BILINEAR weights, shape (out_size, in_size), int64 (Resample.c).
+
+    For output pixel ``xx``: ``scale = in/out``, ``filterscale = max(scale, 1)``,
+    ``support = filterscale``, ``center = (xx + 0.5)·scale``; inputs ``x`` from
+    ``int(center − support + 0.5)`` to ``int(center + support + 0.5)`` (clipped to the image)
+    get weight ``tri((x − center + 0.5)/filterscale)`` with ``tri(t) = max(1 − |t|, 0)``; the
+    weights are normalised to sum 1, then rounded to ``round(w · 2²²)`` (away from zero).
+    """
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 1.0 * filterscale
+    out = np.zeros((out_size, in_size), dtype=np.int64)
+    for xx in range(out_size):
+        center = (xx + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        xmax = min(int(center + support + 0.5), in_size)
+        x = np.arange(xmin, xmax)
+        w = np.maximum(1.0 - np.abs((x - center + 0.5) / filterscale), 0.0)
+        w = w / w.sum()
+        one = float(1 << _PRECISION_BITS)
+        out[xx, xmin:xmax] = np.where(w < 0, -0.5 + w * one, 0.5 + w * one).astype(np.int64)
+    return out
+
+
+def _resample_pass(values: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
+    """One 8-bit pass along the last axis: ``clip((Σ v·k + 2²¹) >> 22, 0, 255)``."""
+    acc = values @ coeffs.T + (1 << (_PRECISION_BITS - 1))
+    return np.clip(acc >> _PRECISION_BITS, 0, 255)
+
+
+def pillow_bilinear(images: Tensor, size: int) -> Tensor:
+    r"""Resize uint8 images N × H × W to N × size × size as Pillow ≥ 4's BILINEAR resize does.
+
+    Mimics ``PIL.Image.resize((size, size), Image.BILINEAR)`` on mode-"L" images, which
+    torchvision's ``Scale(size)`` called on the authors' square MNIST digits: the separable,
+    antialiased convolution of Pillow's ``libImaging/Resample.c`` (since Pillow 3.3/4), with a
+    triangle filter whose support grows with the down-scaling factor (for 28 → 7, each output
+    pixel mixes 8 input pixels per axis with weights (1, 3, 5, 7, 7, 5, 3, 1)/32, renormalised
+    at the border), weights in 22-bit fixed point, a horizontal pass then a vertical pass, each
+    rounded and clipped to a byte. Pillow < 2.7 (and PIL) instead interpolated bilinearly at the
+    centre of each output pixel (the mean of the 2 × 2 central pixels of each 4 × 4 block); that
+    variant is not implemented. In October 2017 the current Pillow was 4.3 and torchvision 0.2
+    required ``pillow >= 4.1.1``, so the antialiased one is the likely choice (unverified: the
+    authors' environment is not recorded).
+
+    Args:
+        images: uint8 tensor N × H × W.
+        size: Output side.
+
+    Returns:
+        uint8 tensor N × size × size.
+    """
+    _, h, w = images.shape
+    x = images.numpy().astype(np.int64)
+    x = _resample_pass(x, _pillow_coefficients(w, size))  # horizontal: along the columns
+    x = _resample_pass(np.swapaxes(x, 1, 2), _pillow_coefficients(h, size))  # vertical
+    return torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 1, 2)).astype(np.uint8))
+
+
 def _affine(scale: Scale) -> tuple[float, float]:
     """Return (a, b) with input = a * pixel + b."""
     if scale is Scale.RAW:
@@ -108,6 +217,7 @@ class MnistData(Dataset):
         scale: How pixels become inputs (:class:`Scale`).
         size: Side of the input images (28, or 7 for small-fc / tiny-fc).
         source: ``"embedded"`` or the path of the image file read.
+        resize: How images are down-sampled to ``size`` (:class:`Resize`).
     """
 
     images: Tensor
@@ -118,6 +228,7 @@ class MnistData(Dataset):
     scale: Scale
     size: int
     source: str
+    resize: Resize = Resize.AREA
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -145,9 +256,14 @@ class MnistData(Dataset):
         return self._inputs(self.images[i : i + 1])[0], self.labels[i]
 
     def _inputs(self, images: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-        x = images.to(dtype).unsqueeze(1)
-        if self.size != 28:
-            x = F.avg_pool2d(x, kernel_size=28 // self.size)
+        if self.resize is Resize.AREA:
+            x = images.to(dtype).unsqueeze(1)
+            if self.size != 28:
+                x = F.avg_pool2d(x, kernel_size=28 // self.size)
+        else:
+            if self.resize is Resize.AUTHORS:
+                images = wrap_bytes(images)
+            x = pillow_bilinear(images, self.size).to(dtype).unsqueeze(1)
         a, b = _affine(self.scale)
         return x * a + b if b else x * a
 
@@ -269,6 +385,7 @@ def mnist(
     scale: str | Scale = "unit",
     size: int = 28,
     classes: Iterable[int] | None = None,
+    resize: str | Resize = "area",
 ) -> MnistData:
     """Load MNIST from the standard IDX files, or the embedded subset when ``data_dir`` is None.
 
@@ -297,6 +414,10 @@ def mnist(
             down-sampling averages blocks.
         classes: The digits to keep, e.g. ``(0, 1)`` (the code's ``halfmnist`` default for
             small-fc) or ``range(5)`` (tiny-fc); None keeps all ten.
+        resize: ``"area"`` (default: block means), ``"bilinear"`` (Pillow's antialiased
+            bilinear resize) or ``"authors"`` (the byte wrap of the authors' ``halfmnist``, then
+            that resize); see :class:`Resize`. For the authors' exact 7 × 7 inputs use
+            ``resize="authors", scale="unit"`` (their ``ToTensor`` divided by 255).
 
     Returns:
         An :class:`MnistData`; ``.tensors()`` gives ``(inputs N × 1 × size × size, targets N)``.
@@ -323,6 +444,7 @@ def mnist(
             f"the 'size' parameter of {_WHERE} must divide 28 (one of {_SIZES}), got {size}."
         )
     digits = _check_classes(classes)
+    resize = check_option("resize", resize, Resize, where=_WHERE)
     if n is not None:
         n = check_int("n", n, where=_WHERE, low=1, hint="Use n=None for all samples.")
 
@@ -362,6 +484,7 @@ def mnist(
         scale=scale,
         size=size,
         source=source,
+        resize=resize,
     )
 
 
@@ -380,6 +503,7 @@ def mnist_for(
     *,
     n: int | None = None,
     scale: str | Scale = "paper",
+    resize: str | Resize = "area",
 ) -> MnistData:
     """Load MNIST the way the paper fed it to one of its networks (DIGEST §2.1).
 
@@ -394,7 +518,10 @@ def mnist_for(
         data_dir: Folder with the IDX files; None uses the embedded subset.
         split: ``"train"`` or ``"test"``.
         n: Size of a class-balanced subset; None keeps everything selected.
-        scale: Input scaling; default ``"paper"`` (raw 0–255, as the authors' loader fed it).
+        scale: Input scaling; default ``"paper"`` (raw 0–255, as the authors' 28 × 28 loader fed
+            it; their 7 × 7 ``halfmnist`` inputs were bytes / 255, i.e. ``"unit"``).
+        resize: Down-sampling of the 7 × 7 networks' inputs, passed to :func:`mnist`:
+            ``"area"`` (default), ``"bilinear"`` or ``"authors"`` (see :class:`Resize`).
 
     Returns:
         An :class:`MnistData` whose inputs have the network's input shape.
@@ -423,4 +550,5 @@ def mnist_for(
         scale=scale,
         size=meta.input_shape[-1],
         classes=_PAPER_CLASSES[meta.name],
+        resize=resize,
     )
