@@ -1,0 +1,119 @@
+"""The report in a real browser: headless Chromium paints it and every embedded image decodes.
+
+Skipped when no Chromium is on PATH, unless ``SGDSCOPE_REQUIRE_CHROMIUM=1`` (set by ``.ci/run``),
+which turns the skip into a failure that says how to install it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from matplotlib.image import imread
+
+from sgdscope.reproduce.html_report import render_report
+
+from .test_html_report import Page, make_sample
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-sync",
+    "--no-first-run",
+    "--mute-audio",
+    "--hide-scrollbars",
+    "--virtual-time-budget=5000",
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> str:
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    reason = f"no headless browser on PATH (looked for {', '.join(BROWSERS)})"
+    if os.environ.get("SGDSCOPE_REQUIRE_CHROMIUM") == "1":
+        pytest.fail(
+            f"{reason}, and SGDSCOPE_REQUIRE_CHROMIUM=1 requires one: install it with "
+            "`apt-get install chromium` (Debian/Ubuntu) or put chromium on PATH, "
+            "or unset SGDSCOPE_REQUIRE_CHROMIUM to skip this test."
+        )
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> tuple[Path, int, int]:
+    """A rendered sample: (index.html, number of figures, number of tables in the HTML)."""
+    out = tmp_path_factory.mktemp("out")
+    results = make_sample(out)
+    index = render_report(out)
+    page = Page(index.read_text(encoding="utf-8"))
+    n_figures = sum(len(r.figures) for r in results)
+    assert len(page.images) == n_figures
+    return index, n_figures, page.tables
+
+
+def chromium(browser: str, tmp: Path, name: str, *args: str) -> subprocess.CompletedProcess:
+    command = [browser, *FLAGS, f"--user-data-dir={tmp / f'profile-{name}'}", *args]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired as err:
+        pytest.fail(f"{browser} did not finish within 60 s: {' '.join(command)}\n{err.stderr}")
+    assert done.returncode == 0, f"{' '.join(command)} exited {done.returncode}:\n{done.stderr}"
+    return done
+
+
+def test_screenshot_is_painted(browser, report, tmp_path):
+    index, _, _ = report
+    shot = tmp_path / "shot.png"
+    chromium(
+        browser,
+        tmp_path,
+        "shot",
+        f"--screenshot={shot}",
+        "--window-size=1200,3000",
+        index.as_uri(),
+    )
+    assert shot.is_file(), "Chromium wrote no screenshot"
+    pixels = imread(shot)[..., :3]
+    assert pixels.shape[:2] == (3000, 1200)
+    assert pixels.std() > 0, "the screenshot is blank"
+    # the sample figures hold solid magenta blocks: some must be painted inside the window
+    magenta = (pixels[..., 0] > 0.9) & (pixels[..., 1] < 0.1) & (pixels[..., 2] > 0.9)
+    assert magenta.sum() > 100, "no figure was painted in the screenshot"
+
+
+class Body(HTMLParser):
+    def __init__(self, text: str):
+        super().__init__()
+        self.attrs: dict[str, str | None] | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "body" and self.attrs is None:
+            self.attrs = dict(attrs)
+
+
+def test_every_image_decodes_and_tables_are_there(browser, report, tmp_path):
+    index, n_figures, n_tables = report
+    done = chromium(browser, tmp_path, "dom", "--dump-dom", index.as_uri())
+    body = Body(done.stdout).attrs
+    assert body is not None, f"no <body> in the dumped DOM:\n{done.stdout[:2000]}"
+    assert "data-images-total" in body, "the page's load script did not run"
+    assert int(body["data-images-total"]) == n_figures
+    assert int(body["data-images-loaded"]) == n_figures
+    # the browser's table count equals the parser's: summary, 2 comparison tables, numbers,
+    # times, 2 configurations, environment
+    assert int(body["data-tables"]) == n_tables == 8
