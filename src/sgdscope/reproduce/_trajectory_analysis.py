@@ -1,0 +1,299 @@
+r"""Fig. 3 measured on a recorded tiny-fc run, and what the paper lacked (DIGEST §2.3, §5).
+
+:func:`analyse` chains the library's analyses on the recorded weights (it computes nothing the
+library already offers): the increment spectrum (Fig. 3a, Remark 17), the autocorrelation with
+its white-noise bands (Fig. 3b, Remark 18), the EWMA of ‖∇f‖/√d (Fig. 3c), the MSD exponent
+(Kunin et al.), and :func:`~sgdscope.trajectory.analysis.equilibrium_test` (the lagged-covariance
+test of detailed balance with the probability flux of the top-2 PCA plane). Its few own numbers
+are summaries of those results, each documented where it is computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.signal
+
+from ..trajectory import Trajectory
+from ..trajectory.analysis import (
+    MSD,
+    Autocorrelation,
+    EquilibriumTest,
+    GradientNorm,
+    PowerSpectrum,
+    autocorrelation,
+    equilibrium_test,
+    gradient_norm,
+    msd,
+    power_spectrum,
+)
+
+#: Bartlett's 99 % two-sided quantile, the level of the paper's outer band (2.576/√n).
+Z99 = 2.576
+#: The paper's Fig. 3c range of ‖∇f‖/√d and its "about 3×" drop (DIGEST §2.3).
+PAPER_GRAD_RANGE = (1e-3, 3e-3)
+PAPER_GRAD_DROP = 3.0
+
+
+@dataclass
+class Analysis:
+    """Every analysis result of one run (None when the run was too short for it).
+
+    Attributes:
+        spectrum: Fig. 3a, increments, mean over moving coordinates with a 68 % bootstrap band.
+        autocorrelation: Fig. 3b on the log/paper lag grid up to T/2.
+        bartlett: ``{lag: fraction of coordinates outside Bartlett's 99 % band}`` at the target
+            lags (the band that accounts for the series' own memory).
+        grad_eval: ‖∇f‖/√d in eval mode over burn-in + recording (EWMA com = 100).
+        grad_train: The same for the train-mode gradient (the authors' ``full_dw``).
+        epochs: (E,) epoch of each value of ``grad_eval``/``grad_train`` (1-based).
+        msd: The MSD power law.
+        equilibrium: The equilibrium test (its ``flux`` is the top-2 PCA flux).
+        skipped: ``{analysis: reason}`` for the analyses the run was too short for.
+        moving: Indices of the coordinates analysed (those that move; see :func:`moving`).
+        numbers: JSON-ready summaries.
+    """
+
+    spectrum: PowerSpectrum | None = None
+    autocorrelation: Autocorrelation | None = None
+    bartlett: dict[int, float] = field(default_factory=dict)
+    grad_eval: GradientNorm | None = None
+    grad_train: GradientNorm | None = None
+    epochs: np.ndarray | None = None
+    msd: MSD | None = None
+    equilibrium: EquilibriumTest | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+    moving: np.ndarray | None = None
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+
+def moving(x: np.ndarray, rtol: float = 1e-4) -> np.ndarray:
+    """Indices of coordinates whose increment RMS exceeds ``rtol`` × the median RMS.
+
+    The bias of the linear layer before BatchNorm has an exactly zero train-mode gradient (the
+    batch mean removes it), so it moves only by round-off; its normalised statistics are noise.
+    """
+    rms = np.sqrt(np.mean(np.diff(np.asarray(x, dtype=np.float64), axis=0) ** 2, axis=0))
+    return np.flatnonzero(rms > rtol * np.median(rms))
+
+
+def ac_lags(n: int) -> np.ndarray:
+    """Log-spaced lags 1 … T/2 joined with the paper's grid ``arange(0, T, T // 100)`` ≤ T/2."""
+    half = max(1, n // 2)
+    grid = np.arange(0, half + 1, max(1, n // 100))
+    logs = np.round(np.geomspace(1, half, 60)).astype(np.int64)
+    return np.unique(np.concatenate([[0], grid, logs]))
+
+
+def target_lags(lags: np.ndarray, n: int) -> np.ndarray:
+    """Lags of the Remark 18 check: ≥ 10³ (the paper's) or, when T/2 < 4·10³, ≥ T/4."""
+    low = 1000 if n // 2 >= 4000 else max(1, n // 4)
+    return lags[(lags >= low) & (lags <= n // 2)]
+
+
+def bartlett_outside(x: np.ndarray, lags: np.ndarray) -> dict[int, float]:
+    r"""Fraction of coordinates with :math:`|\hat\rho(k)|` outside Bartlett's 99 % band.
+
+    Bartlett: :math:`\operatorname{var}\hat\rho(k)\approx\frac1n\big(1+2\sum_{j<k}\rho(j)^2\big)`,
+    with ρ the coordinate's own autocorrelation (computed densely, 64 coordinates at a time by
+    :func:`~sgdscope.trajectory.analysis.autocorrelation`). Unlike ±2.576/√n, which holds for
+    white noise only, it is the band of a correlated but otherwise unremarkable series.
+    """
+    if lags.size == 0:
+        return {}
+    n, d = x.shape
+    dense = np.arange(int(lags.max()) + 1)
+    hits = np.zeros(lags.size)
+    for c0 in range(0, d, 64):
+        rho = autocorrelation(x[:, c0 : c0 + 64], lags=dense).per_coordinate  # (c, L)
+        cum = np.concatenate([np.zeros((rho.shape[0], 1)), np.cumsum(rho[:, 1:] ** 2, axis=1)], 1)
+        se = np.sqrt((1.0 + 2.0 * cum[:, lags - 1]) / n)  # sum over 1 <= j < k
+        hits += (np.abs(rho[:, lags]) > Z99 * se).sum(axis=0)
+    return {int(k): float(h / d) for k, h in zip(lags, hits, strict=True)}
+
+
+def _shape_cv(inc: np.ndarray) -> float:
+    """Median over f of the CV across columns of Welch spectra divided by their own mean."""
+    seg = int(min(inc.shape[0], max(16, inc.shape[0] // 8)))
+    p = scipy.signal.welch(inc, nperseg=seg, axis=0)[1][1:]  # (F, c)
+    shape = p / p.mean(axis=0)
+    return float(np.median(shape.std(axis=1) / shape.mean(axis=1)))
+
+
+def spectral_shape(x: np.ndarray, seed: int = 0) -> dict[str, float]:
+    r"""Spread across weights of the increment spectra (Fig. 3a: "all weights are similar").
+
+    - ``shape_cv``: median over f of the coefficient of variation across weights of each weight's
+      Welch spectrum divided by its own mean power (the spread of the spectral *shapes*).
+    - ``shape_cv_noise_floor``: the same statistic for white Gaussian increments of the same
+      length (64 columns, ``seed``): what the estimator's own noise gives when every weight has
+      the same (flat) spectrum. ``shape_cv_excess`` = √(cv² − floor²), the spread beyond it.
+    - ``scale_ratio``: 90th/10th percentile of the weights' increment variances (the *levels*).
+    """
+    inc = np.diff(np.asarray(x, dtype=np.float64), axis=0)
+    cv = _shape_cv(inc)
+    floor = _shape_cv(np.random.default_rng(seed).standard_normal((inc.shape[0], 64)))
+    var = inc.var(axis=0)
+    return {
+        "shape_cv": cv,
+        "shape_cv_noise_floor": floor,
+        "shape_cv_excess": float(np.sqrt(max(cv**2 - floor**2, 0.0))),
+        "scale_ratio": float(np.percentile(var, 90) / np.percentile(var, 10)),
+    }
+
+
+def spectrum_numbers(ps: PowerSpectrum) -> dict[str, float]:
+    """Low/high power ratio, log–log slope and band width of the mean increment periodogram.
+
+    - ``low_high_ratio``: mean power at f ≤ 10⁻² cycle/epoch (the paper's plotted range; the
+      lowest 5 % of frequencies if fewer than 5 lie there) over the mean at f ≥ ¼. White
+      increments (Brownian motion) give 1; increments of a confined process give < 1.
+    - ``slope``: least-squares slope of log power on log f over f > 0 (0 when white).
+    - ``band_relative_width``: median over f of (upper − lower)/mean of the 68 % bootstrap band
+      of the mean over weights, the band the paper drew.
+    """
+    f, p = ps.frequency[1:], ps.mean[1:]
+    low = f <= 1e-2
+    if low.sum() < 5:
+        low = np.arange(f.size) < max(5, f.size // 20)
+    high = f >= 0.25
+    ratio = float(p[low].mean() / p[high].mean())
+    slope = float(np.polyfit(np.log(f), np.log(p), 1)[0])
+    width = float(np.median((ps.upper[1:] - ps.lower[1:]) / p))
+    return {"low_high_ratio": ratio, "slope": slope, "band_relative_width": width}
+
+
+def analyse(
+    traj: Trajectory,
+    history: dict[str, list[float]],
+    *,
+    burnin: int,
+    n_surrogates: int,
+    seed: int,
+) -> Analysis:
+    """Run every Fig. 3 analysis and the equilibrium diagnostics on a recorded run.
+
+    Args:
+        traj: The recorded trajectory (one record per epoch after burn-in).
+        history: Burn-in series from :class:`~sgdscope.reproduce._trajectory_run.RunInfo`.
+        burnin: Epochs before the first record.
+        n_surrogates: Surrogates of the equilibrium test's reversible null.
+        seed: Seed of the bootstrap bands and surrogates.
+
+    Returns:
+        An :class:`Analysis`; an analysis the run is too short for is listed in ``skipped``.
+    """
+    out = Analysis()
+    x_all = np.asarray(traj.weights[0 : len(traj)])
+    keep = moving(x_all) if len(x_all) > 2 else np.arange(x_all.shape[1])
+    out.moving = keep
+    x = x_all[:, keep]
+    n = x.shape[0]
+    nums: dict[str, Any] = {
+        "records": n,
+        "dim": int(x_all.shape[1]),
+        "coordinates_analysed": int(keep.size),
+        "coordinates_excluded": _names(traj, np.setdiff1d(np.arange(x_all.shape[1]), keep)),
+    }
+
+    def attempt(name: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except ValueError as err:
+            out.skipped[name] = str(err)
+            return None
+
+    out.spectrum = attempt("spectrum", lambda: power_spectrum(x, increments=True, seed=seed))
+    if out.spectrum is not None:
+        nums["spectrum"] = {**out.spectrum.summary(), **spectrum_numbers(out.spectrum)}
+        nums["spectrum"].update(spectral_shape(x, seed))
+    lags = ac_lags(n)
+    out.autocorrelation = attempt("autocorrelation", lambda: autocorrelation(x, lags=lags))
+    if out.autocorrelation is not None:
+        ac = out.autocorrelation
+        tl = target_lags(ac.lags, n)
+        sel = np.isin(ac.lags, tl)
+        out.bartlett = bartlett_outside(x, tl)
+        nums["autocorrelation"] = {
+            **ac.summary(),
+            "band95": ac.band95,
+            "target_lags": tl.tolist(),
+            "mean_at_target_lags": ac.mean[sel].tolist(),
+            "fraction_outside_99_white": ac.fraction_outside_99[sel].tolist(),
+            "fraction_outside_99_bartlett": [out.bartlett[int(k)] for k in tl],
+        }
+    out.msd = attempt("msd", lambda: msd(x, seed=seed))
+    if out.msd is not None:
+        nums["msd"] = out.msd.summary()
+    out.equilibrium = attempt(
+        "equilibrium_test",
+        lambda: equilibrium_test(x, n_surrogates=n_surrogates, seed=seed),
+    )
+    if out.equilibrium is not None:
+        eq = out.equilibrium
+        nums["equilibrium"] = {
+            **eq.summary(),
+            "relaxation_coefficients": eq.null_model.null_coefficients.tolist(),
+        }
+    _gradients(out, traj, history, burnin, nums)
+    nums["pre_bn_weight_norm"] = _weight_norm(traj, x_all)
+    nums["skipped"] = dict(out.skipped)
+    out.numbers = nums
+    return out
+
+
+def _gradients(
+    out: Analysis, traj: Trajectory, history: dict[str, list[float]], burnin: int, nums: dict
+) -> None:
+    """Fig. 3c series over burn-in and recording, eval and train mode, EWMA com = 100."""
+    d = int(traj.meta["full_dim"])
+    rec = gradient_norm(traj) if traj.gradients is not None and len(traj.gradients) else None
+    eval_norms = np.asarray(history["grad_norm_eval"], dtype=np.float64)
+    train_norms = np.asarray(history["grad_norm_train"], dtype=np.float64)
+    epochs = np.asarray(history["epoch"], dtype=np.int64)
+    if rec is not None:
+        eval_norms = np.concatenate([eval_norms, rec.value * np.sqrt(rec.dim)])
+        epochs = np.concatenate([epochs, burnin + np.asarray(traj.gradient_steps)])
+    if "grad_norm_train" in traj.scalars:
+        train_norms = np.concatenate([train_norms, traj.scalars["grad_norm_train"]])
+    if epochs.size == 0:
+        out.skipped["gradient_norm"] = "no epoch was trained"
+        return
+    out.epochs = epochs
+    out.grad_eval = gradient_norm(eval_norms, dim=d)
+    out.grad_train = gradient_norm(train_norms[: epochs.size], dim=d)
+    first = int(np.searchsorted(epochs, 10))  # the paper's x-axis starts at epoch 10
+    for key, g in (("eval", out.grad_eval), ("train", out.grad_train)):
+        s = g.smoothed
+        after = s[burnin - int(epochs[0]) + 1 :] if epochs[-1] > burnin else s[-1:]
+        nums[f"grad_norm_{key}"] = {
+            "smoothed_at_epoch_10": float(s[min(first, s.size - 1)]),
+            "smoothed_final": float(s[-1]),
+            "drop_from_epoch_10": float(s[min(first, s.size - 1)] / s[-1]),
+            "smoothed_range_recorded": [float(after.min()), float(after.max())],
+            "drop_over_recording": float(after[0] / after[-1]),
+            "dim": d,
+        }
+
+
+def _names(traj: Trajectory, idx: np.ndarray) -> dict[str, int]:
+    """``{parameter name: number of its coordinates among idx}``."""
+    lay = traj.meta["layout"]
+    owner = np.searchsorted(np.asarray(lay["offsets"]), idx, side="right") - 1
+    names, counts = np.unique(owner, return_counts=True)
+    return {lay["names"][int(i)]: int(c) for i, c in zip(names, counts, strict=True)}
+
+
+def _weight_norm(traj: Trajectory, x: np.ndarray) -> dict[str, float]:
+    """‖W₁‖ of the first (pre-BN) layer at the first and last record.
+
+    BN makes f invariant to its scale, and without weight decay SGD only grows it: a slow drift
+    (DIGEST §5 item 4).
+    """
+    lay = traj.meta["layout"]
+    size = int(np.prod(lay["shapes"][0]))
+    w = x[:, lay["offsets"][0] : lay["offsets"][0] + size].astype(np.float64)
+    first, last = float(np.linalg.norm(w[0])), float(np.linalg.norm(w[-1]))
+    return {"parameter": lay["names"][0], "first": first, "last": last, "ratio": last / first}
