@@ -157,7 +157,7 @@ class Page(HTMLParser):
         elif tag == "td" and (self._row is not None or self._total):
             self._cell = []
         elif tag == "img":
-            self.images.append({"src": a["src"], "section": self._section})
+            self.images.append({"src": a["src"], "width": a.get("width"), "section": self._section})
         elif tag == "span" and "reduced-label" in classes:
             self.reduced_labels.append((self._section, "figcaption" in self._in))
         elif tag == "div" and "missing" in classes:
@@ -222,6 +222,24 @@ def test_figures_embedded_byte_for_byte(rendered):
     prefix = "data:image/png;base64,"
     assert all(img["src"].startswith(prefix) for img in page.images)
     assert [base64.b64decode(img["src"][len(prefix) :]) for img in page.images] == expected
+
+
+def test_figures_shown_at_their_physical_size(rendered):
+    _, _, _, _, page = rendered
+    # draw_png: figsize 2 × 2.2 in wide, saved at 150 dpi; shown at 96 CSS px per inch
+    assert [img["width"] for img in page.images] == [str(round(4.4 * 96))] * 3
+
+
+def test_png_without_resolution_keeps_its_natural_size(tmp_path):
+    png = draw_png(tmp_path / "toy" / "fig.png").read_bytes()
+    at = png.index(b"pHYs") - 4
+    (tmp_path / "toy" / "fig.png").write_bytes(png[:at] + png[at + 4 + 4 + 9 + 4 :])
+    ExperimentResult("toy", "toy", False, figures=[FigureRef("fig.png", "no pHYs")]).save(
+        tmp_path / "toy"
+    )
+    render_report(tmp_path)
+    _, page = read(tmp_path)
+    assert len(page.images) == 1 and page.images[0]["width"] is None
 
 
 def test_reduced_label_exactly_for_reduced_experiments(rendered):
