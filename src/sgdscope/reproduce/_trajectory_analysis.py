@@ -75,7 +75,12 @@ def moving(x: np.ndarray, rtol: float = 1e-4) -> np.ndarray:
     The bias of the linear layer before BatchNorm has an exactly zero train-mode gradient (the
     batch mean removes it), so it moves only by round-off; its normalised statistics are noise.
     """
-    rms = np.sqrt(np.mean(np.diff(np.asarray(x, dtype=np.float64), axis=0) ** 2, axis=0))
+    rms = np.concatenate(
+        [
+            np.sqrt(np.mean(np.diff(np.asarray(x[:, c0 : c0 + 64], np.float64), axis=0) ** 2, 0))
+            for c0 in range(0, x.shape[1], 64)
+        ]
+    )
     return np.flatnonzero(rms > rtol * np.median(rms))
 
 
@@ -114,11 +119,21 @@ def bartlett_outside(x: np.ndarray, lags: np.ndarray) -> dict[int, float]:
     return {int(k): float(h / d) for k, h in zip(lags, hits, strict=True)}
 
 
-def _shape_cv(inc: np.ndarray) -> float:
-    """Median over f of the CV across columns of Welch spectra divided by their own mean."""
-    seg = int(min(inc.shape[0], max(16, inc.shape[0] // 8)))
-    p = scipy.signal.welch(inc, nperseg=seg, axis=0)[1][1:]  # (F, c)
-    shape = p / p.mean(axis=0)
+def _shape_cv(x: np.ndarray, *, increments: bool) -> float:
+    """Median over f of the CV across columns of Welch spectra divided by their own mean.
+
+    Columns are processed 64 at a time (a 10⁵-epoch record does not fit in memory as float64
+    Welch segments).
+    """
+    n = x.shape[0] - int(increments)
+    seg = int(min(n, max(16, n // 8)))
+    shapes = []
+    for c0 in range(0, x.shape[1], 64):
+        y = np.asarray(x[:, c0 : c0 + 64], dtype=np.float64)
+        y = np.diff(y, axis=0) if increments else y
+        p = scipy.signal.welch(y, nperseg=seg, axis=0)[1][1:]  # (F, c)
+        shapes.append(p / p.mean(axis=0))
+    shape = np.concatenate(shapes, axis=1)
     return float(np.median(shape.std(axis=1) / shape.mean(axis=1)))
 
 
@@ -132,10 +147,15 @@ def spectral_shape(x: np.ndarray, seed: int = 0) -> dict[str, float]:
       the same (flat) spectrum. ``shape_cv_excess`` = √(cv² − floor²), the spread beyond it.
     - ``scale_ratio``: 90th/10th percentile of the weights' increment variances (the *levels*).
     """
-    inc = np.diff(np.asarray(x, dtype=np.float64), axis=0)
-    cv = _shape_cv(inc)
-    floor = _shape_cv(np.random.default_rng(seed).standard_normal((inc.shape[0], 64)))
-    var = inc.var(axis=0)
+    cv = _shape_cv(x, increments=True)
+    white = np.random.default_rng(seed).standard_normal((x.shape[0] - 1, 64))
+    floor = _shape_cv(white, increments=False)
+    var = np.concatenate(
+        [
+            np.diff(np.asarray(x[:, c0 : c0 + 64], np.float64), axis=0).var(axis=0)
+            for c0 in range(0, x.shape[1], 64)
+        ]
+    )
     return {
         "shape_cv": cv,
         "shape_cv_noise_floor": floor,
