@@ -514,7 +514,10 @@ def _figure_remark11(scaled, fixed, se, path: Path, s: Settings, n: int) -> Path
         ax.set_xscale("log", base=2)
         ax.set_xlabel("batch size b")
     ax1.set_ylabel("test error (%)")
-    ax1.set_title(f"Remark 11: test error, N = {n}, {s.epochs} epoch(s){_suffix(s)}", fontsize=8)
+    ax1.set_title("final test error", fontsize=9)
+    fig.suptitle(
+        f"Remark 11: small-lenet, N = {n}, {s.epochs} epoch(s) per b{_suffix(s)}", fontsize=9
+    )
     ax2.set_ylabel("test loss − train loss")
     ax2.set_title("generalisation gap", fontsize=9)
     ax1.legend(fontsize=8)
