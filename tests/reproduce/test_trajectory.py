@@ -313,5 +313,5 @@ def test_quick_and_full_settings():
     quick, full = T.Settings.quick(), T.Settings.full()
     assert (full.epochs, full.burnin, full.n, full.lr_after_burnin) == (100_000, 1_000, 2_048, 0.1)
     assert full.classes == (0, 1, 2, 3) and full.scale == "unit" and not full.embedded
-    assert (quick.epochs, quick.burnin, quick.embedded) == (3_000, 300, True)
+    assert (quick.epochs, quick.burnin, quick.embedded) == (2_000, 200, True)
     assert T.Settings(recording_lr=1e-3).lr_after_burnin == 1e-3
