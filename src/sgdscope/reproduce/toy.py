@@ -514,7 +514,8 @@ def _fig_shift(inv_betas, shifts, lam: float, path, label) -> Path:
     ax.set_xlabel("β⁻¹")
     ax.set_ylabel("shift of the minimum")
     ax.legend(frameon=False, fontsize=8)
-    ax.set_title(f"Theorem 22: Example 19, λ = {lam:g}, drift fixed{label}", fontsize=9)
+    title = f"Theorem 22: Example 19, λ = {lam:g}, drift fixed"
+    ax.set_title(title + ("\n" + label.strip() if label else ""), fontsize=9)
     return save_figure(fig, path)
 
 
