@@ -24,3 +24,6 @@ main.add_command(toy)
 from .analyze import analyze  # noqa: E402
 
 main.add_command(analyze)
+from .reproduce import reproduce  # noqa: E402
+
+main.add_command(reproduce)

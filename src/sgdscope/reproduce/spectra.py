@@ -1,0 +1,339 @@
+"""``reproduce spectra``: Figs 1–2 of the paper, D(x)'s eigenspectrum at 20 %, 40 % and 100 % of training.
+
+For each panel of DIGEST §2.2 the network is trained as the paper did
+(:func:`sgdscope.paper.training.train`: momentum 0.9, batch 128, lr 0.1 with a step schedule,
+checkpoints at 20/40/100 %), and at each checkpoint D(x) of eq. (2) is measured in eval mode from
+per-sample gradients over the training set (:class:`sgdscope.GradientNoise`, exact rank without a
+dense matrix). Reported per checkpoint: rank at the paper's threshold λ_max·d·ε_float32 and at
+stricter ones (DIGEST §5, item 1), mean ± std in the three readings of DIGEST §2.2, the overlap of
+the top-k eigenvector subspaces between checkpoints (Remark 13), and the rank-ordered spectrum
+(power law or low rank?).
+
+Panels: ``fig1a`` small-lenet on MNIST; ``fig1b`` small-fc on 7×7 MNIST, digits 0 and 1, 10
+outputs (the code's ``halfmnist`` defaults); ``fig2a`` / ``fig2b`` small-allcnn on CIFAR-10 /
+CIFAR-100 (GCN + ZCA, no augmentation in training); ``fig2c`` the fig2a checkpoints re-evaluated
+with one random flip + pad-4 + crop per sample. The CIFAR panels need ``--cifar-dir`` /
+``--cifar100-dir``; without them they are reported as not testable here.
+
+Everything measured is cached next to its checkpoint (``*.spectrum.npz``), and training resumes
+from ``last.pt``, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor, nn
+
+from .._progress import progress_bar
+from ..noise import GradientNoise
+from ..noise.spectrum import Spectrum
+from ..paper import cifar, data, models
+from ..paper.training import TrainConfig, TrainResult, load_weights, train
+from ..report.fig_spectrum import plot_spectrum
+from ._spectra_claims import PANELS, PanelSpec, compare
+from .context import RunContext
+from .results import ExperimentResult, FigureRef
+
+__all__ = ["NAME", "Settings", "run"]
+
+NAME = "spectra"
+RTOLS = (1e-3, 1e-6, 1e-9)  #: stricter relative thresholds reported beside the paper's (DIGEST §5).
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes of the spectra experiment.
+
+    Attributes:
+        panels: Which panels to run (``fig1a``, ``fig1b``, ``fig2a``, ``fig2b``, ``fig2c``).
+        mnist_epochs: Training epochs of the MNIST networks (the paper's are unknown; 50 as
+            for small-allcnn).
+        cifar_epochs: Training epochs of small-allcnn (50, DIGEST §2.1).
+        mnist_n_train: Class-balanced MNIST training subset; None for all selected images.
+        cifar_n_train: First images of the CIFAR training split; None for all 50,000.
+        n_spectrum: Samples D is measured on (the first of the training set); None for the whole
+            training set, as the paper did.
+        mnist_scale: MNIST input scaling; ``"paper"`` is the authors' raw 0–255 pixels.
+        overlap_k: Size of the top eigenvector subspaces compared across checkpoints.
+        reduced: Label the run as reduced (set by :meth:`quick`).
+    """
+
+    panels: tuple[str, ...] = ("fig1a", "fig1b", "fig2a", "fig2b", "fig2c")
+    mnist_epochs: int = 50
+    cifar_epochs: int = 50
+    mnist_n_train: int | None = None
+    cifar_n_train: int | None = None
+    n_spectrum: int | None = None
+    mnist_scale: str = "paper"
+    overlap_k: int = 20
+    reduced: bool = False
+
+    @classmethod
+    def quick(cls) -> Settings:
+        """Embedded MNIST (10,000 images), 4 epochs, D on 2,000 samples; CIFAR on 5,000 images."""
+        return cls(
+            mnist_epochs=4, cifar_epochs=3, cifar_n_train=5_000, n_spectrum=2_000, reduced=True
+        )
+
+    @classmethod
+    def full(cls) -> Settings:
+        """The paper's protocol: 50 epochs, D over the whole training set."""
+        return cls()
+
+    def describe_reduction(self) -> str:
+        """What differs from the paper's protocol, for the report's label."""
+        parts = [f"{self.mnist_epochs} MNIST epochs", f"{self.cifar_epochs} CIFAR epochs"]
+        if self.mnist_n_train:
+            parts.append(f"MNIST subset of {self.mnist_n_train:,}")
+        if self.cifar_n_train:
+            parts.append(f"first {self.cifar_n_train:,} CIFAR images")
+        if self.n_spectrum:
+            parts.append(f"D on the first {self.n_spectrum:,} training samples")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class _Data:
+    train: tuple[Tensor, Tensor]
+    test: tuple[Tensor, Tensor]
+    description: str
+
+
+def _mnist_data(spec: PanelSpec, ctx: RunContext, s: Settings) -> _Data:
+    size = models.input_shape(spec.model)[-1]
+    common = {"scale": s.mnist_scale, "size": size, "classes": spec.classes}
+    tr = data.mnist(ctx.mnist_dir, "train", n=s.mnist_n_train, **common)
+    te = data.mnist(ctx.mnist_dir, "test", **common)
+    where = "embedded MNIST subset" if ctx.mnist_dir is None else f"MNIST in {ctx.mnist_dir}"
+    desc = (
+        f"{where}: {len(tr):,} train / {len(te):,} test images, {size}×{size}, digits "
+        f"{','.join(map(str, spec.classes))}, scale {s.mnist_scale!r}"
+    )
+    return _Data(tr.tensors(), te.tensors(), desc)
+
+
+def _cifar_data(spec: PanelSpec, root: Path, s: Settings) -> _Data:
+    tr = cifar.cifar(root, "train", classes=spec.num_classes, n=s.cifar_n_train)
+    te = cifar.cifar(root, "test", classes=spec.num_classes)
+    train_xy, test_xy = cifar.paper_inputs(tr, te)
+    desc = (
+        f"CIFAR-{spec.num_classes} from {tr.source}: {len(tr):,} train / {len(te):,} test, "
+        "GCN (55) + ZCA (ε = 1e-2) fitted on train, no augmentation in training"
+    )
+    return _Data(train_xy, test_xy, desc)
+
+
+def _cifar_root(spec: PanelSpec, ctx: RunContext) -> Path | None:
+    return ctx.cifar_dir if spec.num_classes == 10 else ctx.cifar100_dir
+
+
+def _run_dir(ctx: RunContext, spec: PanelSpec) -> Path:
+    return ctx.folder(NAME) / spec.run
+
+
+def _train(spec: PanelSpec, d: _Data, ctx: RunContext, s: Settings) -> TrainResult:
+    epochs = s.cifar_epochs if spec.is_cifar else s.mnist_epochs
+    config = TrainConfig(
+        epochs=epochs, weight_decay=models.info(spec.model).weight_decay, seed=ctx.seed
+    )
+    model = models.build(spec.model, spec.num_classes, seed=ctx.seed)
+    return train(
+        model,
+        d.train,
+        config,
+        _run_dir(ctx, spec) / "train",
+        test_data=d.test,
+        device=ctx.device,
+        progress=ctx.progress,
+    )
+
+
+def _save_spectrum(spec: Spectrum, path: Path, k: int) -> None:
+    vecs = spec.eigenvectors[:, :k] if spec.eigenvectors is not None else np.zeros((spec.dim, 0))
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(
+        tmp,
+        eigenvalues=spec.eigenvalues,
+        eigenvectors=vecs.astype(np.float32),
+        residuals=np.array([]) if spec.residuals is None else spec.residuals,
+        scalars=np.array([spec.dim, spec.n_samples, spec.trace, spec.complete, spec.iterations]),
+        text=np.array([spec.method, spec.reason, str(spec.converged)]),
+    )
+    tmp.replace(path)
+
+
+def _load_spectrum(path: Path) -> Spectrum:
+    with np.load(path) as z:
+        dim, n, trace, complete, iterations = z["scalars"].tolist()
+        method, reason, converged = z["text"].tolist()
+        return Spectrum(
+            eigenvalues=z["eigenvalues"],
+            eigenvectors=z["eigenvectors"].astype(np.float64),
+            dim=int(dim),
+            n_samples=int(n),
+            trace=float(trace),
+            complete=bool(complete),
+            method=str(method),
+            reason=str(reason),
+            residuals=z["residuals"] if z["residuals"].size else None,
+            iterations=int(iterations),
+            converged=converged == "True",
+        )
+
+
+def _inputs_for_d(spec: PanelSpec, d: _Data, s: Settings, ctx: RunContext) -> tuple:
+    x, y = d.train
+    if s.n_spectrum is not None:
+        x, y = x[: s.n_spectrum], y[: s.n_spectrum]
+    if spec.augment:  # Fig. 2c: one random flip + pad-4 + crop per sample, seeded
+        x = cifar.augment(x, seed=ctx.seed + 1)
+    return x, y
+
+
+def _measure(
+    spec: PanelSpec, ckpt: Path, xy: tuple[Tensor, Tensor], ctx: RunContext, s: Settings
+) -> tuple[Spectrum, float]:
+    cache = ckpt.with_name(ckpt.stem + (".augment" if spec.augment else "") + ".spectrum.npz")
+    if cache.is_file():
+        return _load_spectrum(cache), 0.0
+    t0 = time.perf_counter()
+    model = models.build(spec.model, spec.num_classes, seed=ctx.seed)
+    load_weights(model, ckpt)
+    noise = GradientNoise(
+        model.to(ctx.device),
+        nn.CrossEntropyLoss(reduction="none"),
+        xy,
+        device=ctx.device,
+        progress=ctx.progress,
+    )
+    result = noise.spectrum(k=None, method="auto", seed=ctx.seed)
+    if result.eigenvectors is not None and result.eigenvectors.shape[1] < s.overlap_k:
+        k = min(s.overlap_k, max(min(noise.n_samples - 1, noise.dim), 1))
+        result = noise.spectrum(k=k, method="auto", seed=ctx.seed)
+    _save_spectrum(result, cache, s.overlap_k)
+    return result, time.perf_counter() - t0
+
+
+def _panel_numbers(
+    spec: PanelSpec, spectra: dict[int, Spectrum], tr: TrainResult, s: Settings
+) -> dict:
+    epochs = sorted(spectra)
+    per_ckpt = {}
+    for e in epochs:
+        sp = spectra[e]
+        summary = sp.summary()
+        summary.pop("info", None)
+        summary["ranks_at_rtol"] = {f"{t:g}": sp.rank(t) for t in RTOLS if sp.rank_known(t)}
+        summary["power_law_slope"] = _power_law_slope(sp)
+        per_ckpt[str(e)] = summary
+    overlaps = {}
+    for i, a in enumerate(epochs):
+        for b in epochs[i + 1 :]:
+            k = min(s.overlap_k, spectra[a].eigenvectors.shape[1], spectra[b].eigenvectors.shape[1])
+            if k:
+                overlaps[f"{a}-{b}"] = {
+                    "k": k,
+                    "overlap": spectra[a].subspace_overlap(spectra[b], k),
+                    "chance": k / spectra[a].dim,
+                }
+    hist = [asdict(r) for r in tr.history]
+    return {
+        "model": spec.model,
+        "parameters": spectra[epochs[-1]].dim,
+        "checkpoints": per_ckpt,
+        "overlaps": overlaps,
+        "final_train_error": tr.final.train_error,
+        "final_test_error": tr.final.test_error,
+        "train_seconds": tr.seconds,
+        "history": hist,
+    }
+
+
+def _power_law_slope(sp: Spectrum) -> float | None:
+    """Slope s of log λ_i = c − s log i over the eigenvalues above the threshold (DIGEST §5)."""
+    r = sp.rank() if sp.rank_known() else sp.eigenvalues.size
+    lam = sp.eigenvalues[: max(r, 0)]
+    lam = lam[lam > 0]
+    if lam.size < 5:
+        return None
+    i = np.arange(1, lam.size + 1)
+    return float(-np.polyfit(np.log(i), np.log(lam), 1)[0])
+
+
+def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
+    """Run the spectra experiment (Figs 1–2) and save ``OUT/spectra/result.json``.
+
+    Args:
+        ctx: Output folder, data folders, device, seed.
+        settings: Sizes; None takes :meth:`Settings.quick` or :meth:`Settings.full` from
+            ``ctx.quick``.
+
+    Returns:
+        The :class:`ExperimentResult` (also written to disk with its figures).
+    """
+    s = settings or (Settings.quick() if ctx.quick else Settings.full())
+    if ctx.quick and not s.reduced:
+        s = replace(s, reduced=True)
+    t0 = time.perf_counter()
+    folder = ctx.folder(NAME)
+    result = ExperimentResult(
+        name=NAME,
+        title="Figs 1–2: the eigenspectrum of D(x) at 20 %, 40 % and 100 % of training",
+        reduced=s.reduced,
+        reduced_note=s.describe_reduction() if s.reduced else "",
+        config={**asdict(s), "device": ctx.device, "seed": ctx.seed},
+    )
+    numbers: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
+    loaded: dict[str, _Data] = {}
+    trained: dict[str, TrainResult] = {}
+    with progress_bar("spectra: panels", len(s.panels), enabled=ctx.progress) as advance:
+        for key in s.panels:
+            spec = PANELS[key]
+            if spec.is_cifar and _cifar_root(spec, ctx) is None:
+                flag = "--cifar-dir" if spec.num_classes == 10 else "--cifar100-dir"
+                skipped[key] = f"no CIFAR-{spec.num_classes} data given (pass {flag})"
+                advance(1)
+                continue
+            if spec.run not in loaded:
+                loaded[spec.run] = (
+                    _cifar_data(spec, _cifar_root(spec, ctx), s)
+                    if spec.is_cifar
+                    else _mnist_data(spec, ctx, s)
+                )
+                trained[spec.run] = _train(spec, loaded[spec.run], ctx, s)
+            d, tr = loaded[spec.run], trained[spec.run]
+            xy = _inputs_for_d(spec, d, s, ctx)
+            spectra, seconds = {}, 0.0
+            for epoch, ckpt in sorted(tr.checkpoints.items()):
+                spectra[epoch], dt = _measure(spec, ckpt, xy, ctx, s)
+                seconds += dt
+            numbers[key] = _panel_numbers(spec, spectra, tr, s)
+            numbers[key].update(data=d.description, spectrum_seconds=seconds)
+            frac = {e: round(100 * e / max(spectra)) for e in spectra}
+            reduced = f" (reduced: {s.describe_reduction()})" if s.reduced else ""
+            png = f"{key}_{spec.run}.png"
+            plot_spectrum(
+                [spectra[e] for e in sorted(spectra)],
+                folder / png,
+                labels=[f"epoch {e} ({frac[e]} %)" for e in sorted(spectra)],
+                title=f"{spec.figure}: D(x) of {spec.model}, {spec.data_label}{reduced}",
+            )
+            result.figures.append(
+                FigureRef(
+                    png,
+                    f"{spec.figure}: {spec.model} on {spec.data_label}, N = "
+                    f"{spectra[max(spectra)].n_samples:,}; left, eigenvalues clipped at the "
+                    "threshold (darker is later); right, λ_i against i with the threshold.",
+                )
+            )
+            advance(1)
+    result.comparisons = compare(numbers, skipped)
+    result.numbers = {"panels": numbers, "skipped": skipped, "rtols": list(RTOLS)}
+    result.seconds = time.perf_counter() - t0
+    result.save(folder)
+    return result

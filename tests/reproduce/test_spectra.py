@@ -1,0 +1,126 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sgdscope.paper import data, models
+from sgdscope.paper.training import load_weights
+from sgdscope.reference.noise import per_sample_gradients_loop
+from sgdscope.reproduce import spectra
+from sgdscope.reproduce._spectra_claims import PANELS, compare
+from sgdscope.reproduce.context import RunContext
+from sgdscope.reproduce.results import ExperimentResult, Verdict
+
+TINY = spectra.Settings(
+    panels=("fig1b", "fig2a"),
+    mnist_epochs=2,
+    mnist_n_train=400,
+    n_spectrum=120,
+    overlap_k=5,
+    reduced=True,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("spectra")
+    ctx = RunContext(out=out, quick=True, progress=False)
+    return ctx, spectra.run(ctx, TINY)
+
+
+def test_tiny_run_writes_result_figures_and_rows(tiny_run):
+    ctx, result = tiny_run
+    saved = ExperimentResult.load(ctx.out / "spectra" / "result.json")
+    assert saved.to_dict()["comparisons"] == result.to_dict()["comparisons"]
+    assert saved.reduced and "D on the first 120" in saved.reduced_note
+    for fig in saved.figures:
+        assert (ctx.out / "spectra" / fig.path).stat().st_size > 1000
+    keys = {c.key: c for c in saved.comparisons}
+    assert keys["fig1b.rank_percent"].verdict is not Verdict.NOT_TESTABLE
+    assert keys["fig2a.rank_percent"].verdict is Verdict.NOT_TESTABLE  # no --cifar-dir
+    assert "--cifar-dir" in keys["fig2a.rank_percent"].note
+    assert keys["remark14.cifar_vs_mnist"].verdict is Verdict.NOT_TESTABLE
+    panel = saved.numbers["panels"]["fig1b"]
+    assert sorted(panel["checkpoints"], key=int) == ["1", "2"]
+    json.dumps(saved.numbers)  # JSON-ready
+
+
+def test_rank_equals_an_independent_loop_and_gram_eigh(tiny_run):
+    """Oracle: the authors' batch-1 loop, centred, and numpy's eigvalsh of the Gram matrix."""
+    ctx, result = tiny_run
+    ckpt = ctx.out / "spectra" / "small-fc-mnist7" / "train" / "epoch_0002.pt"
+    model = models.build("small-fc", seed=0)
+    load_weights(model, ckpt)
+    x, y = data.mnist(None, n=400, scale="paper", size=7, classes=(0, 1)).tensors()
+    x, y = x[:120].double(), y[:120]
+    g = per_sample_gradients_loop(
+        model.double().eval(), torch.nn.CrossEntropyLoss(reduction="none"), x, y
+    ).numpy()
+    gc = g - g.mean(0)
+    lam = np.sort(np.linalg.eigvalsh(gc @ gc.T / len(gc)))[::-1]  # non-zero spectrum of D
+    d = g.shape[1]
+    thr = lam[0] * d * np.finfo(np.float32).eps
+    measured = result.numbers["panels"]["fig1b"]["checkpoints"]["2"]
+    assert measured["rank"] == int((lam > thr).sum())
+    assert measured["lambda_max"] == pytest.approx(lam[0], rel=1e-6)
+    assert measured["trace"] == pytest.approx(lam.sum(), rel=1e-6)
+
+
+def test_rerun_reuses_cached_spectra(tiny_run):
+    ctx, first = tiny_run
+    again = spectra.run(ctx, TINY)
+    assert again.numbers["panels"]["fig1b"]["spectrum_seconds"] == 0.0  # all from *.spectrum.npz
+    assert again.numbers["panels"]["fig1b"]["checkpoints"] == json.loads(
+        json.dumps(first.numbers["panels"]["fig1b"]["checkpoints"])
+    )
+
+
+def _panel(rank_pcts, ratios=(7.0,), overlap=0.9, d=1000):
+    ckpts = {}
+    for e, pct in zip((2, 4, 10), rank_pcts, strict=True):
+        mean = 1.0
+        ckpts[str(e)] = {
+            "rank": round(pct * d / 100), "rank_percent": pct, "dim": d, "n_samples": 500,
+            "rank_is_certain": True,
+            "stats": {"raw": {"mean": mean, "std": ratios[0] * mean},
+                      "clipped": {"mean": mean, "std": ratios[0] * mean / 2},
+                      "above": {"mean": mean, "std": 1.0}},
+        }  # fmt: skip
+    return {"checkpoints": ckpts, "overlaps": {"2-10": {"k": 5, "overlap": overlap}}}
+
+
+def test_verdict_logic_on_known_cases():
+    rows = {c.key: c for c in compare({"fig1a": _panel((1.8, 1.7, 1.6))}, {})}
+    assert rows["fig1a.rank_percent"].verdict is Verdict.REPRODUCED
+    assert rows["fig1a.std_over_mean"].verdict is Verdict.REPRODUCED  # raw reading 7.0
+    assert rows["low_rank"].verdict is Verdict.REPRODUCED
+    assert rows["remark13"].verdict is Verdict.REPRODUCED
+    rows = {c.key: c for c in compare({"fig1a": _panel((0.2, 0.5, 4.0), (50.0,), 0.1)}, {})}
+    assert rows["fig1a.rank_percent"].verdict is Verdict.PARTLY  # low rank, off by > 2×
+    assert rows["fig1a.std_over_mean"].verdict is Verdict.NOT_REPRODUCED
+    assert rows["remark13"].verdict is Verdict.NOT_REPRODUCED  # rank ×20, overlap 0.1
+    rows = {c.key: c for c in compare({"fig1a": _panel((9.0, 9.0, 9.0))}, {})}
+    assert rows["fig1a.rank_percent"].verdict is Verdict.NOT_REPRODUCED
+    assert rows["low_rank"].verdict is Verdict.NOT_REPRODUCED
+
+
+def test_cross_panel_claims():
+    fc, le = _panel((0.6, 0.6, 0.6), (20.0,)), _panel((1.8, 1.8, 1.8), (7.0,))
+    rows = {c.key: c for c in compare({"fig1a": le, "fig1b": fc}, {})}
+    assert rows["fig1.caption"].verdict is Verdict.REPRODUCED
+    rows = {c.key: c for c in compare({"fig1a": fc, "fig1b": le}, {})}
+    assert rows["fig1.caption"].verdict is Verdict.NOT_REPRODUCED
+    cifar = _panel((0.34, 0.34, 0.34))
+    for c in cifar["checkpoints"].values():
+        c["stats"]["raw"]["mean"] = 100.0
+    rows = {c.key: c for c in compare({"fig1a": le, "fig2a": cifar}, {})}
+    assert rows["remark14.cifar_vs_mnist"].verdict is Verdict.REPRODUCED
+    assert rows["remark14.augment"].verdict is Verdict.NOT_TESTABLE
+
+
+def test_every_panel_has_the_papers_numbers():
+    assert {k: p.paper_rank_percent for k, p in PANELS.items()} == {
+        "fig1a": 1.8, "fig1b": 0.6, "fig2a": 0.34, "fig2b": 0.47, "fig2c": 0.32,
+    }  # fmt: skip
+    assert PANELS["fig2c"].augment and PANELS["fig2c"].run == PANELS["fig2a"].run
