@@ -202,6 +202,10 @@ def _std(c: dict, reading: str = "above") -> float:
     return c["stats"][reading]["std"] if c["stats"] else float("nan")
 
 
+def _clipped_ratio(c: dict) -> float:
+    return _ratios(c).get("clipped", float("nan"))
+
+
 def _cross_rows(numbers: dict) -> list[Comparison]:
     def ok(flag: bool) -> Verdict:
         return Verdict.REPRODUCED if flag else Verdict.NOT_REPRODUCED
@@ -209,13 +213,14 @@ def _cross_rows(numbers: dict) -> list[Comparison]:
     return [
         _pair_row(
             "fig1.caption", "Fig. 1 caption / Remark 16: small-fc has a much smaller rank and much "
-            "larger variance than small-lenet", "rank 0.6 % vs 1.8 %; std/mean 20.6 vs 7.0",
+            "larger variance than small-lenet", "rank 0.6 % vs 1.8 %; std/mean 20.6 vs 7.0 (2.9×)",
             numbers, "fig1b", "fig1a",
             lambda fc, le: ok(fc["rank_percent"] < le["rank_percent"]
-                              and max(_ratios(fc).values()) > max(_ratios(le).values())),
+                              and _clipped_ratio(fc) >= 1.5 * _clipped_ratio(le)),
             lambda fc, le: f"rank {fc['rank_percent']:.2f} % vs {le['rank_percent']:.2f} %; "
-            f"std/mean (largest reading) {max(_ratios(fc).values()):.1f} vs "
-            f"{max(_ratios(le).values()):.1f}",
+            f"std/mean (clipped, the authors' reading) {_clipped_ratio(fc):.1f} vs "
+            f"{_clipped_ratio(le):.1f} ({_clipped_ratio(fc) / _clipped_ratio(le):.1f}×; "
+            "'much larger' taken as ≥ 1.5×)",
         ),
         _pair_row(
             "remark14.cifar_vs_mnist", "Remark 14: CIFAR eigenvalues are much larger than MNIST's",
