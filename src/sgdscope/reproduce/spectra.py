@@ -21,6 +21,7 @@ from ``last.pt``, so an interrupted run continues where it stopped.
 
 from __future__ import annotations
 
+import textwrap
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -320,13 +321,18 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
             numbers[key] = _panel_numbers(spec, spectra, tr, s)
             numbers[key].update(data=d.description, spectrum_seconds=seconds)
             frac = {e: round(100 * e / max(spectra)) for e in spectra}
-            reduced = f" (reduced: {s.describe_reduction(spec.is_cifar)})" if s.reduced else ""
+            reduced = f"(reduced: {s.describe_reduction(spec.is_cifar)})" if s.reduced else ""
             png = f"{key}_{spec.run}.png"
             plot_spectrum(
                 [spectra[e] for e in sorted(spectra)],
                 folder / png,
                 labels=[f"epoch {e} ({frac[e]} %)" for e in sorted(spectra)],
-                title=f"{spec.figure}: D(x) of {spec.model}, {spec.data_label}{reduced}",
+                title="\n".join(
+                    [
+                        f"{spec.figure}: D(x) of {spec.model}, {spec.data_label}",
+                        *textwrap.wrap(reduced, 90),
+                    ]
+                ),
             )
             result.figures.append(
                 FigureRef(
