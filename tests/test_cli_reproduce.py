@@ -66,6 +66,10 @@ def test_quick_runs_everything_and_writes_the_report(quick_out):
             assert c["verdict"] in res.output or c["verdict"] in page
     assert not re.search(r"""(src|href)=["']https?:""", page)
     assert "report:" in res.output and "index.html" in res.output
+    md = (out / "report" / "results.md").read_text()
+    assert all(e["title"] in md for e in combined["experiments"])
+    assert md.count("**reduced run**") == len(names)
+    assert md.count("\n| ") - len(names) == n_rows  # a header line + one line per row
 
 
 def test_report_subcommand_rerenders_from_disk(quick_out):

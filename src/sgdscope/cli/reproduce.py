@@ -33,6 +33,7 @@ def _module(name: str):
 
 def _run(ctx_obj: dict, names: tuple[str, ...]) -> None:
     from ..reproduce.html_report import render_report
+    from ..reproduce.markdown_report import render_markdown
 
     console: Console = ctx_obj["console"]
     run_ctx = ctx_obj["run"]
@@ -54,10 +55,12 @@ def _run(ctx_obj: dict, names: tuple[str, ...]) -> None:
         console.print(table)
         console.print(f"{name}: {result.seconds:.0f} s, written to {run_ctx.out / name}")
         page = render_report(run_ctx.out)  # after each experiment: nothing finished is lost
+        render_markdown(run_ctx.out)
     if not names:
         page = render_report(run_ctx.out)
+        render_markdown(run_ctx.out)
     console.print(
-        f"report: [bold]{page}[/] (and results.json beside it); "
+        f"report: [bold]{page}[/] (results.json and results.md beside it); "
         f"total {time.perf_counter() - t0:.0f} s"
     )
 
@@ -171,5 +174,5 @@ reproduce.add_command(
 @reproduce.command("report")
 @click.pass_obj
 def report(obj) -> None:
-    """Re-render OUT/report/index.html and results.json from the results on disk."""
+    """Re-render OUT/report/index.html, results.json and results.md from the results on disk."""
     _run(obj, ())
