@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -124,3 +125,11 @@ def test_every_panel_has_the_papers_numbers():
         "fig1a": 1.8, "fig1b": 0.6, "fig2a": 0.34, "fig2b": 0.47, "fig2c": 0.32,
     }  # fmt: skip
     assert PANELS["fig2c"].augment and PANELS["fig2c"].run == PANELS["fig2a"].run
+
+
+def test_cache_is_keyed_by_the_samples_d_was_measured_on(tiny_run):
+    ctx, _ = tiny_run
+    other = spectra.run(ctx, dataclasses.replace(TINY, panels=("fig1b",), n_spectrum=100))
+    panel = other.numbers["panels"]["fig1b"]
+    assert panel["spectrum_seconds"] > 0  # not the N = 120 spectra from the cache
+    assert {c["n_samples"] for c in panel["checkpoints"].values()} == {100}

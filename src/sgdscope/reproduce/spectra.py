@@ -58,6 +58,7 @@ class Settings:
         cifar_n_train: First images of the CIFAR training split; None for all 50,000.
         n_spectrum: Samples D is measured on (the first of the training set); None for the whole
             training set, as the paper did.
+        cifar_n_spectrum: The same for the CIFAR panels; None follows ``n_spectrum``.
         mnist_scale: MNIST input scaling; ``"paper"`` is the authors' raw 0–255 pixels.
         overlap_k: Size of the top eigenvector subspaces compared across checkpoints.
         reduced: Label the run as reduced (set by :meth:`quick`).
@@ -69,6 +70,7 @@ class Settings:
     mnist_n_train: int | None = None
     cifar_n_train: int | None = None
     n_spectrum: int | None = None
+    cifar_n_spectrum: int | None = None
     mnist_scale: str = "paper"
     overlap_k: int = 20
     reduced: bool = False
@@ -100,6 +102,8 @@ class Settings:
                 parts.append(f"first {self.cifar_n_train:,} CIFAR images")
         if self.n_spectrum:
             parts.append(f"D on the first {self.n_spectrum:,} training samples")
+        if cifar and self.cifar_n_spectrum:
+            parts.append(f"CIFAR D on the first {self.cifar_n_spectrum:,} training samples")
         return "; ".join(parts)
 
 
@@ -194,8 +198,9 @@ def _load_spectrum(path: Path) -> Spectrum:
 
 def _inputs_for_d(spec: PanelSpec, d: _Data, s: Settings, ctx: RunContext) -> tuple:
     x, y = d.train
-    if s.n_spectrum is not None:
-        x, y = x[: s.n_spectrum], y[: s.n_spectrum]
+    n = s.cifar_n_spectrum if spec.is_cifar and s.cifar_n_spectrum else s.n_spectrum
+    if n is not None:
+        x, y = x[:n], y[:n]
     if spec.augment:  # Fig. 2c: one random flip + pad-4 + crop per sample, seeded
         x = cifar.augment(x, seed=ctx.seed + 1)
     return x, y
@@ -204,7 +209,8 @@ def _inputs_for_d(spec: PanelSpec, d: _Data, s: Settings, ctx: RunContext) -> tu
 def _measure(
     spec: PanelSpec, ckpt: Path, xy: tuple[Tensor, Tensor], ctx: RunContext, s: Settings
 ) -> tuple[Spectrum, float]:
-    cache = ckpt.with_name(ckpt.stem + (".augment" if spec.augment else "") + ".spectrum.npz")
+    tag = f".n{len(xy[1])}" + (f".augment{ctx.seed + 1}" if spec.augment else "")
+    cache = ckpt.with_name(f"{ckpt.stem}{tag}.spectrum.npz")  # keyed by what D was measured on
     if cache.is_file():
         return _load_spectrum(cache), 0.0
     t0 = time.perf_counter()
