@@ -42,6 +42,7 @@ __all__ = [
     "Sampling",
     "TrainConfig",
     "TrainResult",
+    "changed_settings",
     "default_schedule",
     "epoch_batches",
     "evaluate",
@@ -197,6 +198,11 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + 12_345) % (2**63 - 1)
 
 
+def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Names of the settings whose saved value differs from the current one (resume checks)."""
+    return sorted(k for k in current if saved.get(k) != current[k])
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -321,8 +327,8 @@ def train(
     last = directory / LAST
     if resume and last.is_file():
         state = torch.load(last, map_location="cpu", weights_only=True)
-        if state["settings"] != settings:
-            diff = sorted(k for k in settings if state["settings"].get(k) != settings[k])
+        diff = changed_settings(state["settings"], settings)
+        if diff:
             raise ValueError(
                 f"{os.fspath(last)!r} was written by a run with other settings ({', '.join(diff)} "
                 f"differ); use another directory, or pass resume=False to start afresh there."

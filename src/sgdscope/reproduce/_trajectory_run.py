@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, replace_all_batch_norm_modules_, vmap
 
 from .._progress import progress_bar
-from ..paper.training import TrainConfig, epoch_batches, lr_at
+from ..paper.training import TrainConfig, changed_settings, epoch_batches, lr_at
 from ..trajectory import TrajectoryRecorder, load_trajectory
 
 STATE = "state.pt"  #: the resume point of the run (model, optimizer, epoch, burn-in history).
@@ -206,8 +206,8 @@ def record_run(
     state_path = folder / STATE
     if state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state["settings"] != run_settings:
-            diff = sorted(k for k in run_settings if state["settings"].get(k) != run_settings[k])
+        diff = changed_settings(state["settings"], run_settings)
+        if diff:
             raise ValueError(
                 f"{os.fspath(state_path)!r} belongs to a trajectory run with other settings "
                 f"({', '.join(diff)} differ); write to another output folder, or delete "
