@@ -158,3 +158,11 @@ def test_bad_data_and_checkpoint(tmp_path):
     r = train(models.build("tiny-fc", seed=0), xy, TrainConfig(epochs=1), tmp_path, progress=False)
     with pytest.raises(ValueError, match="does not hold weights of this network"):
         load_weights(models.build("small-fc"), r.checkpoints[1])
+
+
+def test_resume_on_other_data_is_refused(tmp_path):
+    xy = _data()
+    cfg = TrainConfig(epochs=1)
+    train(models.build("tiny-fc"), xy, cfg, tmp_path, progress=False, data_tag="MNIST 7x7 area")
+    with pytest.raises(ValueError, match=r"other settings \(data differ\)"):
+        train(models.build("tiny-fc"), xy, cfg, tmp_path, progress=False, data_tag="authors")

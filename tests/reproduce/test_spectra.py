@@ -53,7 +53,7 @@ def test_rank_equals_an_independent_loop_and_gram_eigh(tiny_run):
     ckpt = ctx.out / "spectra" / "small-fc-mnist7" / "train" / "epoch_0002.pt"
     model = models.build("small-fc", seed=0)
     load_weights(model, ckpt)
-    x, y = data.mnist(None, n=400, scale="paper", size=7, classes=(0, 1)).tensors()
+    x, y = data.mnist(None, n=400, scale="unit", size=7, classes=(0, 1)).tensors()
     x, y = x[:120].double(), y[:120]
     g = per_sample_gradients_loop(
         model.double().eval(), torch.nn.CrossEntropyLoss(reduction="none"), x, y
@@ -133,3 +133,12 @@ def test_cache_is_keyed_by_the_samples_d_was_measured_on(tiny_run):
     panel = other.numbers["panels"]["fig1b"]
     assert panel["spectrum_seconds"] > 0  # not the N = 120 spectra from the cache
     assert {c["n_samples"] for c in panel["checkpoints"].values()} == {100}
+
+
+def test_authors_resize_trains_in_its_own_folder(tmp_path):
+    ctx = RunContext(out=tmp_path, quick=True, progress=False, mnist_resize="authors")
+    tiny = dataclasses.replace(TINY, panels=("fig1b",), mnist_epochs=1)
+    r = spectra.run(ctx, tiny)
+    assert (tmp_path / "spectra" / "small-fc-mnist7-authors" / "train" / "last.pt").is_file()
+    assert "resize 'authors'" in r.numbers["panels"]["fig1b"]["data"]
+    assert "scale 'unit'" in r.numbers["panels"]["fig1b"]["data"]

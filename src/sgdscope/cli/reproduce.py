@@ -97,6 +97,14 @@ def _run(ctx_obj: dict, names: tuple[str, ...]) -> None:
     type=click.Path(exists=True, path_type=Path),
     help="The same for CIFAR-100 (Fig. 2b).",
 )
+@click.option(
+    "--mnist-resize",
+    type=click.Choice(["area", "authors"]),
+    default="area",
+    show_default=True,
+    help="How the 7×7 MNIST of small-fc and tiny-fc is made: 4×4 block means, or the authors' "
+    "halfmnist (byte overflow + bilinear resize; docs/data.md).",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
@@ -107,7 +115,17 @@ def _run(ctx_obj: dict, names: tuple[str, ...]) -> None:
 @click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
 @click.pass_context
 def reproduce(
-    ctx, quick, out, mnist_dir, cifar_dir, cifar100_dir, device, seed, threads, no_progress
+    ctx,
+    quick,
+    out,
+    mnist_dir,
+    cifar_dir,
+    cifar100_dir,
+    mnist_resize,
+    device,
+    seed,
+    threads,
+    no_progress,
 ):
     """Rerun the paper's experiments and compare them, number by number, with the paper.
 
@@ -127,6 +145,7 @@ def reproduce(
             mnist_dir=mnist_dir,
             cifar_dir=cifar_dir,
             cifar100_dir=cifar100_dir,
+            mnist_resize=mnist_resize,
             seed=seed,
             progress=not no_progress,
         ),

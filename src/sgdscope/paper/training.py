@@ -284,6 +284,7 @@ def train(
     on_epoch: Callable[[int, nn.Module, torch.optim.Optimizer], None] | None = None,
     progress: bool = True,
     resume: bool = True,
+    data_tag: str | None = None,
 ) -> TrainResult:
     """Train ``model`` with momentum SGD and keep checkpoints at 20/40/100 % (DIGEST §2.1).
 
@@ -299,6 +300,8 @@ def train(
         on_epoch: Optional ``f(epoch, model, optimizer)`` called after each epoch (1-based).
         progress: Draw a rich progress bar over epochs.
         resume: Continue from ``directory/last.pt`` when it exists (its configuration must match).
+        data_tag: A description of the data (source, preprocessing); stored with the run and
+            compared on resume, so that a folder trained on other inputs is not continued.
 
     Returns:
         A :class:`TrainResult` with the checkpoint paths and the per-epoch history.
@@ -323,6 +326,8 @@ def train(
         weight_decay=config.weight_decay,
     )
     settings = {**config.to_dict(), "n_train": len(y)}
+    if data_tag is not None:
+        settings["data"] = data_tag
     history: list[EpochRecord] = []
     last = directory / LAST
     if resume and last.is_file():

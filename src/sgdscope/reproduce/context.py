@@ -21,6 +21,8 @@ class RunContext:
         cifar_dir: Folder with a CIFAR-10 archive (binary or python version) or its extracted
             folder; None skips the CIFAR panels (reported as not testable here).
         cifar100_dir: The same for CIFAR-100.
+        mnist_resize: How 7 × 7 MNIST is made: ``"area"`` (4 × 4 block means) or ``"authors"``
+            (the byte wrap + bilinear resize of the authors' ``halfmnist``, DIGEST §2.2).
         seed: Seed of weights, data order and estimators.
         progress: Draw rich progress bars.
     """
@@ -31,6 +33,7 @@ class RunContext:
     mnist_dir: Path | None = None
     cifar_dir: Path | None = None
     cifar100_dir: Path | None = None
+    mnist_resize: str = "area"
     seed: int = 0
     progress: bool = True
 

@@ -59,7 +59,9 @@ class Settings:
         n_spectrum: Samples D is measured on (the first of the training set); None for the whole
             training set, as the paper did.
         cifar_n_spectrum: The same for the CIFAR panels; None follows ``n_spectrum``.
-        mnist_scale: MNIST input scaling; ``"paper"`` is the authors' raw 0–255 pixels.
+        mnist_scale: Input scaling of the 28 × 28 MNIST of small-lenet; ``"paper"`` is the
+            authors' raw 0–255 pixels. The 7 × 7 inputs of small-fc are always ``"unit"``, as
+            the authors' ``halfmnist`` (``ToTensor`` divides by 255) gave them.
         overlap_k: Size of the top eigenvector subspaces compared across checkpoints.
         reduced: Label the run as reduced (set by :meth:`quick`).
     """
@@ -116,13 +118,18 @@ class _Data:
 
 def _mnist_data(spec: PanelSpec, ctx: RunContext, s: Settings) -> _Data:
     size = models.input_shape(spec.model)[-1]
-    common = {"scale": s.mnist_scale, "size": size, "classes": spec.classes}
+    # raw 0–255 for small-lenet (loader.mnist); halfmnist's ToTensor gave [0, 1] at 7 × 7
+    scale = s.mnist_scale if size == 28 else "unit"
+    common = {"scale": scale, "size": size, "classes": spec.classes}
+    if size != 28:
+        common["resize"] = ctx.mnist_resize
     tr = data.mnist(ctx.mnist_dir, "train", n=s.mnist_n_train, **common)
     te = data.mnist(ctx.mnist_dir, "test", **common)
     where = "embedded MNIST subset" if ctx.mnist_dir is None else f"MNIST in {ctx.mnist_dir}"
     desc = (
         f"{where}: {len(tr):,} train / {len(te):,} test images, {size}×{size}, digits "
-        f"{','.join(map(str, spec.classes))}, scale {s.mnist_scale!r}"
+        f"{','.join(map(str, spec.classes))}, scale {scale!r}"
+        + (f", resize {ctx.mnist_resize!r}" if size != 28 else "")
     )
     return _Data(tr.tensors(), te.tensors(), desc)
 
@@ -143,7 +150,9 @@ def _cifar_root(spec: PanelSpec, ctx: RunContext) -> Path | None:
 
 
 def _run_dir(ctx: RunContext, spec: PanelSpec) -> Path:
-    return ctx.folder(NAME) / spec.run
+    size = models.input_shape(spec.model)[-1]
+    other = not spec.is_cifar and size != 28 and ctx.mnist_resize != "area"
+    return ctx.folder(NAME) / (f"{spec.run}-{ctx.mnist_resize}" if other else spec.run)
 
 
 def _train(spec: PanelSpec, d: _Data, ctx: RunContext, s: Settings) -> TrainResult:
@@ -160,6 +169,7 @@ def _train(spec: PanelSpec, d: _Data, ctx: RunContext, s: Settings) -> TrainResu
         test_data=d.test,
         device=ctx.device,
         progress=ctx.progress,
+        data_tag=d.description,
     )
 
 

@@ -239,7 +239,12 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
         else ""
     )
     x, y = mnist(
-        data_dir, n=settings.n, classes=settings.classes, size=7, scale=settings.scale
+        data_dir,
+        n=settings.n,
+        classes=settings.classes,
+        size=7,
+        scale=settings.scale,
+        resize=ctx.mnist_resize,
     ).tensors()
     x = x.reshape(len(x), -1)
     model = build("tiny-fc", len(settings.classes), seed=ctx.seed)
@@ -257,6 +262,8 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
         "classes": list(settings.classes),
         "seed": ctx.seed,
         "data": source,
+        # only when not the default, so runs recorded before this option still resume
+        **({"resize": ctx.mnist_resize} if ctx.mnist_resize != "area" else {}),
     }
     threads = torch.get_num_threads()
     if torch.device(ctx.device).type == "cpu":
