@@ -45,6 +45,7 @@ def test_tiny_run_writes_result_figures_and_rows(tiny_run):
     panel = saved.numbers["panels"]["fig1b"]
     assert sorted(panel["checkpoints"], key=int) == ["1", "2"]
     json.dumps(saved.numbers)  # JSON-ready
+    assert any("depends on the threshold" in n for n in saved.notes)
 
 
 def test_rank_equals_an_independent_loop_and_gram_eigh(tiny_run):

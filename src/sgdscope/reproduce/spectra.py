@@ -35,7 +35,7 @@ from ..noise.spectrum import Spectrum
 from ..paper import cifar, data, models
 from ..paper.training import TrainConfig, TrainResult, load_weights, train
 from ..report.fig_spectrum import plot_spectrum
-from ._spectra_claims import PANELS, PanelSpec, compare
+from ._spectra_claims import PANELS, PanelSpec, compare, notes
 from .context import RunContext
 from .results import ExperimentResult, FigureRef
 
@@ -362,6 +362,7 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
     if s.reduced:
         result.reduced_note = s.describe_reduction(any(PANELS[k].is_cifar for k in numbers))
     result.comparisons = compare(numbers, skipped)
+    result.notes = notes(numbers)
     result.numbers = {"panels": numbers, "skipped": skipped, "rtols": list(RTOLS)}
     result.seconds = time.perf_counter() - t0
     result.save(folder)
