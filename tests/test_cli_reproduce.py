@@ -93,3 +93,26 @@ def test_missing_data_dir_is_named(tmp_path):
         main, ["reproduce", "--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path), "toy"]
     )
     assert res.exit_code == 2 and "--data-dir" in res.output and "does not exist" in res.output
+
+
+def test_spectra_n_spectrum_override(quick_out, monkeypatch):
+    out, _ = quick_out
+    monkeypatch.setattr(spectra.Settings, "quick", classmethod(lambda cls: TINY[spectra]))
+    res = CliRunner().invoke(
+        main,
+        [
+            "reproduce",
+            "--quick",
+            "--no-progress",
+            "--out",
+            str(out),
+            "spectra",
+            "--n-spectrum",
+            "50",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    saved = json.loads((out / "spectra" / "result.json").read_text())
+    ckpts = saved["numbers"]["panels"]["fig1b"]["checkpoints"].values()
+    assert {c["n_samples"] for c in ckpts} == {50}
+    assert "D on the first 50 training samples" in saved["reduced_note"]
