@@ -84,7 +84,7 @@ def _panel(rank_pcts, ratios=(7.0,), overlap=0.9, d=1000):
         mean = 1.0
         ckpts[str(e)] = {
             "rank": round(pct * d / 100), "rank_percent": pct, "dim": d, "n_samples": 500,
-            "rank_is_certain": True,
+            "rank_is_certain": True, "trace": pct,
             "stats": {"raw": {"mean": mean, "std": ratios[0] * mean},
                       "clipped": {"mean": mean, "std": ratios[0] * mean / 2},
                       "above": {"mean": mean, "std": 1.0}},
@@ -101,7 +101,9 @@ def test_verdict_logic_on_known_cases():
     rows = {c.key: c for c in compare({"fig1a": _panel((0.2, 0.5, 4.0), (50.0,), 0.1)}, {})}
     assert rows["fig1a.rank_percent"].verdict is Verdict.PARTLY  # low rank, off by > 2×
     assert rows["fig1a.std_over_mean"].verdict is Verdict.NOT_REPRODUCED
-    assert rows["remark13"].verdict is Verdict.NOT_REPRODUCED  # rank ×20, overlap 0.1
+    assert rows["remark13"].verdict is Verdict.NOT_REPRODUCED  # rank, trace ×20, overlap 0.1
+    rows = {c.key: c for c in compare({"fig1a": _panel((1.0, 1.0, 5.0), overlap=0.9)}, {})}
+    assert rows["remark13"].verdict is Verdict.PARTLY  # the same directions, rank and trace ×5
     rows = {c.key: c for c in compare({"fig1a": _panel((9.0, 9.0, 9.0))}, {})}
     assert rows["fig1a.rank_percent"].verdict is Verdict.NOT_REPRODUCED
     assert rows["low_rank"].verdict is Verdict.NOT_REPRODUCED
