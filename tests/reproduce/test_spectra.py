@@ -115,6 +115,9 @@ def test_cross_panel_claims():
     assert rows["fig1.caption"].verdict is Verdict.REPRODUCED
     rows = {c.key: c for c in compare({"fig1a": fc, "fig1b": le}, {})}
     assert rows["fig1.caption"].verdict is Verdict.NOT_REPRODUCED
+    close = _panel((1.5, 1.5, 1.5), (20.0,))  # larger spread, but rank not much smaller
+    rows = {c.key: c for c in compare({"fig1a": le, "fig1b": close}, {})}
+    assert rows["fig1.caption"].verdict is Verdict.PARTLY
     cifar = _panel((0.34, 0.34, 0.34))
     for c in cifar["checkpoints"].values():
         c["stats"]["raw"]["mean"] = 100.0
