@@ -173,7 +173,7 @@ def _train(spec: PanelSpec, d: _Data, ctx: RunContext, s: Settings) -> TrainResu
     )
 
 
-def _save_spectrum(spec: Spectrum, path: Path, k: int) -> None:
+def _save_spectrum(spec: Spectrum, path: Path, k: int, seconds: float) -> None:
     vecs = spec.eigenvectors[:, :k] if spec.eigenvectors is not None else np.zeros((spec.dim, 0))
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(
@@ -183,12 +183,15 @@ def _save_spectrum(spec: Spectrum, path: Path, k: int) -> None:
         residuals=np.array([]) if spec.residuals is None else spec.residuals,
         scalars=np.array([spec.dim, spec.n_samples, spec.trace, spec.complete, spec.iterations]),
         text=np.array([spec.method, spec.reason, str(spec.converged)]),
+        seconds=np.array(seconds),
     )
     tmp.replace(path)
 
 
-def _load_spectrum(path: Path) -> Spectrum:
+def _load_spectrum(path: Path) -> tuple[Spectrum, float]:
+    """The cached spectrum and the seconds its measurement took."""
     with np.load(path) as z:
+        seconds = float(z["seconds"]) if "seconds" in z.files else 0.0
         dim, n, trace, complete, iterations = z["scalars"].tolist()
         method, reason, converged = z["text"].tolist()
         return Spectrum(
@@ -203,7 +206,7 @@ def _load_spectrum(path: Path) -> Spectrum:
             residuals=z["residuals"] if z["residuals"].size else None,
             iterations=int(iterations),
             converged=converged == "True",
-        )
+        ), seconds
 
 
 def _inputs_for_d(spec: PanelSpec, d: _Data, s: Settings, ctx: RunContext) -> tuple:
@@ -218,11 +221,12 @@ def _inputs_for_d(spec: PanelSpec, d: _Data, s: Settings, ctx: RunContext) -> tu
 
 def _measure(
     spec: PanelSpec, ckpt: Path, xy: tuple[Tensor, Tensor], ctx: RunContext, s: Settings
-) -> tuple[Spectrum, float]:
+) -> tuple[Spectrum, float, bool]:
+    """D's spectrum at a checkpoint, its measurement time, and whether it came from the cache."""
     tag = f".n{len(xy[1])}" + (f".augment{ctx.seed + 1}" if spec.augment else "")
     cache = ckpt.with_name(f"{ckpt.stem}{tag}.spectrum.npz")  # keyed by what D was measured on
     if cache.is_file():
-        return _load_spectrum(cache), 0.0
+        return *_load_spectrum(cache), True
     t0 = time.perf_counter()
     model = models.build(spec.model, spec.num_classes, seed=ctx.seed)
     load_weights(model, ckpt)
@@ -237,8 +241,9 @@ def _measure(
     if result.eigenvectors is not None and result.eigenvectors.shape[1] < s.overlap_k:
         k = min(s.overlap_k, max(min(noise.n_samples - 1, noise.dim), 1))
         result = noise.spectrum(k=k, method="auto", seed=ctx.seed)
-    _save_spectrum(result, cache, s.overlap_k)
-    return result, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    _save_spectrum(result, cache, s.overlap_k, seconds)
+    return result, seconds, False
 
 
 def _panel_numbers(
@@ -311,6 +316,7 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
     )
     numbers: dict[str, dict] = {}
     skipped: dict[str, str] = {}
+    earlier_work = 0.0  # training epochs and spectra done by earlier calls, reused from disk
     loaded: dict[str, _Data] = {}
     trained: dict[str, TrainResult] = {}
     with progress_bar("spectra: panels", len(s.panels), enabled=ctx.progress) as advance:
@@ -328,14 +334,22 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
                     else _mnist_data(spec, ctx, s)
                 )
                 trained[spec.run] = _train(spec, loaded[spec.run], ctx, s)
+                done = trained[spec.run].history[: trained[spec.run].resumed_from]
+                earlier_work += sum(r.seconds for r in done)
             d, tr = loaded[spec.run], trained[spec.run]
             xy = _inputs_for_d(spec, d, s, ctx)
-            spectra, seconds = {}, 0.0
+            spectra, seconds, reused = {}, 0.0, 0.0
             for epoch, ckpt in sorted(tr.checkpoints.items()):
-                spectra[epoch], dt = _measure(spec, ckpt, xy, ctx, s)
+                spectra[epoch], dt, cached = _measure(spec, ckpt, xy, ctx, s)
                 seconds += dt
+                reused += dt if cached else 0.0
             numbers[key] = _panel_numbers(spec, spectra, tr, s)
-            numbers[key].update(data=d.description, spectrum_seconds=seconds)
+            numbers[key].update(
+                data=d.description,
+                spectrum_seconds=seconds,
+                spectrum_seconds_this_call=seconds - reused,
+            )
+            earlier_work += reused
             frac = {e: round(100 * e / max(spectra)) for e in spectra}
             reduced = f"(reduced: {s.describe_reduction(spec.is_cifar)})" if s.reduced else ""
             png = f"{key}_{spec.run}.png"
@@ -364,6 +378,9 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
     result.comparisons = compare(numbers, skipped)
     result.notes = notes(numbers)
     result.numbers = {"panels": numbers, "skipped": skipped, "rtols": list(RTOLS)}
-    result.seconds = time.perf_counter() - t0
+    this_call = time.perf_counter() - t0
+    result.numbers["seconds_this_call"] = this_call
+    result.numbers["seconds_reused_from_earlier_calls"] = earlier_work
+    result.seconds = this_call + earlier_work  # what the experiment cost, over all its calls
     result.save(folder)
     return result
