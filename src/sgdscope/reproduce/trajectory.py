@@ -158,57 +158,35 @@ def _plot_gradient_norms(an: Analysis, burnin: int, path: Path, title: str) -> P
 
 def _figures(an: Analysis, folder: Path, burnin: int, label: str) -> list[FigureRef]:
     """Draw every figure the analyses allow; label them when the run is reduced."""
-    drawn: list[tuple[Path, str]] = []
-    if an.spectrum is not None:
-        p = plot_power_spectrum(an.spectrum, folder / "fig3a_spectrum.png")
-        drawn.append(
-            (
-                p,
-                "Fig. 3a: power spectrum of the per-epoch increments, mean over weights "
-                "with the 68 % bootstrap band (seaborn tsplot's, as the paper drew).",
-            )
-        )
-    if an.autocorrelation is not None:
-        p = plot_autocorrelation(an.autocorrelation, folder / "fig3b_autocorrelation.png")
-        drawn.append(
-            (
-                p,
-                "Fig. 3b: autocorrelation of the weights against lag (epochs), with the "
-                "paper's white-noise bands ±1.96/√n and ±2.576/√n.",
-            )
-        )
-    if an.grad_train is not None:
-        p = _plot_gradient_norms(an, burnin, folder / "fig3c_gradient_norm.png", label)
-        drawn.append(
-            (
-                p,
-                "Fig. 3c: ‖∇f‖/√d per epoch, train mode (the authors' full_dw) and "
-                "eval mode, EWMA com = 100, with the paper's 1e-3–3e-3 range.",
-            )
-        )
-    if an.msd is not None:
-        p = plot_msd(an.msd, folder / "msd.png")
-        drawn.append(
-            (
-                p,
-                "MSD of the weights against lag with the fitted power law (Kunin et "
-                "al.: anomalous diffusion, c ≠ 1).",
-            )
-        )
-    if an.equilibrium is not None:
-        p = plot_flux(an.equilibrium.flux, folder / "flux.png")
-        drawn.append((p, f"Probability flux in {an.equilibrium.plane} (Battle et al. 2016)."))
-        p = plot_equilibrium(an.equilibrium, folder / "equilibrium.png")
-        drawn.append(
-            (
-                p,
-                "Equilibrium test: irreversibility of the lagged covariance against "
-                "reversible (Q = 0) OU surrogates.",
-            )
-        )
+    eq = an.equilibrium
+    # (result needed, file, draw(path), caption): drawn only when the analysis produced it
+    plan = [
+        (an.spectrum, "fig3a_spectrum.png", lambda p: plot_power_spectrum(an.spectrum, p),
+         "Fig. 3a: power spectrum of the per-epoch increments, mean over weights with the 68 % "
+         "bootstrap band (seaborn tsplot's, as the paper drew)."),
+        (an.autocorrelation, "fig3b_autocorrelation.png",
+         lambda p: plot_autocorrelation(an.autocorrelation, p),
+         "Fig. 3b: autocorrelation of the weights against lag (epochs), with the paper's "
+         "white-noise bands ±1.96/√n and ±2.576/√n."),
+        (an.grad_train, "fig3c_gradient_norm.png",
+         lambda p: _plot_gradient_norms(an, burnin, p, label),
+         "Fig. 3c: ‖∇f‖/√d per epoch, train mode (the authors' full_dw) and eval mode, EWMA "
+         "com = 100, with the paper's 1e-3–3e-3 range."),
+        (an.msd, "msd.png", lambda p: plot_msd(an.msd, p),
+         "MSD of the weights against lag with the fitted power law (Kunin et al.: anomalous "
+         "diffusion, c ≠ 1)."),
+        (eq, "flux.png", lambda p: plot_flux(eq.flux, p),
+         f"Probability flux in {eq.plane if eq else ''} (Battle et al. 2016)."),
+        (eq, "equilibrium.png", lambda p: plot_equilibrium(eq, p),
+         "Equilibrium test: irreversibility of the lagged covariance against reversible (Q = 0) "
+         "OU surrogates."),
+    ]  # fmt: skip
+    drawn = [
+        (draw(folder / name), caption) for need, name, draw, caption in plan if need is not None
+    ]
     if label:
         for p, _ in drawn:
-            if p.name != "fig3c_gradient_norm.png":
+            if p.name != "fig3c_gradient_norm.png":  # drawn with its label already
                 _label(p, label)
     return [FigureRef(p.name, caption) for p, caption in drawn]
 
