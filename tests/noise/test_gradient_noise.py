@@ -390,3 +390,17 @@ def test_exact_methods_over_budget_are_refused_before_allocating():
         match=r"spectrum\(method='dense'\) needs a dense d × d matrix with d = 483",
     ):
         noise.spectrum(method="dense")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_D_on_cuda_equals_D_on_cpu():
+    X, y = image_data(30)
+    model = small_cnn().eval()
+    cpu = sg.GradientNoise(model, cross_entropy(), (X, y))
+    gpu = sg.GradientNoise(small_cnn().eval().cuda(), cross_entropy(), (X, y), device="cuda")
+    D, D_gpu = cpu.dense(), gpu.dense()
+    assert D_gpu.is_cuda
+    torch.testing.assert_close(D_gpu.cpu(), D, rtol=1e-4, atol=1e-5 * D.abs().max().item())
+    a, b = cpu.spectrum(method="gram"), gpu.spectrum(method="gram")
+    np.testing.assert_allclose(b.eigenvalues[:10], a.eigenvalues[:10], rtol=1e-4)
+    assert b.rank() == a.rank()

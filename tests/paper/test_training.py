@@ -166,3 +166,17 @@ def test_resume_on_other_data_is_refused(tmp_path):
     train(models.build("tiny-fc"), xy, cfg, tmp_path, progress=False, data_tag="MNIST 7x7 area")
     with pytest.raises(ValueError, match=r"other settings \(data differ\)"):
         train(models.build("tiny-fc"), xy, cfg, tmp_path, progress=False, data_tag="authors")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_follows_the_cpu_run(tmp_path):
+    # Same batches (the order is drawn on the CPU), same arithmetic up to float32 round-off.
+    xy = _data()
+    cfg = TrainConfig(epochs=2, batch_size=32, seed=1)
+    cpu, gpu = models.build("tiny-fc", seed=0), models.build("tiny-fc", seed=0)
+    r_cpu = train(cpu, xy, cfg, tmp_path / "cpu", progress=False)
+    r_gpu = train(gpu, xy, cfg, tmp_path / "gpu", progress=False, device="cuda")
+    assert next(gpu.parameters()).is_cuda
+    for a, b in zip(cpu.state_dict().values(), gpu.state_dict().values(), strict=True):
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-4, atol=1e-5)
+    assert r_gpu.history[-1].train_loss == pytest.approx(r_cpu.history[-1].train_loss, rel=1e-4)

@@ -111,7 +111,13 @@ def _run(ctx_obj: dict, names: tuple[str, ...], overrides: dict | None = None) -
     help="How the 7×7 MNIST of small-fc and tiny-fc is made: 4×4 block means, or the authors' "
     "halfmnist (byte overflow + bilinear resize; docs/data.md).",
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="cpu or cuda. cuda speeds up the lenet and allcnn training and D; the 917-weight "
+    "tiny-fc trajectory runs faster on cpu (docs/REPRODUCTION.md, 'On a GPU').",
+)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
     "--threads",
