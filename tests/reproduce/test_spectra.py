@@ -75,6 +75,9 @@ def test_rerun_reuses_cached_spectra(tiny_run):
     panel = again.numbers["panels"]["fig1b"]
     assert panel["spectrum_seconds_this_call"] == 0.0  # all from *.spectrum.npz
     assert panel["spectrum_seconds"] == first.numbers["panels"]["fig1b"]["spectrum_seconds"] > 0
+    # where each cached D was measured travels with it (a cache made on a GPU says so)
+    assert set(panel["spectrum_devices"].values()) == {"cpu"}
+    assert any("s on cpu" in n for n in again.notes)
     assert again.numbers["seconds_reused_from_earlier_calls"] > 0
     assert again.seconds >= again.numbers["seconds_this_call"]
     assert again.numbers["panels"]["fig1b"]["checkpoints"] == json.loads(

@@ -312,4 +312,16 @@ def notes(numbers: dict) -> list[str]:
             "a smooth power law cut off by the threshold rather than a few large eigenvalues and "
             "a gap (Xie et al. 2023, DIGEST §5): see the right panels of the figures."
         )
+    costs = [
+        f"{PANELS[k].figure} {p['spectrum_seconds']:,.0f} s on "
+        + "/".join(sorted({str(d) for d in p["spectrum_devices"].values()}))
+        for k, p in numbers.items()
+        if "spectrum_devices" in p and "spectrum_seconds" in p
+    ]
+    if costs:
+        out.append(
+            "Measuring D at all checkpoints took (where, as recorded in each spectrum's cache): "
+            + "; ".join(costs)
+            + "."
+        )
     return out

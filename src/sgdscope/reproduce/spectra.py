@@ -173,7 +173,7 @@ def _train(spec: PanelSpec, d: _Data, ctx: RunContext, s: Settings) -> TrainResu
     )
 
 
-def _save_spectrum(spec: Spectrum, path: Path, k: int, seconds: float) -> None:
+def _save_spectrum(spec: Spectrum, path: Path, k: int, seconds: float, device: str) -> None:
     vecs = spec.eigenvectors[:, :k] if spec.eigenvectors is not None else np.zeros((spec.dim, 0))
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(
@@ -184,14 +184,16 @@ def _save_spectrum(spec: Spectrum, path: Path, k: int, seconds: float) -> None:
         scalars=np.array([spec.dim, spec.n_samples, spec.trace, spec.complete, spec.iterations]),
         text=np.array([spec.method, spec.reason, str(spec.converged)]),
         seconds=np.array(seconds),
+        device=np.array(device),
     )
     tmp.replace(path)
 
 
 def _load_spectrum(path: Path) -> tuple[Spectrum, float]:
-    """The cached spectrum and the seconds its measurement took."""
+    """The cached spectrum and the seconds its measurement took (its ``info["device"]`` says where)."""
     with np.load(path) as z:
         seconds = float(z["seconds"]) if "seconds" in z.files else 0.0
+        device = str(z["device"]) if "device" in z.files else "not recorded"
         dim, n, trace, complete, iterations = z["scalars"].tolist()
         method, reason, converged = z["text"].tolist()
         return Spectrum(
@@ -206,6 +208,7 @@ def _load_spectrum(path: Path) -> tuple[Spectrum, float]:
             residuals=z["residuals"] if z["residuals"].size else None,
             iterations=int(iterations),
             converged=converged == "True",
+            info={"device": device},
         ), seconds
 
 
@@ -242,7 +245,8 @@ def _measure(
         k = min(s.overlap_k, max(min(noise.n_samples - 1, noise.dim), 1))
         result = noise.spectrum(k=k, method="auto", seed=ctx.seed)
     seconds = time.perf_counter() - t0
-    _save_spectrum(result, cache, s.overlap_k, seconds)
+    result.info["device"] = str(ctx.device)
+    _save_spectrum(result, cache, s.overlap_k, seconds, str(ctx.device))
     return result, seconds, False
 
 
@@ -348,6 +352,7 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
                 data=d.description,
                 spectrum_seconds=seconds,
                 spectrum_seconds_this_call=seconds - reused,
+                spectrum_devices={str(e): spectra[e].info.get("device") for e in spectra},
             )
             earlier_work += reused
             frac = {e: round(100 * e / max(spectra)) for e in spectra}
