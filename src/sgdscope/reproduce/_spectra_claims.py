@@ -313,7 +313,9 @@ def notes(numbers: dict) -> list[str]:
             "a gap (Xie et al. 2023, DIGEST §5): see the right panels of the figures."
         )
     costs = [
-        f"{PANELS[k].figure} {p['spectrum_seconds']:,.0f} s on "
+        f"{PANELS[k].figure} "
+        + (f"{p['spectrum_seconds']:,.0f} s" if p["spectrum_seconds"] > 0 else "time not recorded")
+        + " on "
         + "/".join(sorted({str(d) for d in p["spectrum_devices"].values()}))
         for k, p in numbers.items()
         if "spectrum_devices" in p and "spectrum_seconds" in p
