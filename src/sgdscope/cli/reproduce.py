@@ -116,7 +116,7 @@ def _run(ctx_obj: dict, names: tuple[str, ...], overrides: dict | None = None) -
     default="cpu",
     show_default=True,
     help="cpu or cuda. cuda speeds up the lenet and allcnn training and D; the 917-weight "
-    "tiny-fc trajectory runs faster on cpu (docs/REPRODUCTION.md, 'On a GPU').",
+    "tiny-fc trajectory runs faster on cpu (docs/benchmarks/reproduce.md).",
 )
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(

@@ -173,7 +173,7 @@ def _train(spec: PanelSpec, d: _Data, ctx: RunContext, s: Settings) -> TrainResu
     )
 
 
-def _save_spectrum(spec: Spectrum, path: Path, k: int, seconds: float, device: str) -> None:
+def _save_spectrum(spec: Spectrum, path: Path, k: int, seconds: float) -> None:
     vecs = spec.eigenvectors[:, :k] if spec.eigenvectors is not None else np.zeros((spec.dim, 0))
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(
@@ -184,7 +184,7 @@ def _save_spectrum(spec: Spectrum, path: Path, k: int, seconds: float, device: s
         scalars=np.array([spec.dim, spec.n_samples, spec.trace, spec.complete, spec.iterations]),
         text=np.array([spec.method, spec.reason, str(spec.converged)]),
         seconds=np.array(seconds),
-        device=np.array(device),
+        device=np.array(spec.info.get("device", "not recorded")),
     )
     tmp.replace(path)
 
@@ -246,7 +246,7 @@ def _measure(
         result = noise.spectrum(k=k, method="auto", seed=ctx.seed)
     seconds = time.perf_counter() - t0
     result.info["device"] = str(ctx.device)
-    _save_spectrum(result, cache, s.overlap_k, seconds, str(ctx.device))
+    _save_spectrum(result, cache, s.overlap_k, seconds)
     return result, seconds, False
 
 
