@@ -9,6 +9,7 @@ from __future__ import annotations
 from .temperature import temperature as temperature
 
 # --- gradient noise (D(x), its spectrum and rank) ---
+from .noise import ConvergenceError as ConvergenceError
 from .noise import CovarianceOperator as CovarianceOperator
 from .noise import GradientNoise as GradientNoise
 from .noise import ParamLayout as ParamLayout
@@ -51,6 +52,7 @@ __all__ = [
     "paper",
     "temperature",
     # gradient noise
+    "ConvergenceError",
     "CovarianceOperator",
     "GradientNoise",
     "ParamLayout",

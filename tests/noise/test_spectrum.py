@@ -89,15 +89,15 @@ def decaying_least_squares(d=300, n=1000):
 def test_rank_without_a_dense_matrix_is_exact():
     noise = decaying_least_squares()
     dense = noise.spectrum(method="dense")
-    spec = noise.spectrum(method="randomized")  # k=None: grow k to the threshold
+    spec = noise.spectrum(method="randomized", rtol="paper")  # k=None: grow k to the threshold
     assert spec.converged and not spec.complete
     assert 64 < spec.eigenvalues.size <= 128  # it had to grow twice
-    assert spec.eigenvalues[-1] <= spec.threshold()
-    assert spec.rank() == dense.rank() and 50 < dense.rank() < 128
-    assert spec.rank_is_certain()
+    assert spec.eigenvalues[-1] <= spec.threshold("paper")
+    assert spec.rank("paper") == dense.rank("paper") and 50 < dense.rank("paper") < 128
+    assert spec.rank_is_certain("paper")
     D = noise.dense().numpy()
     thr = np.linalg.eigvalsh(D).max() * D.shape[0] * FLOAT32_EPS
-    assert dense.rank() == np.linalg.matrix_rank(D, tol=thr, hermitian=True)
+    assert dense.rank("paper") == np.linalg.matrix_rank(D, tol=thr, hermitian=True)
     for rtol in [1e-3, 1e-2]:
         assert noise.spectrum(method="randomized", rtol=rtol).rank(rtol) == dense.rank(rtol)
 
@@ -130,12 +130,12 @@ def test_statistics_against_direct_formulas():
     d = lam.size
     thr = lam[0] * d * FLOAT32_EPS
     r = int((lam > thr).sum())
-    assert spec.rank() == r and spec.rank_fraction() == pytest.approx(r / d)
+    assert spec.rank("paper") == r and spec.rank_fraction("paper") == pytest.approx(r / d)
     p = lam[lam > 0] / lam.sum()
     assert spec.effective_rank() == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-9)
     assert spec.participation_ratio() == pytest.approx(lam.sum() ** 2 / (lam**2).sum(), rel=1e-9)
     assert spec.top_k_share(5) == pytest.approx(lam[:5].sum() / lam.sum(), rel=1e-9)
-    s = spec.stats()
+    s = spec.stats("paper")
     clipped = np.maximum(lam, thr)
     assert s["raw"]["mean"] == pytest.approx(lam.mean(), rel=1e-9)
     assert s["raw"]["std"] == pytest.approx(lam.std(), rel=1e-7)
@@ -143,17 +143,17 @@ def test_statistics_against_direct_formulas():
     assert s["clipped"]["std"] == pytest.approx(clipped.std(), rel=1e-7)
     assert s["above"]["mean"] == pytest.approx(lam[:r].mean(), rel=1e-9)
     assert s["above"]["count"] == r
-    counts, _ = spec.histogram(bins=12)
+    counts, _ = spec.histogram(bins=12, rtol="paper")
     assert counts.sum() == d and counts[0] >= d - r
-    counts, _ = spec.histogram(bins=np.logspace(-9, 2, 10))  # the authors' style of fixed edges
+    counts, _ = spec.histogram(bins=np.logspace(-9, 2, 10), rtol="paper")  # the authors' style of fixed edges
     assert counts.sum() <= d
 
 
 def test_partial_spectrum_statistics_bracket_the_exact_ones():
     noise = decaying_least_squares()
-    exact = noise.spectrum(method="dense").stats()
-    partial = noise.spectrum(method="randomized")
-    s = partial.stats()
+    exact = noise.spectrum(method="dense").stats("paper")
+    partial = noise.spectrum(method="randomized", rtol="paper")
+    s = partial.stats("paper")
     assert s["raw"]["mean"] == pytest.approx(exact["raw"]["mean"], rel=1e-9)
     assert s["raw"]["std_low"] - 1e-12 <= exact["raw"]["std"] <= s["raw"]["std_high"] + 1e-12
     assert s["clipped"]["mean"] == pytest.approx(exact["clipped"]["mean"], rel=1e-6)
@@ -200,7 +200,8 @@ def test_summary_is_json_ready():
     )  # numpy scalars cast
     summary = cnn_noise(120).spectrum().summary()
     text = json.dumps(summary)
-    assert '"threshold_rule": "lambda_max * d * eps_float32"' in text
+    assert '"threshold_rule": "noise floor of the computation (float64)"' in text
+    assert summary["rank_paper"] == cnn_noise(120).spectrum().rank("paper")
     assert summary["rank_percent"] == pytest.approx(100 * summary["rank"] / summary["dim"])
 
 

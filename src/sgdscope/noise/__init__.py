@@ -1,8 +1,16 @@
 """The gradient-noise diffusion matrix D(x): per-sample gradients, dense and matrix-free D, spectra."""
 
+from .._params import ParamLayout
+from .covariance import CovarianceOperator
+from .eigensolvers import ConvergenceError
 from .gradient_noise import GradientNoise, SpectrumMethod
-from .layout import ParamLayout
-from .operator import CovarianceOperator
 from .spectrum import Spectrum
 
-__all__ = ["CovarianceOperator", "GradientNoise", "ParamLayout", "Spectrum", "SpectrumMethod"]
+__all__ = [
+    "ConvergenceError",
+    "CovarianceOperator",
+    "GradientNoise",
+    "ParamLayout",
+    "Spectrum",
+    "SpectrumMethod",
+]

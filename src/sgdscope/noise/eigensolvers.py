@@ -20,9 +20,23 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["EigenResult", "eigenpairs_above", "eigh_descending", "subspace_iteration"]
+__all__ = [
+    "ConvergenceError",
+    "EigenResult",
+    "eigenpairs_above",
+    "eigh_descending",
+    "subspace_iteration",
+]
 
 MatMat = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ConvergenceError(RuntimeError):
+    """An iterative eigensolver stopped before its convergence test was met.
+
+    The message names the worst residual and what to change (``max_iter``, ``tol``, the method);
+    ``spectrum(..., throw=False)`` returns the result instead, flagged ``converged=False``.
+    """
 
 
 @dataclass(frozen=True)

@@ -1,45 +1,32 @@
 """Per-sample gradients g_k = ∇ℓ_k(x) through ``torch.func`` (functional_call + vmap(grad)).
 
-The kernel is a pure function of (parameters, inputs, targets); :class:`GradientNoise` wraps it
-with chunking, memory budgets and checks. Chaudhari & Soatto (2018) computed the same g_k with a
-batch-size-1 loop (DIGEST §2.2, step 3); vmap computes a whole chunk in one call.
+The kernel is a pure function of (parameters, inputs, targets). Chaudhari & Soatto (2018)
+computed the same g_k with a batch-size-1 loop of ``loss.backward()`` calls; vmap computes a
+whole chunk in one call. It is the engine's second, independent way to the same numbers (the
+first is :mod:`._hooks`) and the one used when the forward draws random numbers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from typing import Any
 
 import torch
+import torch.utils._pytree as pytree
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-__all__ = ["LossFn", "make_per_sample_gradients", "model_mode", "train_mode_batchnorms"]
+from .._params import LossFn
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""``loss_fn(outputs, targets) -> per-sample losses of shape (n,)`` (``reduction="none"``)."""
-
-
-def train_mode_batchnorms(model: nn.Module) -> list[str]:
-    """Names of the BatchNorm modules of ``model`` that are in training mode."""
-    return [
-        name or type(m).__name__
-        for name, m in model.named_modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
-    ]
+__all__ = ["make_per_sample_gradients"]
 
 
-@contextmanager
-def model_mode(model: nn.Module, eval_mode: bool):
-    """Put ``model`` in eval mode for the duration (if asked), then restore every module's flag."""
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        if eval_mode:
-            model.eval()
-        yield model
-    finally:
-        for m, flag in flags:
-            m.training = flag
+def _as_call(inputs: Any) -> tuple[tuple, dict]:
+    if isinstance(inputs, dict):
+        return (), inputs
+    if isinstance(inputs, tuple):
+        return inputs, {}
+    return (inputs,), {}
 
 
 def make_per_sample_gradients(
@@ -48,7 +35,7 @@ def make_per_sample_gradients(
     names: Sequence[str],
     *,
     stochastic: bool = False,
-) -> Callable[[dict, dict, torch.Tensor, torch.Tensor], torch.Tensor]:
+) -> Callable[..., torch.Tensor]:
     """Build ``f(trainable, constants, x, y, out=None) -> G``, G[i] = ∇ ℓ(x_i, y_i) flattened, (n, d).
 
     ``trainable`` maps the names in ``names`` to tensors; ``constants`` holds every other parameter
@@ -67,8 +54,9 @@ def make_per_sample_gradients(
     """
     names = list(names)
 
-    def sample_loss(trainable: dict, constants: dict, x: torch.Tensor, y: torch.Tensor):
-        out = functional_call(model, {**constants, **trainable}, (x.unsqueeze(0),))
+    def sample_loss(trainable: dict, constants: dict, x: Any, y: torch.Tensor):
+        args, kwargs = _as_call(pytree.tree_map(lambda t: t.unsqueeze(0), x))
+        out = functional_call(model, {**constants, **trainable}, args, kwargs)
         return loss_fn(out, y.unsqueeze(0)).reshape(())
 
     batched = vmap(
@@ -80,11 +68,12 @@ def make_per_sample_gradients(
     def per_sample(
         trainable: dict,
         constants: dict,
-        x: torch.Tensor,
+        x: Any,
         y: torch.Tensor,
         out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         grads = batched(trainable, constants, x, y)
-        return torch.cat([grads[n].reshape(x.shape[0], -1) for n in names], dim=1, out=out)
+        n = y.shape[0]
+        return torch.cat([grads[name].reshape(n, -1) for name in names], dim=1, out=out)
 
     return per_sample

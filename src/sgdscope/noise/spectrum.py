@@ -10,14 +10,20 @@ exact or a bound.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FLOAT32_EPS", "Spectrum"]
+__all__ = ["FLOAT32_EPS", "PAPER", "Spectrum"]
 
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
-"""ε_float32 = 2⁻²³, in the paper's rank threshold λ_max · d · ε_float32 (DIGEST §2.2, step 4)."""
+"""ε_float32 = 2⁻²³, in the paper's rank threshold λ_max · d · ε_float32 (§IV-A; numpy's
+``matrix_rank`` rule for a float32 matrix)."""
+
+PAPER = "paper"
+"""``rtol="paper"``: the paper's threshold λ_max · d · ε_float32. It reaches λ_max at
+d = 2²³ ≈ 8.4M, where every rank is 0; use it to compare with the paper, not at scale."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,12 @@ class Spectrum:
         iterations: Passes over the data made by the eigensolver (0 for exact methods).
         converged: Whether the eigensolver met its convergence test.
         info: Free-form details (timings, block size, ...), JSON-ready.
+        noise_floor: Eigenvalues below this are not resolved by the computation: the rounding
+            of the per-sample gradients (2ε · mean ‖g_k‖², Weyl's inequality) and, for the
+            randomized method, its residual tolerance. The default rank threshold. None for
+            spectra built by hand, whose default threshold is then the paper's.
+        precision: Arithmetic of the products: "float64", or "mixed" (the model's dtype inside a
+            chunk, float64 across chunks).
     """
 
     eigenvalues: np.ndarray
@@ -52,6 +64,8 @@ class Spectrum:
     iterations: int = 0
     converged: bool = True
     info: dict = field(default_factory=dict)
+    noise_floor: float | None = None
+    precision: str = "float64"
 
     # ----------------------------------------------------------------------------- thresholds
     @property
@@ -64,14 +78,34 @@ class Spectrum:
         """The paper's relative threshold d · ε_float32 (as numpy's ``matrix_rank``)."""
         return self.dim * FLOAT32_EPS
 
-    def threshold(self, rtol: float | None = None) -> float:
-        """Absolute rank threshold rtol · λ_max; ``rtol=None`` gives the paper's d · ε_float32."""
-        rtol = self.default_rtol if rtol is None else float(rtol)
-        if not rtol > 0:
+    def threshold(self, rtol: float | str | None = None) -> float:
+        """Absolute rank threshold.
+
+        Args:
+            rtol: None for the default, the noise floor of the computation (see ``noise_floor``;
+                the paper's threshold for spectra without one); ``"paper"`` for the paper's
+                λ_max · d · ε_float32; a number r > 0 for r · λ_max.
+        """
+        if rtol is None:
+            if self.noise_floor is not None:
+                return float(self.noise_floor)
+            rtol = PAPER
+        if rtol == PAPER:
+            return self.default_rtol * self.lambda_max
+        if isinstance(rtol, str) or not float(rtol) > 0:
             raise ValueError(
-                f"the 'rtol' parameter of Spectrum.threshold must be > 0, got {rtol!r}."
+                f"the 'rtol' parameter of Spectrum.threshold must be a number > 0, None (the "
+                f"noise floor) or {PAPER!r}, got {rtol!r}."
             )
-        return rtol * self.lambda_max
+        return float(rtol) * self.lambda_max
+
+    def threshold_rule(self, rtol: float | str | None = None) -> str:
+        """The rule behind :meth:`threshold`, in words, for every printed rank."""
+        if rtol is None and self.noise_floor is not None:
+            return f"noise floor of the computation ({self.precision})"
+        if rtol is None or rtol == PAPER:
+            return "lambda_max * d * eps_float32 (the paper's)"
+        return f"lambda_max * {float(rtol):g}"
 
     def _tail_bound(self) -> float:
         """Upper bound on every eigenvalue not listed (0 when complete)."""
@@ -80,14 +114,24 @@ class Spectrum:
         return float(self.eigenvalues[-1]) if self.eigenvalues.size else math.inf
 
     # ---------------------------------------------------------------------------------- rank
-    def rank(self, rtol: float | None = None) -> int:
-        """Numerical rank: #{λ > rtol · λ_max}; ``rtol=None`` is the paper's d · ε_float32.
+    def rank(self, rtol: float | str | None = None) -> int:
+        """Numerical rank: #{λ > threshold} (see :meth:`threshold` for ``rtol``).
+
+        Warns when the threshold is at or above λ_max (the rank is then 0 by construction).
 
         Raises:
             ValueError: If the spectrum is partial and its smallest computed eigenvalue is still
                 above the threshold, so that the rank is not determined by what was computed.
         """
         thr = self.threshold(rtol)
+        if self.lambda_max > 0 and thr >= self.lambda_max:
+            warnings.warn(
+                f"the rank threshold {thr:.3g} ({self.threshold_rule(rtol)}) is at or above "
+                f"λ_max = {self.lambda_max:.3g}, so the rank is 0 by construction and means "
+                "nothing; at d ≥ 2²³ the paper's threshold always does this. Use the default "
+                "(rtol=None, the noise floor) or a smaller rtol.",
+                stacklevel=2,
+            )
         if not self.rank_known(rtol):
             raise ValueError(
                 f"the rank at threshold {thr:.3g} is not determined: all {self.eigenvalues.size} computed "
@@ -96,15 +140,15 @@ class Spectrum:
             )
         return int(np.count_nonzero(self.eigenvalues > thr))
 
-    def rank_known(self, rtol: float | None = None) -> bool:
+    def rank_known(self, rtol: float | str | None = None) -> bool:
         """Whether the computed eigenvalues reach below the threshold, so that :meth:`rank` is defined."""
         return self._tail_bound() <= self.threshold(rtol)
 
-    def rank_fraction(self, rtol: float | None = None) -> float:
+    def rank_fraction(self, rtol: float | str | None = None) -> float:
         """rank / d (the paper reports it in %: 0.3–2 %)."""
         return self.rank(rtol) / self.dim
 
-    def rank_is_certain(self, rtol: float | None = None) -> bool:
+    def rank_is_certain(self, rtol: float | str | None = None) -> bool:
         """Whether every residual bound keeps its eigenvalue on the same side of the threshold."""
         if self.residuals is None:
             return True
@@ -146,7 +190,7 @@ class Spectrum:
         return float(lam.sum() ** 2 / s2) if s2 > 0 else 0.0
 
     # ---------------------------------------------------------------- the paper's three readings
-    def stats(self, rtol: float | None = None) -> dict:
+    def stats(self, rtol: float | str | None = None) -> dict:
         """Mean ± std of the eigenvalues in the three readings of DIGEST §2.2.
 
         - ``raw``: all d eigenvalues as they are. The mean is exact (tr D / d); on a partial
@@ -195,7 +239,7 @@ class Spectrum:
         }
 
     def histogram(
-        self, bins: int | np.ndarray = 30, rtol: float | None = None
+        self, bins: int | np.ndarray = 30, rtol: float | str | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Log-binned histogram of all d eigenvalues clipped at the threshold (the paper's Fig. 1).
 
@@ -240,7 +284,7 @@ class Spectrum:
         return float((m**2).sum() / k)
 
     # ------------------------------------------------------------------------------- summary
-    def summary(self, rtol: float | None = None, top: int = 10) -> dict:
+    def summary(self, rtol: float | str | None = None, top: int = 10) -> dict:
         """A JSON-ready dict of everything above at the paper's threshold (or ``rtol``).
 
         When the rank is not determined (a top-k spectrum that stops above the threshold), the
@@ -257,9 +301,9 @@ class Spectrum:
             "n_eigenvalues": int(self.eigenvalues.size),
             "converged": bool(self.converged),
             "iterations": int(self.iterations),
-            "threshold_rule": "lambda_max * d * eps_float32"
-            if rtol is None
-            else f"lambda_max * {rtol:g}",
+            "threshold_rule": self.threshold_rule(rtol),
+            "noise_floor": self.noise_floor,
+            "precision": self.precision,
             "threshold": self.threshold(rtol),
             "rank": r,
             "rank_percent": None if r is None else 100.0 * r / self.dim,
@@ -270,6 +314,9 @@ class Spectrum:
             "ranks_at_rtol": {
                 f"{t:g}": self.rank(t) for t in (1e-3, 1e-6, 1e-9) if self.rank_known(t)
             },
+            "rank_paper": self.rank(PAPER)
+            if self.rank_known(PAPER) and self.threshold(PAPER) < self.lambda_max
+            else None,
             "lambda_max": self.lambda_max,
             "trace": self.trace,
             "top_eigenvalues": self.eigenvalues[:top].tolist(),

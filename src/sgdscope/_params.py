@@ -1,15 +1,107 @@
-"""Where each parameter sits in the flat vector x (DESIGN.md: concatenation in named_parameters order)."""
+"""What "x" is: the parameters that make up the flat vector, where each one sits, and the model mode.
+
+The parameter vector x is the concatenation, in ``model.named_parameters()`` order, of the
+parameters that require grad (or those selected with ``params=``). Every part of sgdscope that
+speaks of x (the gradient-noise engine, the trajectory recorder) selects it here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from math import prod
 
 import numpy as np
 import torch
+from torch import nn
 
-__all__ = ["ParamLayout"]
+__all__ = ["LossFn", "ParamLayout", "model_mode", "select_params", "train_mode_batchnorms"]
+
+LossFn = Callable[..., torch.Tensor]
+"""``loss_fn(outputs, targets) -> per-sample losses of shape (n,)`` (``reduction="none"``).
+
+``outputs`` is whatever the model returns (a tensor, a tuple, a dict or a Hugging Face
+``ModelOutput``); ``targets`` is the batch's targets.
+"""
+
+
+def train_mode_batchnorms(model: nn.Module) -> list[str]:
+    """Names of the BatchNorm modules of ``model`` that are in training mode."""
+    return [
+        name or type(m).__name__
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+    ]
+
+
+@contextmanager
+def model_mode(model: nn.Module, eval_mode: bool) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the duration (if asked), then restore *each* module's flag."""
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        if eval_mode:
+            model.eval()
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def select_params(model: nn.Module, params, *, where: str) -> list[str]:
+    """The names of the parameters that make up x, in ``model.named_parameters()`` order.
+
+    Args:
+        model: The network.
+        params: None (every parameter that requires grad); a parameter name; a submodule of
+            ``model`` (its parameters); or an iterable of names and/or parameter tensors; or a
+            dict from name to parameter.
+        where: The caller, for error messages.
+
+    Raises:
+        ValueError: On names or tensors that are not parameters of ``model``, or an empty selection.
+    """
+    named = dict(model.named_parameters())
+    by_id = {id(p): n for n, p in named.items()}
+    if params is None:
+        names = [n for n, p in named.items() if p.requires_grad]
+    elif isinstance(params, str):
+        names = [params]
+    elif isinstance(params, nn.Module):
+        names = [by_id[id(p)] for p in params.parameters() if id(p) in by_id]
+        if not names:
+            raise ValueError(
+                f"the 'params' parameter of {where} is a module that holds none of the model's "
+                "parameters; pass a submodule of the model (e.g. params=model.fc)."
+            )
+    elif isinstance(params, dict):
+        names = [by_id.get(id(p), n) if n not in named else n for n, p in params.items()]
+    else:
+        names = []
+        for p in params:
+            if isinstance(p, str):
+                names.append(p)
+            elif torch.is_tensor(p) and id(p) in by_id:
+                names.append(by_id[id(p)])
+            else:
+                raise ValueError(
+                    f"the 'params' parameter of {where} must hold parameter names or parameters "
+                    f"of the model, got a {type(p).__name__} that is not one of them. Pass e.g. "
+                    "[n for n, _ in model.named_parameters() if n.startswith('fc')]."
+                )
+    unknown = [n for n in names if n not in named]
+    if unknown:
+        raise ValueError(
+            f"the 'params' parameter of {where} names parameters the model does not have: "
+            f"{unknown}. The model's parameters are {list(named)}."
+        )
+    if not names:
+        raise ValueError(
+            f"the 'params' parameter of {where} selects no parameters (none require grad?); "
+            "x needs at least one."
+        )
+    order = {n: i for i, n in enumerate(named)}
+    return sorted(dict.fromkeys(names), key=order.__getitem__)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,204 @@
+"""How :meth:`GradientNoise.spectrum` computes the eigenvalues of D: dense, Gram, randomized.
+
+Each method is a function of the gradient stream (and, for the randomized method, the public
+:class:`~.covariance.CovarianceOperator`, the tested path) that returns a frozen
+:class:`~sgdscope.Spectrum`; :func:`choose_method` picks one for ``method="auto"`` and says why.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from enum import Enum
+
+import numpy as np
+import torch
+
+from .._memory import MemoryBudgetError, format_bytes
+from .._progress import progress_bar
+from .covariance import CovarianceOperator, dense_covariance, gram_matrix, gram_vectors
+from .eigensolvers import ConvergenceError, eigenpairs_above, eigh_descending, subspace_iteration
+from .spectrum import Spectrum
+from .stream import GradientStream
+
+__all__ = ["Precision", "SpectrumMethod", "choose_method", "compute_spectrum"]
+
+EXACT_MAX = 6000
+"""auto: exact methods (dense / Gram eigh) when min(N, d) is at most this (an eigh of a 6000 × 6000
+float64 matrix takes about a minute on two CPU cores); randomized otherwise."""
+
+
+class SpectrumMethod(str, Enum):
+    """How :meth:`GradientNoise.spectrum` computes the eigenvalues of D."""
+
+    AUTO = "auto"
+    DENSE = "dense"
+    GRAM = "gram"
+    RANDOMIZED = "randomized"
+
+
+class Precision(str, Enum):
+    """Arithmetic of the products inside a chunk; accumulation across chunks is float64."""
+
+    FLOAT64 = "float64"
+    MIXED = "mixed"
+
+
+def noise_floor(stream: GradientStream, correction: int) -> float:
+    r"""Eigenvalues of D below this cannot be told from rounding of the per-sample gradients.
+
+    Each g_k is held in the model's dtype, with relative rounding ε (unit roundoff). The computed
+    D then differs from the exact one by δD with ‖δD‖₂ ≤ 2ε · (1/(N − c)) Σ_k ‖g_k‖² (to first
+    order), and by Weyl's inequality every eigenvalue moves by at most ‖δD‖₂. This floor does not
+    grow with d, unlike the paper's λ_max · d · ε_float32, which reaches λ_max at d ≈ 8.4M.
+    """
+    _mean, sq, mean_sq = stream.moments()
+    eps = float(torch.finfo(stream.grad_dtype).eps) / 2
+    return 2 * eps * (sq + stream.n * mean_sq) / (stream.n - correction)
+
+
+def exact_bytes(stream: GradientStream, method: SpectrumMethod, vectors: int) -> int:
+    """Bytes an exact method allocates before its data pass.
+
+    Dense: D, its eigenvectors and LAPACK work (3 d² float64). Gram: K and its eigh (4 N²
+    float64), the d × r eigenvectors and their N × r coefficients, and room for the Gram pieces
+    of at least two chunks (estimated as materialised per-sample gradients, capped at a quarter
+    of the budget: factored layers need less).
+    """
+    if method is SpectrumMethod.DENSE:
+        return 3 * stream.dim**2 * 8 + stream.dim * 8
+    return gram_fixed_bytes(stream, vectors) + min(
+        2 * stream.chunk_size * stream.dim * stream.grad_itemsize, stream.memory_budget // 4
+    )
+
+
+def gram_fixed_bytes(stream: GradientStream, vectors: int) -> int:
+    """The Gram method's allocations that do not depend on the panel size."""
+    return 4 * stream.n**2 * 8 + vectors * (stream.dim + stream.n) * 8
+
+
+def choose_method(
+    stream: GradientStream, method: SpectrumMethod, k: int | None, vectors: int
+) -> tuple[SpectrumMethod, str]:
+    """The method for ``method="auto"`` and the reason, as a sentence."""
+    if method is not SpectrumMethod.AUTO:
+        return method, "requested"
+    n, d = stream.n, stream.dim
+    exact = SpectrumMethod.DENSE if d <= n else SpectrumMethod.GRAM
+    size = min(n, d)
+    fits = exact_bytes(stream, exact, vectors) <= stream.memory_budget
+    if size <= EXACT_MAX and fits:
+        return exact, f"auto: min(N, d) = {size} ≤ {EXACT_MAX} and the {size}² matrix fits the budget"
+    if k is not None and 4 * k >= size and fits:
+        return exact, f"auto: k = {k} is a large share of min(N, d) = {size}; the exact method is cheaper"
+    why = f"min(N, d) = {size} > {EXACT_MAX}" if size > EXACT_MAX else f"the {size}² matrix does not fit the memory budget"
+    return SpectrumMethod.RANDOMIZED, f"auto: {why}; the randomized method needs O(d·k) memory"
+
+
+def _require(need: int, budget: int, what: str, instead: str) -> None:
+    if need > budget:
+        raise MemoryBudgetError(
+            f"{what} needs {format_bytes(need)}, over the memory budget of {format_bytes(budget)}. "
+            f"{instead}"
+        )
+
+
+def _finish(info: dict, stream: GradientStream, **extra) -> dict:
+    """The result's info: the caller's, plus the time taken and the data passes so far."""
+    out = {k: v for k, v in info.items() if k not in ("t0", "passes0")}
+    out.update(seconds=time.perf_counter() - info["t0"], data_passes=stream.passes, **extra)
+    return out
+
+
+def compute_spectrum(
+    stream: GradientStream,
+    *,
+    correction: int,
+    method: SpectrumMethod,
+    reason: str,
+    k: int | None,
+    vectors: int,
+    precision: Precision,
+    tol: float,
+    rtol: float,
+    max_iter: int,
+    generator: torch.Generator | None,
+    throw: bool,
+    info: dict,
+) -> Spectrum:
+    """Run one method and return its frozen :class:`~sgdscope.Spectrum` (see GradientNoise.spectrum)."""
+    compute = torch.float64 if precision is Precision.FLOAT64 else stream.grad_dtype
+    denom = stream.n - correction
+    floor = noise_floor(stream, correction)
+    _mean, sq, _ = stream.moments()
+    trace = sq / denom
+    common = {"dim": stream.dim, "n_samples": stream.n, "trace": trace, "reason": reason}
+    if method is SpectrumMethod.DENSE:
+        _require(
+            3 * stream.dim**2 * 8, stream.memory_budget, f"spectrum(method='dense') with d = {stream.dim}",
+            "Use method='gram' (N < d) or 'randomized' (O(d·k) memory), or raise memory_budget.",
+        )  # fmt: skip
+        values, V = eigh_descending(dense_covariance(stream, correction))
+        values = np.clip(values, 0.0, None)  # D ⪰ 0; negative values are round-off
+        r = values.size if k is None else k
+        return Spectrum(
+            eigenvalues=values[:r], eigenvectors=V[:, :vectors].cpu().numpy() if vectors else None,
+            complete=k is None, method="dense", noise_floor=floor, precision="float64", info=_finish(info, stream), **common,
+        )  # fmt: skip
+    if method is SpectrumMethod.GRAM:
+        n = stream.n
+        fixed = gram_fixed_bytes(stream, vectors)
+        _require(
+            exact_bytes(stream, method, vectors), stream.memory_budget,
+            f"spectrum(method='gram') with N = {n}, d = {stream.dim} and {vectors} eigenvectors "
+            "(an N × N matrix, its eigh, and d × r eigenvectors)",
+            "Ask for fewer eigenvectors (eigenvectors=16 or False), use fewer samples, or "
+            "method='randomized'.",
+        )  # fmt: skip
+        K = gram_matrix(stream, compute, stream.memory_budget - fixed)
+        K /= denom
+        values, U = eigh_descending(K)
+        del K
+        r = min(n - 1, stream.dim) if k is None else k
+        values = np.clip(values[:r], 0.0, None)
+        V = None
+        if vectors:
+            m = min(vectors, r)
+            Vt = gram_vectors(stream, U[:, :m].contiguous(), compute)
+            scale = torch.as_tensor(values[:m], dtype=torch.float64, device=Vt.device) * denom
+            ok = scale > 0
+            Vt[:, ok] /= scale[ok].sqrt()
+            Vt[:, ~ok] = 0.0
+            V = Vt.cpu().numpy()
+        return Spectrum(
+            eigenvalues=values, eigenvectors=V, complete=k is None, method="gram",
+            noise_floor=floor, precision=precision.value, info=_finish(info, stream), **common,
+        )  # fmt: skip
+    operator = CovarianceOperator(stream, correction, compute)
+    max_rank = max(min(stream.n - 1, stream.dim), 1)
+    with progress_bar("eigensolver passes", None, enabled=stream.progress) as advance:
+        kwargs = dict(
+            tol=tol, max_iter=max_iter, generator=generator, dtype=torch.float64,
+            device=stream.device, on_iteration=lambda _it, _res: advance(),
+        )  # fmt: skip
+        if k is None:
+            res = eigenpairs_above(operator.matmat, stream.dim, rtol, max_rank=max_rank, **kwargs)
+        else:
+            res = subspace_iteration(operator.matmat, stream.dim, k, **kwargs)
+    used_tol = min(tol, 0.01 * rtol) if k is None else tol
+    values = np.clip(res.values, 0.0, None)
+    floor = max(floor, used_tol * (float(values[0]) if values.size else 0.0))
+    if not res.converged and throw:
+        worst = float(np.max(res.residuals) / max(values[0], np.finfo(float).tiny)) if values.size else math.nan
+        raise ConvergenceError(
+            f"the randomized eigensolver did not converge in {res.iterations} passes: the worst "
+            f"relative residual is {worst:.3g} > tol = {used_tol:.3g}. Raise max_iter, loosen tol, "
+            "or use an exact method (method='gram' when N < d); spectrum(..., throw=False) "
+            "returns the unconverged result, flagged converged=False."
+        )
+    return Spectrum(
+        eigenvalues=values, eigenvectors=res.vectors[:, :vectors].cpu().numpy() if vectors else None,
+        complete=values.size >= max_rank, method="randomized", residuals=res.residuals,
+        iterations=res.iterations, converged=bool(res.converged), noise_floor=floor,
+        precision=precision.value, info=_finish(info, stream, tol=used_tol), **common,
+    )  # fmt: skip

@@ -1,0 +1,169 @@
+r"""D(x) from a gradient stream: the matrix-free operator, the dense matrix, and the Gram matrix.
+
+With G the (N, d) matrix of per-sample gradients, ḡ their mean and Gᶜ = G − 1ḡᵀ (eq. 2),
+
+.. math::
+
+    D = \frac{1}{N - c}\, G^{c\top} G^c, \qquad
+    D X = \frac{1}{N - c} \sum_{\text{chunks}} G_{\text{chunk}}^\top P - \bar g\, (1^\top P),
+    \quad P = G_{\text{chunk}} X - 1 (\bar g^\top X),
+
+with c the ``correction``. Products go parameter by parameter through each chunk's
+:class:`~.blocks.GradBlock` s, so no N × d (nor n × d) matrix is ever formed. The non-zero
+eigenvalues of D are those of the N × N matrix K = Gᶜ Gᶜᵀ / (N − c) (same singular values of Gᶜ),
+accumulated parameter by parameter and chunk pair by chunk pair (:func:`gram_matrix`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._memory import MemoryBudgetError, format_bytes
+from .._operator import BaseOperator
+from .blocks import gram_block
+from .stream import GradientStream
+
+__all__ = ["CovarianceOperator", "dense_covariance", "gram_matrix", "gram_vectors"]
+
+
+class CovarianceOperator(BaseOperator):
+    r"""The centred gradient covariance D = (1/N) Σ (g_k − g)(g_k − g)ᵀ without forming it (eq. 2).
+
+    Each product D @ X makes one pass over the data (or over the in-memory gradients when the
+    :class:`~sgdscope.GradientNoise` caches them): X is projected onto each chunk's centred
+    gradients, P = Gᶜ X, parameter by parameter, and accumulated as Gᶜᵀ P. Memory: O(d · k) for X
+    and the result, plus one chunk's activations and one capped block of per-sample gradients,
+    independent of N.
+
+    Unlike curvlinops' ``EFLinearOperator`` (the uncentred Σ g_k g_kᵀ), the mean is removed.
+
+    Args:
+        stream: The :class:`~.stream.GradientStream` whose D this is.
+        correction: 0 divides by N, 1 by N − 1.
+        compute_dtype: dtype of the products inside a chunk (float64, or float32 for "mixed"
+            precision); accumulation across chunks is always float64.
+    """
+
+    SELF_ADJOINT = True
+
+    def __init__(
+        self,
+        stream: GradientStream,
+        correction: int = 0,
+        compute_dtype: torch.dtype = torch.float64,
+    ) -> None:
+        super().__init__(stream.dim, torch.float64, stream.device)
+        self.stream = stream
+        self.correction = correction
+        self.compute_dtype = compute_dtype
+
+    @property
+    def layout(self):
+        """The :class:`~sgdscope.ParamLayout` of the d coordinates."""
+        return self.stream.layout
+
+    def _matmat(self, X: torch.Tensor) -> torch.Tensor:
+        stream, layout = self.stream, self.stream.layout
+        mean = stream.moments()[0]
+        Xc = X.to(self.compute_dtype)
+        gX = mean @ X
+        out = torch.zeros_like(X)
+        for chunk in stream.chunks("D products"):
+            P = -gX.expand(chunk.n, -1).clone()
+            for name, block in chunk.blocks.items():
+                P += block.project(Xc[layout.slice(name)]).double()
+            Pc = P.to(self.compute_dtype)
+            for name, block in chunk.blocks.items():
+                out[layout.slice(name)] += block.backproject(Pc).double()
+            out.sub_(torch.outer(mean, P.sum(0)))
+        return out / (stream.n - self.correction)
+
+
+def dense_covariance(stream: GradientStream, correction: int = 0) -> torch.Tensor:
+    """D as a dense (d, d) float64 matrix, from one shifted pass (the caller checks memory)."""
+    d = stream.dim
+    S = torch.zeros(d, d, dtype=torch.float64, device=stream.device)
+    total = torch.zeros(d, dtype=torch.float64, device=stream.device)
+    shift = None
+    for chunk in stream.chunks("dense D"):
+        Gs = chunk.materialise(torch.float64)
+        if shift is None:
+            shift = Gs.mean(0)
+        Gs -= shift
+        S.addmm_(Gs.T, Gs)
+        total += Gs.sum(0)
+    delta = total / stream.n
+    S.sub_(torch.outer(delta, delta), alpha=stream.n).div_(stream.n - correction)
+    return 0.5 * (S + S.T)
+
+
+def gram_matrix(stream: GradientStream, dtype: torch.dtype, rep_budget: int) -> torch.Tensor:
+    r"""Kᶜ = Gᶜ Gᶜᵀ (N × N, float64, not yet divided by N − c), without the N × d matrix.
+
+    Samples are taken in *panels*: each panel's per-parameter Gram pieces (centred rows, or the
+    factors of a factored layer) are kept while the rest of the data streams past chunk by
+    chunk, filling the panel's rows of K; then the next panel. When every piece fits
+    ``rep_budget`` there is one panel and one pass; otherwise passes ≈ (panels + 1) / 2.
+
+    Raises:
+        MemoryBudgetError: If not even two chunks' pieces fit ``rep_budget``.
+    """
+    n = stream.n
+    mean = stream.moments()[0]
+    layout = stream.layout
+    K = torch.zeros(n, n, dtype=torch.float64, device=stream.device)
+
+    def reps(chunk):
+        return chunk.start, chunk.n, {
+            name: block.gram_rep(mean[layout.slice(name)], dtype)
+            for name, block in chunk.blocks.items()
+        }
+
+    def fill(a, b) -> None:
+        (sa, na, ra), (sb, nb, rb) = a, b
+        block = sum(gram_block(ra[p], rb[p], dtype) for p in ra)
+        K[sa : sa + na, sb : sb + nb] = block
+        K[sb : sb + nb, sa : sa + na] = block.T
+
+    def nbytes(rep) -> int:
+        return sum(r.nbytes for r in rep[2].values())
+
+    c = stream.chunk_size
+    first = reps(next(stream.chunks("Gram pieces", 0, min(c, n))))
+    per_sample = nbytes(first) / first[1]
+    if 2 * nbytes(first) > rep_budget:
+        raise MemoryBudgetError(
+            f"spectrum(method='gram') keeps the Gram pieces of two chunks of {c} samples "
+            f"({format_bytes(2 * nbytes(first))}), over the {format_bytes(rep_budget)} left of the "
+            "memory budget after the N × N matrix. Use a smaller chunk_size, fewer samples, or "
+            "method='randomized'."
+        )
+    panel = max(c, int(rep_budget // max(per_sample, 1) // c) * c - c)
+    start = 0
+    while start < n:
+        stop = min(start + panel, n)
+        held = [first] if start == 0 else []
+        begin = start + (first[1] if start == 0 else 0)
+        held += [reps(ch) for ch in stream.chunks("Gram panel", begin, stop)]
+        for i, a in enumerate(held):
+            for b in held[: i + 1]:
+                fill(a, b)
+        for ch in stream.chunks("Gram rows", stop, n):
+            other = reps(ch)
+            for a in held:
+                fill(other, a)
+        start = stop
+    return K
+
+
+def gram_vectors(stream: GradientStream, U: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Gᶜᵀ U (d, r) for U (N, r) in one pass: eigenvectors of D from those of K, unnormalised."""
+    layout = stream.layout
+    mean = stream.moments()[0]
+    out = torch.zeros(stream.dim, U.shape[1], dtype=torch.float64, device=stream.device)
+    for chunk in stream.chunks("eigenvectors"):
+        Uc = U[chunk.start : chunk.start + chunk.n]
+        for name, block in chunk.blocks.items():
+            out[layout.slice(name)] += block.backproject(Uc.to(dtype)).double()
+    out.sub_(torch.outer(mean, U.sum(0)))
+    return out

@@ -1,0 +1,322 @@
+r"""The gradient stream: per-sample gradients of the selected parameters, chunk by chunk.
+
+A :class:`GradientStream` owns everything between the user's model and data and the linear
+algebra: which parameters make up x (their :class:`~sgdscope.ParamLayout`), the model mode, the
+chunking of the N samples, and how a chunk's per-sample gradients are produced:
+
+- ``backend="hooks"``: one ordinary forward and backward per chunk, each parameter's gradients
+  delivered as a :class:`~.blocks.GradBlock` (factored where that is cheaper); memory per chunk is
+  the chunk's activations and output gradients plus one capped block of per-sample gradients,
+  independent of N and of d beyond the parameters themselves;
+- ``backend="vmap"``: ``torch.func`` vmap(grad) over the chunk, which materialises the chunk's
+  (n, d) gradients (needed when the forward is random, e.g. dropout in train mode);
+- ``backend="auto"``: hooks, after checking on the first samples that they reproduce the vmap
+  gradients; otherwise vmap, with a warning that says why.
+
+It also accumulates the first two moments in one pass, shifted against cancellation (the
+first chunk's mean is the shift s): ḡ = s + (1/N) Σ (g_k − s) and
+Σ ‖g_k − ḡ‖² = Σ ‖g_k − s‖² − N ‖ḡ − s‖².
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._memory import MemoryBudgetError, format_bytes
+from .._params import LossFn, ParamLayout, model_mode
+from .._progress import progress_bar
+from ._data import DataSource, to_device
+from ._hooks import HookedGradients
+from .blocks import GradBlock, Materialised
+from .per_sample import make_per_sample_gradients
+
+__all__ = ["Backend", "Chunk", "GradientStream"]
+
+_CHUNK_TARGET_BYTES = {"cpu": 256 * 1024**2, "cuda": 2 * 1024**3}
+"""Working memory aimed at per chunk (capped by the budget): large enough to keep the BLAS / GPU
+busy, small enough to stay in the CPU's memory bandwidth sweet spot."""
+
+
+class Backend(str, Enum):
+    """How a :class:`GradientStream` computes a chunk's per-sample gradients."""
+
+    AUTO = "auto"
+    HOOKS = "hooks"
+    VMAP = "vmap"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk's per-sample gradients: samples ``start : start + n``, one block per parameter."""
+
+    start: int
+    n: int
+    blocks: dict[str, GradBlock]
+
+    def materialise(self, dtype: torch.dtype) -> torch.Tensor:
+        """The chunk's (n, d) per-sample gradients, parameters in layout order."""
+        return torch.cat([b.materialise(dtype) for b in self.blocks.values()], dim=1)
+
+
+class GradientStream:
+    """Per-sample gradients of a model on a data set, chunk by chunk (see the module docs).
+
+    Args:
+        model: The network; samples must not interact in its forward.
+        loss_fn: Per-sample loss ``loss_fn(outputs, targets) -> (n,)``.
+        source: The data.
+        names: The parameters that make up x, in layout order.
+        device: Where to compute.
+        eval_mode: Run the model in eval mode (modes restored afterwards).
+        chunk_size: Samples per chunk, or None to size it from ``memory_budget``.
+        memory_budget: Bytes the stream may use.
+        cache: Keep all (N, d) per-sample gradients after the first pass (True/False).
+        progress: Show progress bars.
+        check_finite: Check every chunk for NaN/inf and name the sample and parameter.
+        stochastic: The forward draws random numbers (forces the vmap backend).
+        backend: "auto", "hooks" or "vmap".
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        source: DataSource,
+        names: Sequence[str],
+        *,
+        device: torch.device,
+        eval_mode: bool,
+        chunk_size: int | None,
+        memory_budget: int,
+        cache: bool,
+        progress: bool,
+        check_finite: bool,
+        stochastic: bool,
+        backend: Backend,
+    ) -> None:
+        self.model, self.loss_fn, self.source = model, loss_fn, source
+        self.names = list(names)
+        self.device = device
+        self.eval_mode = eval_mode
+        self.memory_budget = memory_budget
+        self.progress = progress
+        self.check_finite = check_finite
+        named = dict(model.named_parameters())
+        self.layout = ParamLayout.from_named((n, named[n]) for n in self.names)
+        self._trainable = {n: named[n].detach().to(device) for n in self.names}
+        self._constants = {n: p.detach().to(device) for n, p in named.items() if n not in self._trainable}
+        self._constants.update({n: b.to(device) for n, b in model.named_buffers()})
+        self.grad_dtype = self._trainable[self.names[0]].dtype
+        self._vmap = make_per_sample_gradients(model, loss_fn, self.names, stochastic=stochastic)
+        self.backend, self.backend_reason = self._choose_backend(backend, stochastic)
+        self.chunk_size = chunk_size if chunk_size is not None else self._auto_chunk_size()
+        self.cache = cache
+        self._cache: torch.Tensor | None = None
+        self._cache_complete = False
+        self._moments: tuple[torch.Tensor, float, float] | None = None
+        self.passes = 0
+        """Passes over the data made so far (passes served from the cache not counted)."""
+
+    # ---------------------------------------------------------------------------- basics
+    @property
+    def n(self) -> int:
+        """N, the number of samples."""
+        return self.source.n
+
+    @property
+    def dim(self) -> int:
+        """d, the number of parameters in x."""
+        return self.layout.dim
+
+    @property
+    def grad_itemsize(self) -> int:
+        """Bytes per entry of a per-sample gradient."""
+        return torch.empty((), dtype=self.grad_dtype).element_size()
+
+    # ---------------------------------------------------------------------------- backend
+    def _vmap_chunk(self, x: Any, y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        with model_mode(self.model, self.eval_mode):
+            return self._vmap(self._trainable, self._constants, x, y, out=out).detach()
+
+    def _choose_backend(self, backend: Backend, stochastic: bool) -> tuple[Backend, str]:
+        if backend is Backend.VMAP:
+            return backend, "requested"
+        if stochastic:
+            if backend is Backend.HOOKS:
+                raise ValueError(
+                    "backend='hooks' needs a deterministic forward, but the model has dropout in "
+                    "training mode; use eval_mode=True or backend='vmap' (one random draw per sample)."
+                )
+            return Backend.VMAP, "the forward draws random numbers (dropout in train mode)"
+        x, y = self.source.first(3)
+        x, y = to_device(x, self.device), y.to(self.device)
+        with model_mode(self.model, self.eval_mode):
+            self._hooks = HookedGradients(self.model, self.loss_fn, self.names, (x, y))
+            blocks, _, _ = self._hooks(x, y)
+        hooked = {n: b.materialise(self.grad_dtype) for n, b in blocks.items()}
+        with warnings.catch_warnings():
+            # a three-sample check: vmap's loop fallback for some ops costs nothing here
+            warnings.filterwarnings("ignore", message="There is a performance drop")
+            G = self._vmap_chunk(x, y)
+        bad = []
+        for name in self.names:
+            ref = G[:, self.layout.slice(name)]
+            scale = ref.abs().max().item() + torch.finfo(ref.dtype).tiny
+            if not (hooked[name] - ref).abs().max().item() <= 1e-4 * scale:
+                bad.append(name)
+        if not bad:
+            reason = "per-layer hooks reproduce the vmap gradients on the first samples"
+            return Backend.HOOKS, reason if backend is Backend.AUTO else "requested"
+        msg = (
+            f"per-layer hooks do not reproduce the per-sample gradients of {bad[:5]}"
+            f"{' …' if len(bad) > 5 else ''} on the first samples (a parameter used outside its "
+            "module's forward, or a forward that mixes samples inside a module)"
+        )
+        if backend is Backend.HOOKS:
+            raise ValueError(f"backend='hooks': {msg}. Use backend='vmap'.")
+        warnings.warn(
+            f"sgdscope: {msg}; using vmap per-sample gradients instead (exact, more memory).",
+            stacklevel=4,
+        )
+        return Backend.VMAP, msg
+
+    def _auto_chunk_size(self) -> int:
+        """Samples per chunk so that gradients plus activations fit the chunk target."""
+        act = [0]
+
+        def hook(_m, _i, out):
+            if torch.is_tensor(out):
+                act[0] += out.numel() * out.element_size()
+
+        handles = [m.register_forward_hook(hook) for m in self.model.modules()]
+        try:
+            x, _ = self.source.first(1)
+            with torch.no_grad(), model_mode(self.model, self.eval_mode):
+                from ._data import call_model
+
+                call_model(self.model, to_device(x, self.device))
+        finally:
+            for h in handles:
+                h.remove()
+        if self.backend is Backend.VMAP:
+            per_sample = self.dim * (2 * self.grad_itemsize + 8) + 4 * act[0]
+        else:
+            per_sample = 6 * act[0] + 1
+        target = min(
+            _CHUNK_TARGET_BYTES.get(self.device.type, _CHUNK_TARGET_BYTES["cpu"]),
+            self.memory_budget // 8,
+        )
+        return int(max(1, min(4096, target // max(per_sample, 1), self.n)))
+
+    # --------------------------------------------------------------------------- chunks
+    def _compute(self, ids: torch.Tensor, x: Any, y: torch.Tensor, out: torch.Tensor | None) -> Chunk:
+        x, y = to_device(x, self.device), y.to(self.device)
+        n, start = y.shape[0], int(ids[0])
+        if self.backend is Backend.VMAP:
+            G = self._vmap_chunk(x, y, out=out)
+            self._check_rows(ids, G)
+            blocks = {name: Materialised(G[:, self.layout.slice(name)]) for name in self.names}
+            return Chunk(start, n, blocks)
+        with model_mode(self.model, self.eval_mode):
+            blocks, losses, sums = self._hooks(x, y)
+        if self.check_finite and not (
+            torch.isfinite(losses).all() and all(torch.isfinite(s).all() for s in sums.values())
+        ):
+            for name in self.names:
+                self._check_rows(ids, blocks[name].materialise(self.grad_dtype), name)
+        chunk = Chunk(start, n, blocks)
+        if out is not None:
+            out.copy_(chunk.materialise(self.grad_dtype))
+        return chunk
+
+    def _check_rows(self, ids: torch.Tensor, G: torch.Tensor, name: str | None = None) -> None:
+        """Raise on the first NaN/inf of a chunk's gradients, naming the sample and parameter."""
+        # A column sum is finite iff no entry is NaN/inf (barring overflow of finite values,
+        # which the exact search below then clears); it allocates d numbers, not n·d flags.
+        if not self.check_finite or torch.isfinite(G.sum(0)).all():
+            return
+        bad = (~torch.isfinite(G)).nonzero()
+        if bad.numel():
+            row, col = bad[0].tolist()
+            value = G[row, col].item()
+            offset = 0 if name is None else self.layout.slice(name).start
+            raise FloatingPointError(
+                f"the per-sample gradient of sample {int(ids[row])} is {value} in parameter "
+                f"'{self.layout.name_of(offset + col)}' (coordinate {offset + col}). Check that "
+                "sample's input and target, and the loss (log of zero?) before measuring D."
+            )
+
+    def chunks(self, description: str, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
+        """Yield the :class:`Chunk` s covering samples [start, stop), from the cache when complete.
+
+        A chunk's blocks may hold views of reused buffers: they are valid until the next chunk.
+        """
+        stop = self.n if stop is None else stop
+        c = self.chunk_size
+        if self._cache_complete:
+            for s in range(start, stop, c):
+                G = self._cache[s : min(s + c, stop)]
+                yield Chunk(
+                    s, G.shape[0], {nm: Materialised(G[:, self.layout.slice(nm)]) for nm in self.names}
+                )
+            return
+        whole = start == 0 and stop == self.n
+        if self.cache and whole and self._cache is None:
+            self._cache = torch.empty(self.n, self.dim, dtype=self.grad_dtype, device=self.device)
+        n_chunks = -(-(stop - start) // c)
+        with progress_bar(description, n_chunks, enabled=self.progress) as advance:
+            for s, x, y in self.source.chunks(c, start, stop):
+                m = y.shape[0]
+                out = self._cache[s : s + m] if (self._cache is not None and whole) else None
+                yield self._compute(torch.arange(s, s + m), x, y, out)
+                advance()
+        if whole:
+            self.passes += 1
+            if self._cache is not None:
+                self._cache_complete = True
+
+    # --------------------------------------------------------------------------- moments
+    def moments(self) -> tuple[torch.Tensor, float, float]:
+        """(ḡ in float64, Σ_k ‖g_k − ḡ‖², ‖ḡ‖²), from one shifted pass (cached)."""
+        if self._moments is None:
+            total = torch.zeros(self.dim, dtype=torch.float64, device=self.device)
+            sq = torch.zeros((), dtype=torch.float64, device=self.device)
+            shift = None
+            for chunk in self.chunks("mean gradient and trace"):
+                sums = torch.cat([b.sums(torch.float64) for b in chunk.blocks.values()])
+                if shift is None:
+                    shift = sums / chunk.n
+                for name, block in chunk.blocks.items():
+                    sq += block.sq_dist(shift[self.layout.slice(name)]).sum()
+                total += sums - chunk.n * shift
+            delta = total / self.n
+            mean = shift + delta
+            self._moments = (mean, float(sq - self.n * (delta @ delta)), float(mean @ mean))
+        return self._moments
+
+    def per_sample_gradients(self, idx: torch.Tensor) -> torch.Tensor:
+        """The (len(idx), d) per-sample gradients of samples ``idx`` (the caller checks memory)."""
+        need = idx.numel() * self.dim * self.grad_itemsize
+        if need > self.memory_budget:
+            fit = self.memory_budget // (self.dim * self.grad_itemsize)
+            raise MemoryBudgetError(
+                f"per_sample_gradients for {idx.numel()} samples × d = {self.dim} needs "
+                f"{format_bytes(need)}, over the memory budget of {format_bytes(self.memory_budget)}; "
+                f"at most {fit} samples fit. Pass fewer indices, or use operator() / spectrum(), "
+                "which stream over the data."
+            )
+        if self._cache_complete:
+            return self._cache[idx.to(self._cache.device)]  # advanced indexing copies
+        result = torch.empty(idx.numel(), self.dim, dtype=self.grad_dtype, device=self.device)
+        for begin in range(0, idx.numel(), self.chunk_size):
+            sub = idx[begin : begin + self.chunk_size]
+            x, y = self.source.get(sub)
+            self._compute(sub, x, y, out=result[begin : begin + sub.numel()])
+        return result
