@@ -59,9 +59,9 @@ def rank_at_paper_threshold(eigenvalues: np.ndarray, d: int) -> int:
 
 def run_sgdscope(model, x, y, dtype=torch.float64) -> dict:
     noise = sg.GradientNoise(model, nn.CrossEntropyLoss(reduction="none"), (x, y), dtype=dtype)
-    spec = noise.spectrum()
-    return {"top": spec.eigenvalues[:TOP].tolist(), "rank": spec.rank(), "method": spec.method,
-            "reason": spec.reason, "iterations": spec.iterations, "rank_is_certain": spec.rank_is_certain()}  # fmt: skip
+    spec = noise.spectrum(rtol="paper")
+    return {"top": spec.eigenvalues[:TOP].tolist(), "rank": spec.rank("paper"), "method": spec.method,
+            "reason": spec.reason, "iterations": spec.iterations, "rank_is_certain": spec.rank_is_certain("paper")}  # fmt: skip
 
 
 def run_paper(model, x, y, paper_n: int) -> dict:

@@ -81,10 +81,10 @@ def measure(subset: Path, checkpoints: Path, work: Path, ns: list[int], device: 
                 spec = PANELS[key]
                 xy = spectra._inputs_for_d(spec, data, s, ctx)
                 sp, seconds, _ = spectra._measure(spec, folder / ckpt.name, xy, ctx, s)
-                stats = sp.stats()
+                stats = sp.stats("paper")
                 row = {"checkpoint": ckpt.name, "panel": key, "n": n, "method": sp.method,
-                       "rank": sp.rank(), "rank_percent": 100 * sp.rank_fraction(),
-                       "certain": sp.rank_is_certain(), "trace": sp.trace,
+                       "rank": sp.rank("paper"), "rank_percent": 100 * sp.rank_fraction("paper"),
+                       "certain": sp.rank_is_certain("paper"), "trace": sp.trace,
                        "lambda_max": float(sp.eigenvalues[0]), "clipped": stats["clipped"],
                        "seconds": seconds}  # fmt: skip
                 rows.append(row)

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-__all__ = ["MemoryBudgetError", "default_budget", "format_bytes"]
+__all__ = ["MemoryBudgetError", "PeakTensorMemory", "default_budget", "format_bytes"]
 
 
 class MemoryBudgetError(MemoryError):
@@ -32,3 +32,67 @@ def default_budget(device: torch.device) -> int:
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
         total = 8 * 1024**3
     return int(total // 2)
+
+
+class PeakTensorMemory:
+    """Count the bytes of tensor storage alive at once while the context is open (its peak).
+
+    A ``TorchDispatchMode`` that sees every op's outputs: each new storage adds its size, and a
+    finaliser subtracts it when the storage is freed. Deterministic (unlike the process RSS) and
+    independent of the allocator's caching; it counts the tensors created inside the context,
+    not those that existed before. Used by the tests and benchmarks to check memory bounds.
+
+    Example:
+        >>> with PeakTensorMemory() as mem:
+        ...     a = torch.zeros(1000, dtype=torch.float64)
+        ...     b = a + 1
+        ...     del a, b
+        >>> mem.peak
+        16000
+    """
+
+    def __init__(self) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        tracker = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                tracker._see(out)
+                return out
+
+        self._mode = _Mode()
+        self._live: dict[tuple[str, int], int] = {}
+        self.current = 0
+        self.peak = 0
+
+    def _see(self, out) -> None:
+        import weakref
+
+        import torch.utils._pytree as pytree
+
+        for t in pytree.tree_leaves(out):
+            if not isinstance(t, torch.Tensor) or t.is_meta:
+                continue
+            try:
+                storage = t.untyped_storage()
+            except (RuntimeError, NotImplementedError):  # functorch wrappers have none
+                continue
+            key = (str(t.device), storage.data_ptr())
+            size = storage.nbytes()
+            if size and key not in self._live:
+                self._live[key] = size
+                self.current += size
+                self.peak = max(self.peak, self.current)
+                weakref.finalize(storage, self._free, key)
+
+    def _free(self, key) -> None:
+        self.current -= self._live.pop(key, 0)
+
+    def __enter__(self) -> PeakTensorMemory:
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._mode.__exit__(*exc)

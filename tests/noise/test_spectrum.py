@@ -145,7 +145,9 @@ def test_statistics_against_direct_formulas():
     assert s["above"]["count"] == r
     counts, _ = spec.histogram(bins=12, rtol="paper")
     assert counts.sum() == d and counts[0] >= d - r
-    counts, _ = spec.histogram(bins=np.logspace(-9, 2, 10), rtol="paper")  # the authors' style of fixed edges
+    counts, _ = spec.histogram(
+        bins=np.logspace(-9, 2, 10), rtol="paper"
+    )  # the authors' style of fixed edges
     assert counts.sum() <= d
 
 

@@ -137,7 +137,7 @@ def spectrum(model_name, checkpoint, data_dir, n_samples, k, method, seed, devic
     table.add_row("trace D", f"{spec.trace:.4e}")
     table.add_row(
         "time",
-        f"{seconds:.1f} s ({noise.passes} data pass(es), {spec.iterations} eigensolver pass(es))",
+        f"{seconds:.1f} s ({noise.passes:g} data pass(es), {spec.iterations} eigensolver pass(es))",
     )
     table.add_row("written", f"{out}/summary.json, eigenvalues.npy, spectrum.png")
     console.print(table)

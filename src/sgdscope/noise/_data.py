@@ -31,8 +31,10 @@ def call_model(model: nn.Module, inputs: Any) -> Any:
 
 
 def primary_output(out: Any) -> torch.Tensor:
-    """The tensor that carries a model's prediction: itself, ``logits`` of a dict/``ModelOutput``,
-    or the first tensor of a tuple."""
+    """The tensor that carries a model's prediction.
+
+    That is the output itself, ``logits`` of a dict / ``ModelOutput``, or a tuple's first tensor.
+    """
     if torch.is_tensor(out):
         return out
     if isinstance(out, dict):

@@ -16,12 +16,11 @@ forward-mode AD or a per-sample loop.
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import warnings
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +31,11 @@ from torch.func import functional_call, vjp, vmap
 from ._data import call_model
 from .blocks import EmbeddingFactors, GradBlock, LinearFactors, Materialised, SumBlock
 
-__all__ = ["HookedGradients"]
+__all__ = ["HookedGradients", "UnbatchedOutput"]
+
+
+class UnbatchedOutput(ValueError):
+    """A parameter-owning module's output is shared by the samples, so hooks cannot split it."""
 
 
 @dataclass
@@ -135,9 +138,7 @@ class HookedGradients:
         called: set[str] = {""}
         handles = []
         for path in {p for p, _, _ in owner}:
-            handles.append(
-                modules[path].register_forward_hook(lambda *_a, _p=path: called.add(_p))
-            )
+            handles.append(modules[path].register_forward_hook(lambda *_a, _p=path: called.add(_p)))
         try:
             with torch.no_grad():
                 call_model(model, probe[0])
@@ -151,13 +152,17 @@ class HookedGradients:
         def hook(_module, args, kwargs, output):
             if not self._active:
                 return None
+            if torch.is_tensor(output) and output.ndim and output.shape[0] == 1 < self._n:
+                # An input shared by every sample (positions of shape (1, T)): broadcast the
+                # output to the batch here, so that its gradient arrives per sample.
+                output = output.expand(self._n, *output.shape[1:])
             flat, _ = pytree.tree_flatten(output)
             call = _Call(args=args, kwargs=kwargs, n_out=len(flat))
             unit.calls.append(call)
             for i, t in enumerate(flat):
                 if torch.is_tensor(t) and t.requires_grad:
                     t.register_hook(lambda g, _i=i, _c=call: _c.grads.__setitem__(_i, g))
-            return None
+            return output
 
         return hook
 
@@ -169,6 +174,7 @@ class HookedGradients:
                 unit.module.register_forward_hook(self._forward_hook(unit), with_kwargs=True)
             )
         self._active = True
+        self._n = int(targets.shape[0])
         try:
             with torch.enable_grad():
                 losses = self.loss_fn(call_model(self.model, inputs), targets)
@@ -181,6 +187,16 @@ class HookedGradients:
                 h.remove()
             self._handles = []
         n = losses.shape[0]
+        for unit in self.units:
+            for call in unit.calls:
+                if any(g.ndim == 0 or g.shape[0] != n for g in call.grads.values()):
+                    for u in self.units:
+                        u.calls = []
+                    raise UnbatchedOutput(
+                        f"module '{unit.path}' ({type(unit.module).__name__}) returns an output "
+                        f"whose first dimension is not the {n} samples, so per-layer hooks cannot "
+                        "tell the samples' gradients apart"
+                    )
         parts: dict[str, list[GradBlock]] = defaultdict(list)
         for unit in self.units:
             for call in unit.calls:
@@ -203,6 +219,8 @@ class HookedGradients:
         if unit.rule == "generic" or set(call.grads) != {0} or call.n_out != 1:
             return self._generic(unit, call, n)
         x, g = call.args[0].detach(), call.grads[0].detach()
+        if x.ndim and x.shape[0] == 1 < n:  # a shared input whose output was broadcast
+            x = x.expand(n, *x.shape[1:])
         out: dict[str, GradBlock] = {}
         loc = unit.params
         if unit.rule in ("linear", "conv1d_hf"):
@@ -253,6 +271,16 @@ class HookedGradients:
         m = unit.module
         params = {local: m.get_parameter(local).detach() for local in unit.params}
         leaves, spec = pytree.tree_flatten((call.args, call.kwargs))
+        leaves = (
+            [  # shared inputs whose output was broadcast to the batch
+                t.expand(n, *t.shape[1:])
+                if torch.is_tensor(t) and t.ndim and t.shape[0] == 1 < n
+                else t
+                for t in leaves
+            ]
+            if any(g.shape[0] == n for g in call.grads.values())
+            else leaves
+        )
         batched = [torch.is_tensor(t) and t.ndim > 0 and t.shape[0] == n for t in leaves]
         data = [t.detach() if b else None for t, b in zip(leaves, batched, strict=True)]
         fixed = [None if b else t for t, b in zip(leaves, batched, strict=True)]

@@ -88,10 +88,20 @@ def choose_method(
     size = min(n, d)
     fits = exact_bytes(stream, exact, vectors) <= stream.memory_budget
     if size <= EXACT_MAX and fits:
-        return exact, f"auto: min(N, d) = {size} ≤ {EXACT_MAX} and the {size}² matrix fits the budget"
+        return (
+            exact,
+            f"auto: min(N, d) = {size} ≤ {EXACT_MAX} and the {size}² matrix fits the budget",
+        )
     if k is not None and 4 * k >= size and fits:
-        return exact, f"auto: k = {k} is a large share of min(N, d) = {size}; the exact method is cheaper"
-    why = f"min(N, d) = {size} > {EXACT_MAX}" if size > EXACT_MAX else f"the {size}² matrix does not fit the memory budget"
+        return (
+            exact,
+            f"auto: k = {k} is a large share of min(N, d) = {size}; the exact method is cheaper",
+        )
+    why = (
+        f"min(N, d) = {size} > {EXACT_MAX}"
+        if size > EXACT_MAX
+        else f"the {size}² matrix does not fit the memory budget"
+    )
     return SpectrumMethod.RANDOMIZED, f"auto: {why}; the randomized method needs O(d·k) memory"
 
 
@@ -189,7 +199,11 @@ def compute_spectrum(
     values = np.clip(res.values, 0.0, None)
     floor = max(floor, used_tol * (float(values[0]) if values.size else 0.0))
     if not res.converged and throw:
-        worst = float(np.max(res.residuals) / max(values[0], np.finfo(float).tiny)) if values.size else math.nan
+        worst = (
+            float(np.max(res.residuals) / max(values[0], np.finfo(float).tiny))
+            if values.size
+            else math.nan
+        )
         raise ConvergenceError(
             f"the randomized eigensolver did not converge in {res.iterations} passes: the worst "
             f"relative residual is {worst:.3g} > tol = {used_tol:.3g}. Raise max_iter, loosen tol, "

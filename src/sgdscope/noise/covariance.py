@@ -114,10 +114,14 @@ def gram_matrix(stream: GradientStream, dtype: torch.dtype, rep_budget: int) -> 
     K = torch.zeros(n, n, dtype=torch.float64, device=stream.device)
 
     def reps(chunk):
-        return chunk.start, chunk.n, {
-            name: block.gram_rep(mean[layout.slice(name)], dtype)
-            for name, block in chunk.blocks.items()
-        }
+        return (
+            chunk.start,
+            chunk.n,
+            {
+                name: block.gram_rep(mean[layout.slice(name)], dtype)
+                for name, block in chunk.blocks.items()
+            },
+        )
 
     def fill(a, b) -> None:
         (sa, na, ra), (sb, nb, rb) = a, b

@@ -166,7 +166,9 @@ class GradientNoise:
                 f"per-sample gradients ({format_bytes(cache_bytes)}), over the memory budget of "
                 f"{format_bytes(self.memory_budget)}. Use cache='auto' or False, or raise memory_budget."
             )
-        self._stream.cache = cache is True or (cache == "auto" and cache_bytes <= self.memory_budget // 2)
+        self._stream.cache = cache is True or (
+            cache == "auto" and cache_bytes <= self.memory_budget // 2
+        )
 
     # ------------------------------------------------------------------------------ set-up
     def _check_model_and_loss(self) -> bool:
@@ -242,8 +244,11 @@ class GradientNoise:
         return self._stream.backend.value
 
     @property
-    def passes(self) -> int:
-        """Number of passes over the data made so far (cached passes not counted)."""
+    def passes(self) -> float:
+        """Passes over the data made so far.
+
+        A partial pass counts its share; passes served from the cache do not count.
+        """
         return self._stream.passes
 
     @property

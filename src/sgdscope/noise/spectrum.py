@@ -104,7 +104,7 @@ class Spectrum:
         if rtol is None and self.noise_floor is not None:
             return f"noise floor of the computation ({self.precision})"
         if rtol is None or rtol == PAPER:
-            return "lambda_max * d * eps_float32 (the paper's)"
+            return "lambda_max * d * eps_float32"
         return f"lambda_max * {float(rtol):g}"
 
     def _tail_bound(self) -> float:

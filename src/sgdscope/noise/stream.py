@@ -33,7 +33,7 @@ from .._memory import MemoryBudgetError, format_bytes
 from .._params import LossFn, ParamLayout, model_mode
 from .._progress import progress_bar
 from ._data import DataSource, to_device
-from ._hooks import HookedGradients
+from ._hooks import HookedGradients, UnbatchedOutput
 from .blocks import GradBlock, Materialised
 from .per_sample import make_per_sample_gradients
 
@@ -111,7 +111,9 @@ class GradientStream:
         named = dict(model.named_parameters())
         self.layout = ParamLayout.from_named((n, named[n]) for n in self.names)
         self._trainable = {n: named[n].detach().to(device) for n in self.names}
-        self._constants = {n: p.detach().to(device) for n, p in named.items() if n not in self._trainable}
+        self._constants = {
+            n: p.detach().to(device) for n, p in named.items() if n not in self._trainable
+        }
         self._constants.update({n: b.to(device) for n, b in model.named_buffers()})
         self.grad_dtype = self._trainable[self.names[0]].dtype
         self._vmap = make_per_sample_gradients(model, loss_fn, self.names, stochastic=stochastic)
@@ -121,8 +123,7 @@ class GradientStream:
         self._cache: torch.Tensor | None = None
         self._cache_complete = False
         self._moments: tuple[torch.Tensor, float, float] | None = None
-        self.passes = 0
-        """Passes over the data made so far (passes served from the cache not counted)."""
+        self._samples_computed = 0
 
     # ---------------------------------------------------------------------------- basics
     @property
@@ -134,6 +135,14 @@ class GradientStream:
     def dim(self) -> int:
         """d, the number of parameters in x."""
         return self.layout.dim
+
+    @property
+    def passes(self) -> float:
+        """Passes over the data made so far: samples computed, over N.
+
+        A partial pass counts its share; passes served from the cache do not count.
+        """
+        return self._samples_computed / self.n
 
     @property
     def grad_itemsize(self) -> int:
@@ -157,10 +166,20 @@ class GradientStream:
             return Backend.VMAP, "the forward draws random numbers (dropout in train mode)"
         x, y = self.source.first(3)
         x, y = to_device(x, self.device), y.to(self.device)
-        with model_mode(self.model, self.eval_mode):
-            self._hooks = HookedGradients(self.model, self.loss_fn, self.names, (x, y))
-            blocks, _, _ = self._hooks(x, y)
-        hooked = {n: b.materialise(self.grad_dtype) for n, b in blocks.items()}
+        try:
+            with model_mode(self.model, self.eval_mode):
+                self._hooks = HookedGradients(self.model, self.loss_fn, self.names, (x, y))
+                blocks, _, _ = self._hooks(x, y)
+            hooked = {n: b.materialise(self.grad_dtype) for n, b in blocks.items()}
+        except (UnbatchedOutput, RuntimeError) as err:
+            if backend is Backend.HOOKS:
+                raise ValueError(f"backend='hooks': {err}. Use backend='vmap'.") from err
+            msg = f"per-layer hooks failed on the first samples ({err})"
+            warnings.warn(
+                f"sgdscope: {msg}; using vmap per-sample gradients instead (exact, more memory).",
+                stacklevel=4,
+            )
+            return Backend.VMAP, msg
         with warnings.catch_warnings():
             # a three-sample check: vmap's loop fallback for some ops costs nothing here
             warnings.filterwarnings("ignore", message="There is a performance drop")
@@ -216,7 +235,9 @@ class GradientStream:
         return int(max(1, min(4096, target // max(per_sample, 1), self.n)))
 
     # --------------------------------------------------------------------------- chunks
-    def _compute(self, ids: torch.Tensor, x: Any, y: torch.Tensor, out: torch.Tensor | None) -> Chunk:
+    def _compute(
+        self, ids: torch.Tensor, x: Any, y: torch.Tensor, out: torch.Tensor | None
+    ) -> Chunk:
         x, y = to_device(x, self.device), y.to(self.device)
         n, start = y.shape[0], int(ids[0])
         if self.backend is Backend.VMAP:
@@ -264,7 +285,9 @@ class GradientStream:
             for s in range(start, stop, c):
                 G = self._cache[s : min(s + c, stop)]
                 yield Chunk(
-                    s, G.shape[0], {nm: Materialised(G[:, self.layout.slice(nm)]) for nm in self.names}
+                    s,
+                    G.shape[0],
+                    {nm: Materialised(G[:, self.layout.slice(nm)]) for nm in self.names},
                 )
             return
         whole = start == 0 and stop == self.n
@@ -276,9 +299,9 @@ class GradientStream:
                 m = y.shape[0]
                 out = self._cache[s : s + m] if (self._cache is not None and whole) else None
                 yield self._compute(torch.arange(s, s + m), x, y, out)
+                self._samples_computed += m
                 advance()
         if whole:
-            self.passes += 1
             if self._cache is not None:
                 self._cache_complete = True
 

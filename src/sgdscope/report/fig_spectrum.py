@@ -20,6 +20,7 @@ def plot_spectrum(
     labels: Sequence[str] | None = None,
     title: str = "",
     bins: int = 30,
+    rtol: float | str | None = None,
 ) -> Path:
     """Plot D's eigenspectrum in two panels.
 
@@ -34,6 +35,8 @@ def plot_spectrum(
         labels: A legend label per spectrum.
         title: Figure title.
         bins: Number of log-spaced bins shared by all spectra.
+        rtol: The rank threshold (see :meth:`~sgdscope.Spectrum.threshold`): None for each
+            spectrum's default, ``"paper"`` for the paper's.
 
     Returns:
         The path written.
@@ -43,25 +46,25 @@ def plot_spectrum(
         list(labels) if labels is not None else [f"{s.method}, N={s.n_samples}" for s in spectra]
     )
     fig, (ax_h, ax_r) = new_figure(ncols=2)
-    lo = min(s.threshold() for s in spectra)
+    lo = min(s.threshold(rtol) for s in spectra)
     hi = max(s.lambda_max for s in spectra) * 1.0001
     edges = np.logspace(np.log10(lo) - 0.05, np.log10(hi) + 0.05, bins + 1)
     n = len(spectra)
     for i, (s, label) in enumerate(zip(spectra, labels, strict=True)):
         alpha = 0.35 + 0.65 * (i + 1) / n  # darker is later, as in the paper
-        if not s.rank_known():  # a top-k spectrum above the threshold has no histogram of all d
+        if not s.rank_known(rtol):  # a top-k spectrum above the threshold has no histogram of all d
             continue
-        counts, _ = s.histogram(bins=edges)
+        counts, _ = s.histogram(bins=edges, rtol=rtol)
         ax_h.stairs(
             np.maximum(counts, 0.1),
             edges,
             fill=True,
             alpha=alpha * 0.6,
-            label=f"{label}: rank {s.rank()} ({100 * s.rank_fraction():.2f} %)",
+            label=f"{label}: rank {s.rank(rtol)} ({100 * s.rank_fraction(rtol):.2f} %)",
         )
         lam = s.eigenvalues[s.eigenvalues > 0]
         ax_r.loglog(np.arange(1, lam.size + 1), lam, lw=1.5, alpha=alpha, label=label)
-        ax_r.axhline(s.threshold(), ls="--", lw=0.8, color="k", alpha=alpha)
+        ax_r.axhline(s.threshold(rtol), ls="--", lw=0.8, color="k", alpha=alpha)
     ax_h.set(
         xscale="log",
         yscale="log",

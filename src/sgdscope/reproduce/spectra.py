@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from .._progress import progress_bar
 from ..noise import GradientNoise
-from ..noise.spectrum import Spectrum
+from ..noise.spectrum import PAPER, Spectrum
 from ..paper import cifar, data, models
 from ..paper.training import TrainConfig, TrainResult, load_weights, train
 from ..report.fig_spectrum import plot_spectrum
@@ -185,6 +185,8 @@ def _save_spectrum(spec: Spectrum, path: Path, k: int, seconds: float) -> None:
         text=np.array([spec.method, spec.reason, str(spec.converged)]),
         seconds=np.array(seconds),
         device=np.array(spec.info.get("device", "not recorded")),
+        noise_floor=np.array(np.nan if spec.noise_floor is None else spec.noise_floor),
+        precision=np.array(spec.precision),
     )
     tmp.replace(path)
 
@@ -209,6 +211,10 @@ def _load_spectrum(path: Path) -> tuple[Spectrum, float]:
             iterations=int(iterations),
             converged=converged == "True",
             info={"device": device},
+            noise_floor=float(z["noise_floor"])
+            if "noise_floor" in z.files and np.isfinite(z["noise_floor"])
+            else None,
+            precision=str(z["precision"]) if "precision" in z.files else "float64",
         ), seconds
 
 
@@ -240,12 +246,12 @@ def _measure(
         device=ctx.device,
         progress=ctx.progress,
     )
-    result = noise.spectrum(k=None, method="auto", seed=ctx.seed)
+    result = noise.spectrum(k=None, method="auto", seed=ctx.seed, rtol=PAPER)
     if result.eigenvectors is not None and result.eigenvectors.shape[1] < s.overlap_k:
         k = min(s.overlap_k, max(min(noise.n_samples - 1, noise.dim), 1))
         result = noise.spectrum(k=k, method="auto", seed=ctx.seed)
     seconds = time.perf_counter() - t0
-    result.info["device"] = str(ctx.device)
+    result = replace(result, info={**result.info, "device": str(ctx.device)})
     _save_spectrum(result, cache, s.overlap_k, seconds)
     return result, seconds, False
 
@@ -257,7 +263,7 @@ def _panel_numbers(
     per_ckpt = {}
     for e in epochs:
         sp = spectra[e]
-        summary = sp.summary()
+        summary = sp.summary(PAPER)
         summary.pop("info", None)
         summary["ranks_at_rtol"] = {f"{t:g}": sp.rank(t) for t in RTOLS if sp.rank_known(t)}
         summary["power_law_slope"] = _power_law_slope(sp)
@@ -287,7 +293,7 @@ def _panel_numbers(
 
 def _power_law_slope(sp: Spectrum) -> float | None:
     """Slope s of log λ_i = c − s log i over the eigenvalues above the threshold (DIGEST §5)."""
-    r = sp.rank() if sp.rank_known() else sp.eigenvalues.size
+    r = sp.rank(PAPER) if sp.rank_known(PAPER) else sp.eigenvalues.size
     lam = sp.eigenvalues[: max(r, 0)]
     lam = lam[lam > 0]
     if lam.size < 5:
@@ -362,6 +368,7 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
                 [spectra[e] for e in sorted(spectra)],
                 folder / png,
                 labels=[f"epoch {e} ({frac[e]} %)" for e in sorted(spectra)],
+                rtol=PAPER,
                 title="\n".join(
                     [
                         f"{spec.figure}: D(x) of {spec.model}, {spec.data_label}",

@@ -1,0 +1,327 @@
+"""The per-layer engine against the vmap path, closed forms and dense linear algebra."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sgdscope as sg
+from sgdscope._memory import PeakTensorMemory
+from sgdscope.noise.blocks import EmbeddingFactors, LinearFactors, Materialised, gram_block
+from sgdscope.noise.losses import sequence_cross_entropy
+
+from .cases import cross_entropy, image_data, small_cnn
+
+F64 = torch.float64
+
+
+# ------------------------------------------------------------------------------ test networks
+class ResidualNet(nn.Module):
+    """Conv stem, one residual block with in-place ReLU and a strided 1×1 shortcut, pooled head."""
+
+    def __init__(self, dtype=torch.float32):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.conv1 = nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(6, 6, 3, padding=1, dilation=1)
+        self.short = nn.Conv2d(4, 6, 1, stride=2)
+        self.head = nn.Linear(6, 3)
+        self.to(dtype)
+
+    def forward(self, x):
+        h = F.relu(self.bn(self.stem(x)), inplace=True)
+        r = self.conv2(F.relu(self.conv1(h), inplace=True))
+        return self.head(F.relu(r + self.short(h)).mean((2, 3)))
+
+
+class Embeddings(nn.Module):
+    """Token + position embeddings and a learned offset owned by this (non-leaf) module."""
+
+    def __init__(self, vocab, dim, length):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim, padding_idx=0)
+        self.pos = nn.Embedding(length, dim)
+        self.offset = nn.Parameter(torch.randn(dim) * 0.1)
+
+    def forward(self, ids):
+        t = torch.arange(ids.shape[1], device=ids.device)
+        return self.tok(ids) + self.pos(t[None]) + self.offset  # positions shared: (1, T)
+
+
+class TinyTransformer(nn.Module):
+    """Embeddings, one pre-LN attention block with fused SDPA, an MLP, a tied LM head."""
+
+    def __init__(self, vocab=11, dim=8, length=6, dtype=torch.float32):
+        super().__init__()
+        self.emb = Embeddings(vocab, dim, length)
+        self.ln1, self.ln2, self.lnf = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+        self.lm_head.weight = self.emb.tok.weight  # tied, as GPT-2
+        self.to(dtype)
+
+    def forward(self, ids):
+        h = self.emb(ids)
+        q, k, v = self.qkv(self.ln1(h)).unflatten(-1, (3, 2, -1)).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        h = h + self.proj(a.transpose(1, 2).flatten(2))
+        h = h + self.mlp(self.ln2(h))
+        return self.lm_head(self.lnf(h))
+
+
+class Twice(nn.Module):
+    """One Linear called twice per forward: its per-sample gradient is the sum of both uses."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.out = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.lin(torch.tanh(self.lin(x)))))
+
+
+def token_data(n, vocab=11, length=6, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocab, (n, length), generator=g)
+    ids[: n // 3, -2:] = 0  # some padding
+    return ids, ids.clone()
+
+
+def pair(model, loss, data, **kw):
+    """The same D through the per-layer engine and through vmap."""
+    hooks = sg.GradientNoise(model, loss, data, backend="hooks", **kw)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="There is a performance drop")
+        ref = sg.GradientNoise(model, loss, data, backend="vmap", **kw)
+        G = ref.per_sample_gradients()
+    return hooks, ref, G
+
+
+CASES = {
+    "cnn+bn": lambda: (small_cnn().eval(), cross_entropy(), image_data(23)),
+    "residual": lambda: (
+        ResidualNet().eval(),
+        cross_entropy(),
+        (torch.randn(19, 1, 8, 8), torch.randint(0, 3, (19,))),
+    ),
+    "transformer": lambda: (TinyTransformer().eval(), sequence_cross_entropy, token_data(17)),
+    "linear-twice": lambda: (
+        Twice(),
+        cross_entropy(),
+        (torch.randn(15, 4), torch.randint(0, 3, (15,))),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_hooks_reproduce_vmap_per_sample_gradients_products_and_gram(name):
+    torch.manual_seed(0)
+    model, loss, data = CASES[name]()
+    hooks, ref, G = pair(model, loss, data, chunk_size=5)
+    assert hooks.backend == "hooks" and ref.backend == "vmap"
+    scale = G.abs().max()
+    torch.testing.assert_close(hooks.per_sample_gradients(), G, rtol=1e-5, atol=1e-6 * scale)
+    G = G.double()
+    Gc = G - G.mean(0)
+    D = Gc.T @ Gc / G.shape[0]
+    X = torch.randn(G.shape[1], 4, dtype=F64, generator=torch.Generator().manual_seed(2))
+    dscale = D.abs().max()
+    torch.testing.assert_close(hooks.operator() @ X, D @ X, rtol=1e-5, atol=1e-6 * dscale * 4)
+    assert hooks.trace() == pytest.approx(float(D.trace()), rel=1e-5)
+    spec = hooks.spectrum(method="gram")
+    lam = torch.linalg.eigvalsh(D).flip(0).clamp_min(0)[: spec.eigenvalues.size].numpy()
+    np.testing.assert_allclose(spec.eigenvalues, lam, rtol=1e-4, atol=1e-6 * lam[0])
+    v = torch.from_numpy(spec.eigenvectors[:, 0])
+    torch.testing.assert_close(D @ v, spec.eigenvalues[0] * v, rtol=1e-3, atol=1e-5 * lam[0])
+
+
+def test_float64_transformer_matches_to_round_off():
+    """In float64 every path (factored Gram, tied weights, embeddings, generic units) is exact."""
+    torch.manual_seed(0)
+    model = TinyTransformer(dtype=F64).eval()
+    hooks, _, G = pair(model, sequence_cross_entropy, token_data(21), chunk_size=4)
+    torch.testing.assert_close(hooks.per_sample_gradients(), G, rtol=1e-10, atol=1e-12)
+    Gc = G - G.mean(0)
+    K = Gc @ Gc.T / G.shape[0]
+    spec = hooks.spectrum(method="gram")
+    lam = torch.linalg.eigvalsh(K).flip(0)[: spec.eigenvalues.size].clamp_min(0).numpy()
+    np.testing.assert_allclose(spec.eigenvalues, lam, rtol=1e-9, atol=1e-13 * lam[0])
+
+
+def test_factored_blocks_equal_materialised_ones_on_sequences():
+    """Ghost products (a sequence of T positions, with bias) against the materialised rows."""
+    g = torch.Generator().manual_seed(0)
+    n, m, T, d_in, d_out = 5, 4, 3, 7, 6
+    A1, B1 = (
+        torch.randn(n, T, d_in, generator=g, dtype=F64),
+        torch.randn(n, T, d_out, generator=g, dtype=F64),
+    )
+    A2, B2 = (
+        torch.randn(m, T, d_in, generator=g, dtype=F64),
+        torch.randn(m, T, d_out, generator=g, dtype=F64),
+    )
+    for transposed in (False, True):
+        f1 = LinearFactors(A1, B1, d_in, transposed=transposed)
+        f2 = LinearFactors(A2, B2, d_in, transposed=transposed)
+        G1, G2 = f1.materialise(F64), f2.materialise(F64)
+        loop = torch.stack([(B1[i].T @ A1[i]).reshape(-1) for i in range(n)])  # Σ_t b_t a_tᵀ
+        if transposed:
+            loop = torch.stack([(A1[i].T @ B1[i]).reshape(-1) for i in range(n)])
+        torch.testing.assert_close(G1, loop)
+        torch.testing.assert_close(f1.self_gram(f2, F64), G1 @ G2.T)
+        mean = torch.randn(d_in * d_out, generator=g, dtype=F64)
+        assert not f1.factored_gram_cheaper()  # T²(d_in + d_out) = 117 > d_in·d_out = 42
+        f1.factored_gram_cheaper = f2.factored_gram_cheaper = lambda: True  # force the ghost path
+        rep1 = f1.gram_rep(mean, F64)
+        rep2 = f2.gram_rep(mean, F64)
+        assert rep1.factors is not None
+        torch.testing.assert_close(gram_block(rep1, rep2, F64), (G1 - mean) @ (G2 - mean).T)
+        X = torch.randn(d_in * d_out, 3, generator=g, dtype=F64)
+        torch.testing.assert_close(f1.project(X), G1 @ X)
+        P = torch.randn(n, 3, generator=g, dtype=F64)
+        torch.testing.assert_close(f1.backproject(P), G1.T @ P)
+        torch.testing.assert_close(f1.sums(F64), G1.sum(0))
+        bias = Materialised(B1.sum(1))
+        torch.testing.assert_close(bias.G, torch.stack([B1[i].sum(0) for i in range(n)]))
+
+
+def test_embedding_factors_equal_materialised_ones():
+    g = torch.Generator().manual_seed(0)
+    V, D, T = 9, 4, 5
+    ids1, ids2 = torch.randint(0, V, (3, T), generator=g), torch.randint(0, V, (4, T), generator=g)
+    ids1[0, :3] = 2  # repeated tokens within a sequence
+    B1, B2 = (
+        torch.randn(3, T, D, generator=g, dtype=F64),
+        torch.randn(4, T, D, generator=g, dtype=F64),
+    )
+    e1, e2 = EmbeddingFactors(ids1, B1, V), EmbeddingFactors(ids2, B2, V)
+    G1, G2 = e1.materialise(F64), e2.materialise(F64)
+    loop = torch.zeros(3, V, D, dtype=F64)
+    for i in range(3):
+        for t in range(T):
+            loop[i, ids1[i, t]] += B1[i, t]
+    torch.testing.assert_close(G1, loop.reshape(3, -1))
+    torch.testing.assert_close(e1.self_gram(e2, F64), G1 @ G2.T)
+    X = torch.randn(V * D, 2, generator=g, dtype=F64)
+    torch.testing.assert_close(e1.project(X), G1 @ X)
+    P = torch.randn(3, 2, generator=g, dtype=F64)
+    torch.testing.assert_close(e1.backproject(P), G1.T @ P)
+    s = torch.randn(V * D, generator=g, dtype=F64)
+    torch.testing.assert_close(e1.sq_dist(s), ((G1 - s) ** 2).sum(1))
+    torch.testing.assert_close(e1.sums(F64), G1.sum(0))
+
+
+def test_gram_in_several_panels_equals_one_panel():
+    X, y = image_data(60)
+    model = small_cnn().eval()
+    whole = sg.GradientNoise(model, cross_entropy(), (X, y), chunk_size=8, cache=False)
+    one = whole.spectrum(method="gram", eigenvectors=3)
+    tight = sg.GradientNoise(
+        model, cross_entropy(), (X, y), chunk_size=8, cache=False, memory_budget=200_000
+    )
+    many = tight.spectrum(method="gram", eigenvectors=3)
+    assert tight.passes > 2.5  # the panels made several (partial) passes
+    np.testing.assert_allclose(many.eigenvalues, one.eigenvalues, rtol=1e-9, atol=1e-14)
+    assert abs(np.sum(many.eigenvectors[:, 0] * one.eigenvectors[:, 0])) == pytest.approx(
+        1, abs=1e-8
+    )
+
+
+def test_operator_memory_does_not_grow_with_N():
+    """Peak tensor memory of one D @ X over N and over 4N samples: the same within 10 %."""
+    torch.manual_seed(0)
+    model = ResidualNet().eval()
+
+    def peak(n):
+        X, y = torch.randn(n, 1, 8, 8), torch.randint(0, 3, (n,))
+        noise = sg.GradientNoise(model, cross_entropy(), (X, y), chunk_size=16, cache=False)
+        noise.mean_gradient()
+        V = torch.randn(noise.dim, 8, dtype=F64)
+        with PeakTensorMemory() as mem:
+            noise.operator() @ V
+        return mem.peak, noise.dim
+
+    (small, d), (large, _) = peak(64), peak(256)
+    assert large <= 1.1 * small
+    # and it is far below the N × d gradients the old path kept (N = 256)
+    assert large < 256 * d * 4
+
+
+def test_noise_scale_against_least_squares_closed_form():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(50, 3, generator=g, dtype=F64)
+    y = torch.randn(50, generator=g, dtype=F64)
+    model = nn.Linear(3, 1, dtype=F64)
+    w, b = model.weight.detach()[0], model.bias.detach()[0]
+    r = X @ w + b - y
+    G = torch.cat([r[:, None] * X, r[:, None]], 1)  # ∇ of r²/2
+    gbar = G.mean(0)
+    trD = ((G - gbar) ** 2).sum() / 50
+    noise = sg.GradientNoise(model, lambda o, t: 0.5 * (o[:, 0] - t) ** 2, (X, y), chunk_size=7)
+    assert noise.trace() == pytest.approx(float(trD), rel=1e-12)
+    assert noise.noise_scale() == pytest.approx(float(trD / (gbar @ gbar)), rel=1e-12)
+
+
+def test_unconverged_eigensolver_raises_or_is_flagged():
+    X, y = image_data(40)
+    noise = sg.GradientNoise(small_cnn().eval(), cross_entropy(), (X, y))
+    with pytest.raises(sg.ConvergenceError, match=r"did not converge in 2 passes.*max_iter"):
+        noise.spectrum(k=5, method="randomized", max_iter=2, tol=1e-12)
+    spec = noise.spectrum(k=5, method="randomized", max_iter=2, tol=1e-12, throw=False)
+    assert not spec.converged and spec.iterations == 2
+
+
+def test_mixed_precision_within_the_noise_floor():
+    X, y = image_data(80)
+    noise = sg.GradientNoise(ResidualNet().eval(), cross_entropy(), (X, y), chunk_size=16)
+    exact = noise.spectrum(method="gram", eigenvectors=False)
+    mixed = noise.spectrum(method="gram", eigenvectors=False, precision="mixed")
+    assert mixed.precision == "mixed"
+    assert np.max(np.abs(mixed.eigenvalues - exact.eigenvalues)) <= exact.noise_floor
+    assert mixed.rank() == exact.rank()
+
+
+def test_default_threshold_is_the_noise_floor_and_the_paper_warns_at_scale():
+    X, y = image_data(40)
+    spec = sg.GradientNoise(small_cnn().eval(), cross_entropy(), (X, y)).spectrum()
+    assert spec.threshold() == spec.noise_floor > 0
+    assert spec.threshold("paper") == pytest.approx(spec.lambda_max * spec.dim * 2**-23)
+    big = sg.Spectrum(
+        eigenvalues=np.array([2.0, 1.0, 1e-3]), eigenvectors=None, dim=11_000_000, n_samples=4,
+        trace=3.001, complete=True, method="gram", noise_floor=1e-6,
+    )  # fmt: skip
+    assert big.rank() == 3
+    with pytest.warns(UserWarning, match="rank is 0 by construction"):
+        assert big.rank("paper") == 0
+
+
+def test_dict_batches_and_their_errors():
+    torch.manual_seed(0)
+
+    class KW(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 3)
+
+        def forward(self, features, scale):
+            return {"logits": self.lin(features) * scale[:, None]}
+
+    feats, scale, labels = torch.randn(12, 4), torch.rand(12) + 0.5, torch.randint(0, 3, (12,))
+
+    def loss(out, t):
+        return F.cross_entropy(out["logits"], t, reduction="none")
+
+    batch = {"features": feats, "scale": scale, "labels": labels}
+    model = KW()
+    a = sg.GradientNoise(model, loss, batch)
+    b = sg.GradientNoise(model, loss, ({"features": feats, "scale": scale}, labels), backend="vmap")
+    torch.testing.assert_close(a.dense(), b.dense())
+    with pytest.raises(ValueError, match=r"dict without a 'labels' entry .*labels=input_ids"):
+        sg.GradientNoise(KW(), loss, {"features": feats, "scale": scale})
