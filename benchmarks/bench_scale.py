@@ -1,0 +1,215 @@
+"""Benchmark of the scale issue: D(x) on networks researchers train, memory independent of N.
+
+For each model it measures, in one process:
+  fwd_bwd_s     one plain forward + backward of the mean loss over the N samples (the baseline)
+  product_s     one operator product D @ X with k probes over the N samples
+  ratio         product_s / fwd_bwd_s (goal ≤ 3× at k = 64)
+  peak_N, peak_4N   peak live tensor memory of one product over N and 4N samples
+                (PeakTensorMemory on CPU, torch.cuda.max_memory_allocated on a GPU)
+  gram          spectrum(method="gram", eigenvectors=m): every non-zero eigenvalue, rank at the
+                noise floor and at the paper's threshold, tr D, B_simple, seconds, passes
+
+Models (random weights; CIFAR-10 images from --cifar-dir when given, else random images):
+  resnet18      torchvision's ResNet-18 architecture (11.2M parameters, 10 classes), written here
+                (torchvision does not install beside the CPU wheel), eval-mode BatchNorm
+  vit           transformers ViTForImageClassification, 32×32 images, 4×4 patches (~5M)
+  gpt2          transformers GPT2LMHeadModel, GPT-2-shaped (≥ 30M parameters), T = 128 tokens
+
+Usage: python benchmarks/bench_scale.py [--models resnet18,vit,gpt2] [--n 1024] [--k 64]
+       [--vectors 16] [--device cpu|cuda] [--quick] [--out benchmarks/results/scale.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sgdscope as sg
+from sgdscope._memory import PeakTensorMemory
+from sgdscope.noise.losses import sequence_cross_entropy
+
+
+# ------------------------------------------------------------------------------------ models
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + (x if self.down is None else self.down(x)), inplace=True)
+
+
+class ResNet18(nn.Module):
+    """The ResNet-18 of He et al. (2016) as torchvision builds it (7×7 stem, max-pool)."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        layers, cin = [], 64
+        for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+            layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x)), inplace=True), 3, 2, 1)
+        return self.fc(self.layers(x).mean((2, 3)))
+
+
+def cifar_images(n, cifar_dir, seed=0):
+    if cifar_dir:  # real CIFAR-10 training images, scaled to [0, 1] and standardised per channel
+        from sgdscope.paper.cifar import cifar
+
+        data = cifar(cifar_dir, "train", n=n)
+        x = data.images.float() / 255
+        x = (x - x.mean((0, 2, 3), keepdim=True)) / x.std((0, 2, 3), keepdim=True)
+        return x, data.labels.long()
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def build(name, n, quick, cifar_dir):
+    ce = nn.CrossEntropyLoss(reduction="none")
+    if name == "resnet18":
+        model = ResNet18().eval()
+        return model, ce, cifar_images(n, cifar_dir)
+    import transformers
+
+    if name == "vit":
+        cfg = transformers.ViTConfig(
+            image_size=32, patch_size=4, num_channels=3, num_labels=10,
+            hidden_size=96 if quick else 384, num_hidden_layers=2 if quick else 3,
+            num_attention_heads=4 if quick else 6, intermediate_size=192 if quick else 1536,
+        )  # fmt: skip
+        model = transformers.ViTForImageClassification(cfg).eval()
+        x, y = cifar_images(n, cifar_dir)
+
+        def loss(out, t):
+            return F.cross_entropy(out.logits, t, reduction="none")
+
+        return model, loss, ({"pixel_values": x}, y)
+    cfg = transformers.GPT2Config(
+        vocab_size=8192 if quick else 32768, n_positions=128, n_embd=128 if quick else 512,
+        n_layer=2 if quick else 6, n_head=4 if quick else 8,
+    )  # fmt: skip
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    ids = torch.randint(
+        0, cfg.vocab_size, (n, 32 if quick else 128), generator=torch.Generator().manual_seed(0)
+    )
+    return model, sequence_cross_entropy, {"input_ids": ids, "labels": ids}
+
+
+# ---------------------------------------------------------------------------------- measures
+def peak_of(fn, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    with PeakTensorMemory() as mem:
+        fn()
+    return mem.peak
+
+
+def subset(data, n):
+    if isinstance(data, dict):
+        return {k: v[:n] for k, v in data.items()}
+    x, y = data
+    x = {k: v[:n] for k, v in x.items()} if isinstance(x, dict) else x[:n]
+    return x, y[:n]
+
+
+def measure(name, args):
+    device = torch.device(args.device)
+    model, loss, data = build(name, 4 * args.n, args.quick, args.cifar_dir)
+    model.to(device)
+    d = sum(p.numel() for p in model.parameters())
+    row = {"model": name, "d": d, "n": args.n, "k": args.k}
+    small = subset(data, args.n)
+    noise = sg.GradientNoise(model, loss, small, device=device, progress=True, cache=False)
+    row.update(backend=noise.backend, chunk_size=noise.chunk_size)
+
+    def fwd_bwd():
+        for chunk_start in range(0, args.n, noise.chunk_size):
+            idx = torch.arange(chunk_start, min(chunk_start + noise.chunk_size, args.n))
+            x, y = noise.source.get(idx)
+            from sgdscope.noise._data import call_model, to_device
+
+            out = call_model(model, to_device(x, device))
+            loss(out, y.to(device)).mean().backward()
+        model.zero_grad(set_to_none=True)
+
+    t0 = time.perf_counter()
+    fwd_bwd()
+    row["fwd_bwd_s"] = time.perf_counter() - t0
+    noise.mean_gradient()
+    X = torch.randn(d, args.k, dtype=torch.float64, device=device)
+    op = noise.operator()
+    t0 = time.perf_counter()
+    row["peak_N"] = peak_of(lambda: op @ X, device)
+    row["product_s"] = time.perf_counter() - t0
+    row["ratio"] = row["product_s"] / row["fwd_bwd_s"]
+    big = sg.GradientNoise(model, loss, subset(data, 4 * args.n), device=device, cache=False,
+                           chunk_size=noise.chunk_size)  # fmt: skip
+    big.mean_gradient()
+    row["peak_4N"] = peak_of(lambda: big.operator() @ X, device)
+    row["peak_ratio"] = row["peak_4N"] / row["peak_N"]
+    del X, big
+    t0 = time.perf_counter()
+    spec = noise.spectrum(method="gram", eigenvectors=args.vectors)
+    row.update(
+        gram_s=time.perf_counter() - t0, passes=noise.passes, rank=spec.rank(),
+        rank_paper=spec.summary().get("rank_paper"), noise_floor=spec.noise_floor,
+        lambda_max=spec.lambda_max, trace=noise.trace(), b_simple=noise.noise_scale(),
+        n_eigenvalues=int(spec.eigenvalues.size),
+    )  # fmt: skip
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--models", default="resnet18,vit,gpt2")
+    ap.add_argument("--n", type=int, default=1024)
+    ap.add_argument("--k", type=int, default=64)
+    ap.add_argument("--vectors", type=int, default=16)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--cifar-dir", default=None)
+    ap.add_argument("--quick", action="store_true", help="small sizes, to check the script")
+    ap.add_argument("--out", default="benchmarks/results/scale.json")
+    args = ap.parse_args()
+    rows = [measure(m, args) for m in args.models.split(",")]
+    meta = {"date": str(date.today()), "machine": platform.processor() or platform.machine(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "args": vars(args)}  # fmt: skip
+    if args.device == "cuda":
+        meta["gpu"] = torch.cuda.get_device_name()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
