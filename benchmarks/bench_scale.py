@@ -176,7 +176,6 @@ def measure(name, args):
     big.mean_gradient()
     row["peak_4N"] = peak_of(lambda: big.operator() @ X, device)
     row["peak_ratio"] = row["peak_4N"] / row["peak_N"]
-    del X, big
     t0 = time.perf_counter()
     spec = noise.spectrum(method="gram", eigenvectors=args.vectors)
     row.update(
