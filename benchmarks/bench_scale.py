@@ -146,7 +146,7 @@ def measure(name, args):
     model, loss, data = build(name, 4 * args.n, args.quick, args.cifar_dir)
     model.to(device)
     d = sum(p.numel() for p in model.parameters())
-    row = {"model": name, "d": d, "n": args.n, "k": args.k}
+    row = {"model": name, "d": d, "n": args.n, "k": args.k, "precision": args.precision}
     small = subset(data, args.n)
     noise = sg.GradientNoise(model, loss, small, device=device, progress=True, cache=False)
     row.update(backend=noise.backend, chunk_size=noise.chunk_size)
@@ -166,18 +166,19 @@ def measure(name, args):
     row["fwd_bwd_s"] = time.perf_counter() - t0
     noise.mean_gradient()
     X = torch.randn(d, args.k, dtype=torch.float64, device=device)
-    op = noise.operator()
+    op = noise.operator(precision=args.precision)
     t0 = time.perf_counter()
-    row["peak_N"] = peak_of(lambda: op @ X, device)
+    op @ X
     row["product_s"] = time.perf_counter() - t0
+    row["peak_N"] = peak_of(lambda: op @ X, device)
     row["ratio"] = row["product_s"] / row["fwd_bwd_s"]
     big = sg.GradientNoise(model, loss, subset(data, 4 * args.n), device=device, cache=False,
                            chunk_size=noise.chunk_size)  # fmt: skip
     big.mean_gradient()
-    row["peak_4N"] = peak_of(lambda: big.operator() @ X, device)
+    row["peak_4N"] = peak_of(lambda: big.operator(precision=args.precision) @ X, device)
     row["peak_ratio"] = row["peak_4N"] / row["peak_N"]
     t0 = time.perf_counter()
-    spec = noise.spectrum(method="gram", eigenvectors=args.vectors)
+    spec = noise.spectrum(method="gram", eigenvectors=args.vectors, precision=args.precision)
     row.update(
         gram_s=time.perf_counter() - t0, passes=noise.passes, rank=spec.rank(),
         rank_paper=spec.summary().get("rank_paper"), noise_floor=spec.noise_floor,
@@ -197,6 +198,7 @@ def main():
     ap.add_argument("--k", type=int, default=64)
     ap.add_argument("--vectors", type=int, default=16)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="float64", choices=["float64", "mixed"])
     ap.add_argument("--cifar-dir", default=None)
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     ap.add_argument("--out", default="benchmarks/results/scale.json")

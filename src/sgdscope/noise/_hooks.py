@@ -241,8 +241,8 @@ class HookedGradients:
             stride = m.stride if conv2d else (1, m.stride[0])
             B = g.reshape(n, g.shape[1], -1).transpose(1, 2)
 
-            def patches(x4=x4, kernel=kernel, dil=dil, pad=pad, stride=stride):
-                return F.unfold(x4, kernel, dilation=dil, padding=pad, stride=stride).transpose(
+            def patches(sl, x4=x4, kernel=kernel, dil=dil, pad=pad, stride=stride):
+                return F.unfold(x4[sl], kernel, dilation=dil, padding=pad, stride=stride).transpose(
                     1, 2
                 )
 

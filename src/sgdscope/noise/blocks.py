@@ -95,7 +95,7 @@ class GradBlock(ABC):
         return 0
 
     def materialise(self, dtype: torch.dtype) -> torch.Tensor:
-        """G_p as a dense (n, d_p) matrix (for small problems and tests)."""
+        """G_p as a dense (n, d_p) matrix."""
         return self.rows(slice(0, self.n), dtype)
 
     def sums(self, dtype: torch.dtype) -> torch.Tensor:
@@ -128,6 +128,10 @@ class GradBlock(ABC):
     def factored_gram_cheaper(self) -> bool:
         """Whether the factored pairwise product is cheaper than the materialised one."""
         return False
+
+    def keeps_rows_cheaply(self) -> bool:
+        """Whether forming all n rows once (to reuse them in a product's two halves) pays."""
+        return True
 
     def gram_rep(self, mean: torch.Tensor, dtype: torch.dtype) -> GramRep:
         """What to keep of this chunk for Gram blocks, centred on ``mean`` (ḡ_p)."""
@@ -172,13 +176,13 @@ class Materialised(GradBlock):
 class LinearFactors(GradBlock):
     r"""g_i = Σ_t b_it a_itᵀ (d_out × d_in, or its transpose), from A (n, T, d_in) and B (n, T, d_out).
 
-    ``A`` may be a callable that builds the inputs on demand (a convolution's unfolded patches,
-    k² times its input), so that it is alive only while used.
+    ``A`` may be a callable ``A(rows: slice)`` that builds the inputs of those samples on demand
+    (a convolution's unfolded patches, k² times its input), so that they are alive only while used.
     """
 
     def __init__(
         self,
-        A: torch.Tensor | Callable[[], torch.Tensor],
+        A: torch.Tensor | Callable[[slice], torch.Tensor],
         B: torch.Tensor,
         d_in: int,
         *,
@@ -191,9 +195,10 @@ class LinearFactors(GradBlock):
         self.numel = self.d_in * self.d_out
         self.transposed = transposed
 
-    def A(self) -> torch.Tensor:
-        """The inputs (n, T, d_in)."""
-        return self._A() if callable(self._A) else self._A
+    def A(self, sl: slice | None = None) -> torch.Tensor:
+        """The inputs (n, T, d_in), or those of the samples ``sl``."""
+        sl = slice(None) if sl is None else sl
+        return self._A(sl) if callable(self._A) else self._A[sl]
 
     @property
     def nbytes(self) -> int:  # noqa: D102
@@ -202,7 +207,7 @@ class LinearFactors(GradBlock):
 
     def rows(self, sl: slice, dtype: torch.dtype) -> torch.Tensor:  # noqa: D102
         # formed in the model's dtype, like every per-sample gradient, then cast
-        A, B = self.A()[sl], self.B[sl]
+        A, B = self.A(sl), self.B[sl]
         if self.transposed:
             G = torch.bmm(A.transpose(1, 2), B)
         else:
@@ -288,6 +293,9 @@ class EmbeddingFactors(GradBlock):
     def factored_gram_cheaper(self) -> bool:  # noqa: D102
         return self.T * self.T * self.D < self.numel
 
+    def keeps_rows_cheaply(self) -> bool:  # noqa: D102
+        return False  # gather / scatter of the T looked-up rows beats n × V·D rows
+
     def self_gram(self, other: GradBlock, dtype: torch.dtype) -> torch.Tensor:  # noqa: D102
         assert isinstance(other, EmbeddingFactors)
         out = torch.empty(self.n, other.n, dtype=dtype, device=self.B.device)
@@ -310,6 +318,9 @@ class SumBlock(GradBlock):
     @property
     def nbytes(self) -> int:  # noqa: D102
         return sum(p.nbytes for p in self.parts)
+
+    def keeps_rows_cheaply(self) -> bool:  # noqa: D102
+        return all(p.keeps_rows_cheaply() for p in self.parts)
 
     def rows(self, sl: slice, dtype: torch.dtype) -> torch.Tensor:  # noqa: D102
         out = self.parts[0].rows(sl, dtype)

@@ -68,15 +68,35 @@ class CovarianceOperator(BaseOperator):
         Xc = X.to(self.compute_dtype)
         gX = mean @ X
         out = torch.zeros_like(X)
+        item = torch.empty((), dtype=self.compute_dtype).element_size()
+        keep_budget = stream.memory_budget // 4
+        p_total = torch.zeros_like(gX)
         for chunk in stream.chunks("D products"):
+            # A factored block's rows are formed once and kept for the second half of the
+            # product while the chunk's kept rows fit a quarter of the budget (independent of N).
+            kept: dict[str, torch.Tensor] = {}
+            used = 0
             P = -gX.expand(chunk.n, -1).clone()
             for name, block in chunk.blocks.items():
-                P += block.project(Xc[layout.slice(name)]).double()
+                Xp = Xc[layout.slice(name)]
+                size = chunk.n * block.numel * item
+                if block.keeps_rows_cheaply() and used + size <= keep_budget:
+                    rows = block.materialise(self.compute_dtype)
+                    kept[name], used = rows, used + size
+                    P += (rows @ Xp).double()
+                else:
+                    P += block.project(Xp).double()
             Pc = P.to(self.compute_dtype)
             for name, block in chunk.blocks.items():
-                out[layout.slice(name)] += block.backproject(Pc).double()
-            out.sub_(torch.outer(mean, P.sum(0)))
-        return out / (stream.n - self.correction)
+                rows = kept.pop(name, None)
+                target = out[layout.slice(name)]
+                if rows is not None and rows.dtype == target.dtype:
+                    target.addmm_(rows.T, Pc)
+                else:
+                    target += rows.T @ Pc if rows is not None else block.backproject(Pc)
+            p_total += P.sum(0)
+        out.addr_(mean, p_total, alpha=-1.0)  # − ḡ (1ᵀP), summed over the chunks
+        return out.div_(stream.n - self.correction)
 
 
 def dense_covariance(stream: GradientStream, correction: int = 0) -> torch.Tensor:
