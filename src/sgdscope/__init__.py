@@ -13,6 +13,7 @@ from .noise import ConvergenceError as ConvergenceError
 from .noise import CovarianceOperator as CovarianceOperator
 from .noise import GradientNoise as GradientNoise
 from .noise import ParamLayout as ParamLayout
+from .noise import SpectralDensity as SpectralDensity
 from .noise import Spectrum as Spectrum
 
 # --- dynamics (Fokker-Planck, linear theory, simulators) ---
@@ -56,6 +57,7 @@ __all__ = [
     "CovarianceOperator",
     "GradientNoise",
     "ParamLayout",
+    "SpectralDensity",
     "Spectrum",
     # dynamics
     "LinearDecomposition",

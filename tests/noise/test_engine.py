@@ -325,3 +325,53 @@ def test_dict_batches_and_their_errors():
     torch.testing.assert_close(a.dense(), b.dense())
     with pytest.raises(ValueError, match=r"dict without a 'labels' entry .*labels=input_ids"):
         sg.GradientNoise(KW(), loss, {"features": feats, "scale": scale})
+
+
+def test_group_spectra_are_the_spectra_of_the_diagonal_blocks_of_D():
+    X, y = image_data(30)
+    model = ResidualNet(dtype=F64).eval()
+    noise = sg.GradientNoise(model, cross_entropy(), (X.double(), y), chunk_size=7)
+    D = noise.dense()
+    specs = noise.group_spectra("layer", eigenvectors=2)
+    assert set(specs) == {"stem", "bn", "conv1", "conv2", "short", "head"}
+    for name, spec in specs.items():
+        idx = torch.cat(
+            [torch.arange(noise.dim)[noise.layout.slice(p)] for p in spec.info["params"]]
+        )
+        block = D[idx][:, idx]
+        lam = torch.linalg.eigvalsh(block).flip(0).clamp_min(0)[: spec.eigenvalues.size].numpy()
+        np.testing.assert_allclose(spec.eigenvalues, lam, rtol=1e-9, atol=1e-12 * lam[0])
+        assert spec.dim == block.shape[0] and spec.trace == pytest.approx(float(block.trace()))
+        v = torch.from_numpy(spec.eigenvectors[:, 0])
+        torch.testing.assert_close(block @ v, spec.eigenvalues[0] * v, rtol=1e-8, atol=1e-12)
+    custom = noise.group_spectra({"convs": ["conv*.weight", "short.*"], "all": ["*"]}, k=3)
+    assert custom["all"].eigenvalues == pytest.approx(noise.spectrum(k=3).eigenvalues, rel=1e-9)
+    with pytest.raises(ValueError, match=r"group 'none' \(\['zzz\*'\]\) matches none"):
+        noise.group_spectra({"none": ["zzz*"]})
+
+
+def test_slq_quadrature_is_exact_for_low_degree_moments_and_estimates_the_density():
+    """Gauss quadrature: Σ τ θ^j = vᵀ D^j v / vᵀv for j ≤ 2m − 1, probe by probe (full reorth)."""
+    from sgdscope.noise.density import rademacher_probes
+
+    X, y = image_data(90)
+    noise = sg.GradientNoise(small_cnn().eval(), cross_entropy(), (X, y))
+    D = noise.dense()
+    m, nv = 6, 5
+    dens = noise.spectral_density(n_probes=nv, steps=m, seed=3, reorthogonalize=True)
+    V = rademacher_probes(noise.dim, nv, torch.Generator().manual_seed(3))
+    Dj = torch.eye(noise.dim, dtype=F64)
+    for j in range(1, 2 * m):
+        Dj = Dj @ D
+        exact = ((V * (Dj @ V)).sum(0) / (V * V).sum(0)).numpy()
+        quad = (dens.weights * dens.nodes**j).sum(1)
+        np.testing.assert_allclose(quad, exact, rtol=1e-6)
+    np.testing.assert_allclose(dens.weights.sum(1), 1.0, rtol=1e-12)
+    # with many steps the quadrature resolves the rank: D has 89 non-zero eigenvalues of 483
+    full = noise.spectral_density(n_probes=30, steps=120, seed=0)
+    lam = torch.linalg.eigvalsh(D).numpy()
+    thr = 1e-6 * lam.max()
+    assert full.count_above(thr) == pytest.approx((lam > thr).sum(), rel=0.25)
+    assert full.moment(1) * noise.dim == pytest.approx(noise.trace(), rel=0.1)
+    grid = np.logspace(-6, 1, 200)
+    assert np.all(full.density(grid) >= 0)

@@ -2,6 +2,7 @@
 
 from .._params import ParamLayout
 from .covariance import CovarianceOperator
+from .density import SpectralDensity
 from .eigensolvers import ConvergenceError
 from .gradient_noise import GradientNoise, SpectrumMethod
 from .spectrum import Spectrum
@@ -11,6 +12,7 @@ __all__ = [
     "CovarianceOperator",
     "GradientNoise",
     "ParamLayout",
+    "SpectralDensity",
     "Spectrum",
     "SpectrumMethod",
 ]

@@ -16,12 +16,25 @@ import torch
 
 from .._memory import MemoryBudgetError, format_bytes
 from .._progress import progress_bar
-from .covariance import CovarianceOperator, dense_covariance, gram_matrix, gram_vectors
+from .covariance import (
+    CovarianceOperator,
+    dense_covariance,
+    gram_matrix,
+    gram_vectors,
+    group_gram_matrices,
+    group_gram_vectors,
+)
 from .eigensolvers import ConvergenceError, eigenpairs_above, eigh_descending, subspace_iteration
 from .spectrum import Spectrum
 from .stream import GradientStream
 
-__all__ = ["Precision", "SpectrumMethod", "choose_method", "compute_spectrum"]
+__all__ = [
+    "Precision",
+    "SpectrumMethod",
+    "choose_method",
+    "compute_group_spectra",
+    "compute_spectrum",
+]
 
 EXACT_MAX = 6000
 """auto: exact methods (dense / Gram eigh) when min(N, d) is at most this (an eigh of a 6000 × 6000
@@ -216,3 +229,71 @@ def compute_spectrum(
         iterations=res.iterations, converged=bool(res.converged), noise_floor=floor,
         precision=precision.value, info=_finish(info, stream, tol=used_tol), **common,
     )  # fmt: skip
+
+
+def compute_group_spectra(
+    stream: GradientStream,
+    groups: dict[str, list[str]],
+    *,
+    correction: int,
+    k: int | None,
+    vectors: int,
+    precision: Precision,
+    info: dict,
+) -> dict[str, Spectrum]:
+    """Exact spectra of D restricted to each parameter group (its diagonal blocks), one pass.
+
+    Every group's N × N Gram matrix K_g = Gᶜ_g Gᶜ_gᵀ / (N − c) is accumulated in the same panel
+    passes as the whole model's (the blocks are computed once per parameter and summed per
+    group); the top ``vectors`` eigenvectors of every group come from one more pass.
+    """
+    compute = torch.float64 if precision is Precision.FLOAT64 else stream.grad_dtype
+    n, denom = stream.n, stream.n - correction
+    layout = stream.layout
+    dims = {
+        g: sum(layout.slice(p).stop - layout.slice(p).start for p in m) for g, m in groups.items()
+    }
+    fixed = (
+        len(groups) * n * n * 8
+        + 3 * n * n * 8
+        + sum(min(vectors, n) * (dims[g] + n) * 8 for g in groups)
+    )
+    _require(
+        fixed, stream.memory_budget,
+        f"group_spectra with {len(groups)} groups, N = {n} and {vectors} eigenvectors each (an N × N "
+        "matrix per group, one eigh, and the eigenvectors)",
+        "Use fewer groups (e.g. groups='module'), fewer samples or fewer eigenvectors.",
+    )  # fmt: skip
+    Ks = group_gram_matrices(stream, compute, stream.memory_budget - fixed, groups)
+    mean = stream.moments()[0]
+    eps = float(torch.finfo(stream.grad_dtype).eps) / 2
+    results, wanted, values_of = {}, {}, {}
+    for g, K in Ks.items():
+        gbar = torch.cat([mean[layout.slice(p)] for p in groups[g]])
+        sq = float(K.trace())  # Σ_k ‖g_k,g − ḡ_g‖²
+        floor = 2 * eps * (sq + n * float(gbar @ gbar)) / denom
+        values, U = eigh_descending(K / denom)
+        r = min(n - 1, dims[g]) if k is None else min(k, n - 1, dims[g])
+        values_of[g] = (np.clip(values[:r], 0.0, None), sq / denom, floor)
+        m = min(vectors, r)
+        if m:
+            wanted[g] = (groups[g], U[:, :m].contiguous())
+        del K
+    vecs = group_gram_vectors(stream, wanted, compute) if wanted else {}
+    for g, (values, trace, floor) in values_of.items():
+        V = None
+        if g in vecs:
+            Vt = vecs[g]
+            m = Vt.shape[1]
+            scale = torch.as_tensor(values[:m], dtype=torch.float64, device=Vt.device) * denom
+            ok = scale > 0
+            Vt[:, ok] /= scale[ok].sqrt()
+            Vt[:, ~ok] = 0.0
+            V = Vt.cpu().numpy()
+        results[g] = Spectrum(
+            eigenvalues=values, eigenvectors=V, dim=dims[g], n_samples=n, trace=trace,
+            complete=k is None or k >= min(n - 1, dims[g]), method="gram",
+            reason=f"group {g!r}: {len(groups[g])} parameter(s)", noise_floor=floor,
+            precision=precision.value, info=_finish(info, stream, params=list(groups[g])),
+        )  # fmt: skip
+    return results

@@ -23,7 +23,14 @@ from .._operator import BaseOperator
 from .blocks import gram_block
 from .stream import GradientStream
 
-__all__ = ["CovarianceOperator", "dense_covariance", "gram_matrix", "gram_vectors"]
+__all__ = [
+    "CovarianceOperator",
+    "dense_covariance",
+    "gram_matrix",
+    "gram_vectors",
+    "group_gram_matrices",
+    "group_gram_vectors",
+]
 
 
 class CovarianceOperator(BaseOperator):
@@ -120,6 +127,16 @@ def dense_covariance(stream: GradientStream, correction: int = 0) -> torch.Tenso
 def gram_matrix(stream: GradientStream, dtype: torch.dtype, rep_budget: int) -> torch.Tensor:
     r"""Kᶜ = Gᶜ Gᶜᵀ (N × N, float64, not yet divided by N − c), without the N × d matrix.
 
+    See :func:`group_gram_matrices`, of which this is the one-group case.
+    """
+    return group_gram_matrices(stream, dtype, rep_budget, {"all": list(stream.layout.names)})["all"]
+
+
+def group_gram_matrices(
+    stream: GradientStream, dtype: torch.dtype, rep_budget: int, groups: dict[str, list[str]]
+) -> dict[str, torch.Tensor]:
+    r"""Kᶜ_g = Gᶜ_g Gᶜ_gᵀ for every parameter group g, from the same passes over the data.
+
     Samples are taken in *panels*: each panel's per-parameter Gram pieces (centred rows, or the
     factors of a factored layer) are kept while the rest of the data streams past chunk by
     chunk, filling the panel's rows of K; then the next panel. When every piece fits
@@ -131,7 +148,7 @@ def gram_matrix(stream: GradientStream, dtype: torch.dtype, rep_budget: int) -> 
     n = stream.n
     mean = stream.moments()[0]
     layout = stream.layout
-    K = torch.zeros(n, n, dtype=torch.float64, device=stream.device)
+    Ks = {g: torch.zeros(n, n, dtype=torch.float64, device=stream.device) for g in groups}
 
     def reps(chunk):
         return (
@@ -145,9 +162,11 @@ def gram_matrix(stream: GradientStream, dtype: torch.dtype, rep_budget: int) -> 
 
     def fill(a, b) -> None:
         (sa, na, ra), (sb, nb, rb) = a, b
-        block = sum(gram_block(ra[p], rb[p], dtype) for p in ra)
-        K[sa : sa + na, sb : sb + nb] = block
-        K[sb : sb + nb, sa : sa + na] = block.T
+        per_param = {p: gram_block(ra[p], rb[p], dtype) for p in ra}
+        for g, members in groups.items():
+            block = sum(per_param[p] for p in members)
+            Ks[g][sa : sa + na, sb : sb + nb] = block
+            Ks[g][sb : sb + nb, sa : sa + na] = block.T
 
     def nbytes(rep) -> int:
         return sum(r.nbytes for r in rep[2].values())
@@ -177,17 +196,36 @@ def gram_matrix(stream: GradientStream, dtype: torch.dtype, rep_budget: int) -> 
             for a in held:
                 fill(other, a)
         start = stop
-    return K
+    return Ks
 
 
 def gram_vectors(stream: GradientStream, U: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Gᶜᵀ U (d, r) for U (N, r) in one pass: eigenvectors of D from those of K, unnormalised."""
+    names = list(stream.layout.names)
+    return group_gram_vectors(stream, {"all": (names, U)}, dtype)["all"]
+
+
+def group_gram_vectors(
+    stream: GradientStream, wanted: dict[str, tuple[list[str], torch.Tensor]], dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
+    """Gᶜ_gᵀ U_g (d_g, r_g) for every group g = (its parameter names, U_g (N, r_g)), in one pass."""
     layout = stream.layout
     mean = stream.moments()[0]
-    out = torch.zeros(stream.dim, U.shape[1], dtype=torch.float64, device=stream.device)
+    outs, offsets = {}, {}
+    for g, (members, U) in wanted.items():
+        offsets[g] = {}
+        pos = 0
+        for p in members:
+            numel = layout.slice(p).stop - layout.slice(p).start
+            offsets[g][p] = slice(pos, pos + numel)
+            pos += numel
+        outs[g] = torch.zeros(pos, U.shape[1], dtype=torch.float64, device=stream.device)
     for chunk in stream.chunks("eigenvectors"):
-        Uc = U[chunk.start : chunk.start + chunk.n]
-        for name, block in chunk.blocks.items():
-            out[layout.slice(name)] += block.backproject(Uc.to(dtype)).double()
-    out.sub_(torch.outer(mean, U.sum(0)))
-    return out
+        for g, (members, U) in wanted.items():
+            Uc = U[chunk.start : chunk.start + chunk.n].to(dtype)
+            for p in members:
+                outs[g][offsets[g][p]] += chunk.blocks[p].backproject(Uc).double()
+    for g, (members, U) in wanted.items():
+        gbar = torch.cat([mean[layout.slice(p)] for p in members])
+        outs[g].addr_(gbar, U.sum(0), alpha=-1.0)
+    return outs

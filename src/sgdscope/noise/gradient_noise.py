@@ -31,10 +31,13 @@ from ._spectrum_methods import (
     Precision,
     SpectrumMethod,
     choose_method,
+    compute_group_spectra,
     compute_spectrum,
     noise_floor,
 )
 from .covariance import CovarianceOperator, dense_covariance
+from .density import SpectralDensity, rademacher_probes, stochastic_lanczos_quadrature
+from .groups import resolve_groups
 from .spectrum import FLOAT32_EPS, PAPER, Spectrum
 from .stream import Backend, GradientStream
 
@@ -426,6 +429,115 @@ class GradientNoise:
                   "backend": self.backend, "t0": t0, "passes0": passes0},
         )  # fmt: skip
         return spec
+
+    def group_spectra(
+        self,
+        groups: str | dict = "layer",
+        k: int | None = None,
+        *,
+        eigenvectors: bool | int = False,
+        precision: str | Precision = "float64",
+    ) -> dict[str, Spectrum]:
+        """Exact spectra of D's diagonal blocks for several parameter groups, from one pass.
+
+        The block of D for a group g of parameters is the covariance of their per-sample
+        gradients alone (per layer: Remark 13's question of where the noise lives). Every
+        group's spectrum comes from its N × N Gram matrix, accumulated in the same passes over
+        the data (the Gram method; exact at any d).
+
+        Args:
+            groups: ``"layer"`` (one group per module owning parameters), ``"module"`` (one per
+                top-level child of the model), or a dict group name → parameter names or glob
+                patterns; groups may overlap.
+            k: Eigenvalues per group (None: all non-zero ones).
+            eigenvectors: False, True (one per eigenvalue) or an int m (the top m of each group),
+                each of the group's own dimension (its parameters in layout order).
+            precision: "float64" or "mixed", as in :meth:`spectrum`.
+
+        Returns:
+            A dict group name → frozen :class:`~sgdscope.Spectrum` (its ``info["params"]`` lists
+            the group's parameters).
+
+        Raises:
+            ValueError: On an unknown grouping rule or a group that matches nothing.
+            MemoryBudgetError: If one N × N matrix per group does not fit the budget.
+        """
+        where = "GradientNoise.group_spectra"
+        precision = check_option("precision", precision, Precision, where=where)
+        resolved = resolve_groups(self.layout, groups, where=where)
+        max_rank = max(self.n_samples - 1, 1)
+        if k is not None:
+            k = check_int("k", k, where=where, low=1, high=max_rank)
+        if isinstance(eigenvectors, bool):
+            vectors = (k or max_rank) if eigenvectors else 0
+        else:
+            vectors = check_int("eigenvectors", eigenvectors, where=where, low=0, high=max_rank)
+        return compute_group_spectra(
+            self._stream, resolved, correction=self.correction, k=k, vectors=vectors,
+            precision=precision,
+            info={"chunk_size": self.chunk_size, "eval_mode": self.eval_mode,
+                  "correction": self.correction, "backend": self.backend,
+                  "t0": time.perf_counter(), "passes0": self.passes},
+        )  # fmt: skip
+
+    def spectral_density(
+        self,
+        n_probes: int = 8,
+        steps: int = 60,
+        seed: int | None = 0,
+        *,
+        reorthogonalize: bool | str = "auto",
+        precision: str | Precision = "float64",
+    ) -> SpectralDensity:
+        """The eigenvalue density of D by stochastic Lanczos quadrature (see :mod:`.density`).
+
+        For when the rank is beyond any affordable k: ``steps`` passes over the data, each
+        applying D to all ``n_probes`` Rademacher probes at once.
+
+        Args:
+            n_probes: Random probes (the estimate's variance falls as 1/n_probes).
+            steps: Lanczos steps m per probe (the quadrature is exact for polynomials of degree
+                ≤ 2m − 1).
+            seed: Seed of the probes (None: nondeterministic).
+            reorthogonalize: Keep the d × n_probes × steps Lanczos vectors and reorthogonalise
+                fully (True), not (False), or when they fit a quarter of the budget ("auto").
+            precision: "float64" or "mixed", as in :meth:`spectrum`.
+
+        Returns:
+            A frozen :class:`~sgdscope.noise.density.SpectralDensity`.
+        """
+        where = "GradientNoise.spectral_density"
+        n_probes = check_int("n_probes", n_probes, where=where, low=1)
+        steps = check_int("steps", steps, where=where, low=1, high=max(self.dim, 1))
+        block = self.dim * n_probes * 8
+        need = 4 * block
+        if need > self.memory_budget:
+            raise MemoryBudgetError(
+                f"spectral_density with {n_probes} probes at d = {self.dim} needs "
+                f"{format_bytes(need)} for its Lanczos blocks, over the memory budget of "
+                f"{format_bytes(self.memory_budget)}. Use fewer probes."
+            )
+        if reorthogonalize == "auto":
+            reorthogonalize = need + steps * block <= self.memory_budget // 4
+        elif not isinstance(reorthogonalize, bool):
+            raise ValueError(
+                f"the 'reorthogonalize' parameter of {where} must be True, False or 'auto', "
+                f"got {reorthogonalize!r}."
+            )
+        t0, op = time.perf_counter(), self.operator(precision)
+        generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
+        if seed is None:
+            generator.seed()
+        probes = rademacher_probes(self.dim, n_probes, generator).to(self.device)
+        nodes, weights = stochastic_lanczos_quadrature(
+            op.matmat, probes, steps, reorthogonalize=reorthogonalize
+        )
+        return SpectralDensity(
+            nodes=nodes, weights=weights, dim=self.dim, trace=self.trace(),
+            reorthogonalized=bool(reorthogonalize),
+            info={"seconds": time.perf_counter() - t0, "data_passes": self.passes,
+                  "n_probes": n_probes, "steps": steps, "backend": self.backend},
+        )  # fmt: skip
 
     def _solver_rtol(self, rtol: float | str | None) -> float:
         """The relative threshold the randomized k=None search must reach below."""
