@@ -334,7 +334,7 @@ def test_group_spectra_are_the_spectra_of_the_diagonal_blocks_of_D():
     D = noise.dense()
     specs = noise.group_spectra("layer", eigenvectors=2)
     assert set(specs) == {"stem", "bn", "conv1", "conv2", "short", "head"}
-    for name, spec in specs.items():
+    for spec in specs.values():
         idx = torch.cat(
             [torch.arange(noise.dim)[noise.layout.slice(p)] for p in spec.info["params"]]
         )

@@ -105,7 +105,7 @@ def stochastic_lanczos_quadrature(
     A run that breaks down early (an invariant subspace: β ≈ 0) keeps its shorter quadrature;
     its missing nodes get weight 0.
     """
-    d, nv = probes.shape
+    nv = probes.shape[1]
     V = probes / torch.linalg.vector_norm(probes, dim=0)
     prev = torch.zeros_like(V)
     beta = torch.zeros(nv, dtype=torch.float64, device=V.device)
