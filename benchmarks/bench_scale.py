@@ -148,7 +148,9 @@ def measure(name, args):
     d = sum(p.numel() for p in model.parameters())
     row = {"model": name, "d": d, "n": args.n, "k": args.k, "precision": args.precision}
     small = subset(data, args.n)
-    noise = sg.GradientNoise(model, loss, small, device=device, progress=True, cache=False)
+    budget = int(args.budget_gib * 2**30)
+    noise = sg.GradientNoise(model, loss, small, device=device, progress=True, cache=False,
+                             memory_budget=budget)  # fmt: skip
     row.update(backend=noise.backend, chunk_size=noise.chunk_size)
 
     def fwd_bwd():
@@ -172,19 +174,33 @@ def measure(name, args):
     row["product_s"] = time.perf_counter() - t0
     row["peak_N"] = peak_of(lambda: op @ X, device)
     row["ratio"] = row["product_s"] / row["fwd_bwd_s"]
-    big = sg.GradientNoise(model, loss, subset(data, 4 * args.n), device=device, cache=False,
-                           chunk_size=noise.chunk_size)  # fmt: skip
-    big.mean_gradient()
-    row["peak_4N"] = peak_of(lambda: big.operator(precision=args.precision) @ X, device)
-    row["peak_ratio"] = row["peak_4N"] / row["peak_N"]
+    if args.skip_4n:
+        big = None
+    else:
+        big = sg.GradientNoise(model, loss, subset(data, 4 * args.n), device=device, cache=False,
+                               chunk_size=noise.chunk_size, memory_budget=budget)  # fmt: skip
+        big.mean_gradient()
+        row["peak_4N"] = peak_of(lambda: big.operator(precision=args.precision) @ X, device)
+        row["peak_ratio"] = row["peak_4N"] / row["peak_N"]
     t0 = time.perf_counter()
-    spec = noise.spectrum(method="gram", eigenvectors=args.vectors, precision=args.precision)
+    box = {}
+
+    def gram():
+        box["spec"] = noise.spectrum(
+            method="gram", eigenvectors=args.vectors, precision=args.precision
+        )
+
+    row["gram_peak"] = peak_of(gram, device)
+    spec = box["spec"]
     row.update(
         gram_s=time.perf_counter() - t0, passes=noise.passes, rank=spec.rank(),
         rank_paper=spec.summary().get("rank_paper"), noise_floor=spec.noise_floor,
         lambda_max=spec.lambda_max, trace=noise.trace(), b_simple=noise.noise_scale(),
         n_eigenvalues=int(spec.eigenvalues.size),
     )  # fmt: skip
+    import resource
+
+    row["maxrss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps(row), flush=True)
     return row
 
@@ -199,6 +215,8 @@ def main():
     ap.add_argument("--vectors", type=int, default=16)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="float64", choices=["float64", "mixed"])
+    ap.add_argument("--budget-gib", type=float, default=8.0, help="memory_budget of GradientNoise")
+    ap.add_argument("--skip-4n", action="store_true", help="skip the product over 4N samples")
     ap.add_argument("--cifar-dir", default=None)
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     ap.add_argument("--out", default="benchmarks/results/scale.json")

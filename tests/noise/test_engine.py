@@ -375,3 +375,38 @@ def test_slq_quadrature_is_exact_for_low_degree_moments_and_estimates_the_densit
     assert full.moment(1) * noise.dim == pytest.approx(noise.trace(), rel=0.1)
     grid = np.logspace(-6, 1, 200)
     assert np.all(full.density(grid) >= 0)
+
+
+def test_activation_checkpointing_works_with_hooks_and_vmap_says_why_not():
+    from torch.utils.checkpoint import checkpoint
+
+    from sgdscope.reference.noise import per_sample_gradients_loop
+
+    class Checkpointed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh())
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.head(checkpoint(self.body, x, use_reentrant=False))
+
+    torch.manual_seed(0)
+    X, y = torch.randn(20, 5), torch.randint(0, 3, (20,))
+    model = Checkpointed()
+    noise = sg.GradientNoise(model, cross_entropy(), (X, y), chunk_size=6)
+    assert noise.backend == "hooks"
+    G = per_sample_gradients_loop(model, cross_entropy(), X, y)
+    torch.testing.assert_close(noise.per_sample_gradients(), G, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="activation checkpointing .* backend='hooks'"):
+        sg.GradientNoise(model, cross_entropy(), (X, y), backend="vmap").dense()
+
+
+def test_a_never_updated_train_mode_batchnorm_is_said_not_silently_switched():
+    X, y = image_data(10)
+    model = small_cnn().train()  # fresh: running statistics never updated
+    with pytest.warns(
+        UserWarning,
+        match=r"BatchNorm 1 is in training mode and its running statistics were never updated",
+    ):
+        sg.GradientNoise(model, cross_entropy(), (X, y))

@@ -225,7 +225,7 @@ def test_inf_gradient_is_reported():
 
 def test_dense_over_budget_says_what_it_needs_and_what_to_call():
     X, y = image_data(8)
-    noise = sg.GradientNoise(small_cnn(), cross_entropy(), (X, y), memory_budget=100_000)
+    noise = sg.GradientNoise(small_cnn().eval(), cross_entropy(), (X, y), memory_budget=100_000)
     with pytest.raises(
         MemoryBudgetError,
         match=r"d = 483: 1\.8 MiB, over the memory budget of 97\.7 KiB.*operator\(\)",

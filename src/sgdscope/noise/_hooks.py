@@ -200,6 +200,8 @@ class HookedGradients:
         parts: dict[str, list[GradBlock]] = defaultdict(list)
         for unit in self.units:
             for call in unit.calls:
+                if not call.grads:  # not on the loss's path (or recomputed under checkpointing)
+                    continue
                 for full, block in self._blocks(unit, call, n).items():
                     parts[full].append(block)
             unit.calls = []

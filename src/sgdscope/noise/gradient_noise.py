@@ -17,6 +17,7 @@ the Gram matrix) and the spectrum methods (:mod:`._spectrum_methods`).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -185,6 +186,23 @@ class GradientNoise:
                     "the samples of a batch, so per-sample gradients are not defined. Use eval_mode=True "
                     "(running statistics, as the paper did) or call model.eval()."
                 )
+        elif fresh := [
+            name or type(m).__name__
+            for name, m in self.model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and m.training
+            and m.track_running_stats
+            and m.num_batches_tracked is not None
+            and int(m.num_batches_tracked) == 0
+        ]:
+            warnings.warn(
+                f"sgdscope: BatchNorm {', '.join(fresh[:5])}{' …' if len(fresh) > 5 else ''} is in "
+                "training mode and its running statistics were never updated (mean 0, variance 1); "
+                "eval_mode=True measures D with those statistics, i.e. without normalisation. Run "
+                "the model on data in train mode first (or train it), or pass eval_mode=False "
+                "only if the model has no BatchNorm that couples samples.",
+                stacklevel=3,
+            )
         x, y = self.source.first(2)
         x, y = to_device(x, self.device), y.to(self.device)
         n = y.shape[0]
