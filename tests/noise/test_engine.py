@@ -398,7 +398,7 @@ def test_activation_checkpointing_works_with_hooks_and_vmap_says_why_not():
     assert noise.backend == "hooks"
     G = per_sample_gradients_loop(model, cross_entropy(), X, y)
     torch.testing.assert_close(noise.per_sample_gradients(), G, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="activation checkpointing .* backend='hooks'"):
+    with pytest.raises(ValueError, match=r"activation checkpointing .* backend='hooks'"):
         sg.GradientNoise(model, cross_entropy(), (X, y), backend="vmap").dense()
 
 
@@ -410,3 +410,22 @@ def test_a_never_updated_train_mode_batchnorm_is_said_not_silently_switched():
         match=r"BatchNorm 1 is in training mode and its running statistics were never updated",
     ):
         sg.GradientNoise(model, cross_entropy(), (X, y))
+
+
+def test_block_krylov_needs_fewer_passes_than_subspace_iteration():
+    from sgdscope.noise.eigensolvers import block_krylov, subspace_iteration
+
+    X, y = image_data(120)
+    D = sg.GradientNoise(small_cnn().eval(), cross_entropy(), (X, y)).dense()
+    lam = torch.linalg.eigvalsh(D).flip(0).numpy()
+    for k, tol in [(5, 1e-9), (15, 1e-9), (40, 1e-9)]:
+        kry = block_krylov(
+            lambda V: D @ V, D.shape[0], k, tol=tol, generator=torch.Generator().manual_seed(0)
+        )
+        sub = subspace_iteration(
+            lambda V: D @ V, D.shape[0], k, tol=tol, generator=torch.Generator().manual_seed(0)
+        )
+        assert kry.converged and sub.converged
+        np.testing.assert_allclose(kry.values, lam[:k], rtol=1e-8, atol=1e-12 * lam[0])
+        assert np.all(np.abs(kry.values - lam[:k]) <= kry.residuals + 1e-13 * lam[0])
+        assert kry.iterations < sub.iterations

@@ -24,7 +24,7 @@ from .covariance import (
     group_gram_matrices,
     group_gram_vectors,
 )
-from .eigensolvers import ConvergenceError, eigenpairs_above, eigh_descending, subspace_iteration
+from .eigensolvers import ConvergenceError, block_krylov, eigenpairs_above, eigh_descending
 from .spectrum import Spectrum
 from .stream import GradientStream
 
@@ -199,6 +199,13 @@ def compute_spectrum(
         )  # fmt: skip
     operator = CovarianceOperator(stream, correction, compute)
     max_rank = max(min(stream.n - 1, stream.dim), 1)
+    b = max(k or 32, 4)  # block Krylov keeps up to 4b basis columns and their images
+    _require(
+        (8 * b + 4 * b) * stream.dim * 8, stream.memory_budget,
+        f"spectrum(method='randomized') with k = {k or 32} at d = {stream.dim} (the Krylov basis, "
+        "its images and the eigenvectors, float64)",
+        "Ask for a smaller k, or raise memory_budget.",
+    )  # fmt: skip
     with progress_bar("eigensolver passes", None, enabled=stream.progress) as advance:
         kwargs = dict(
             tol=tol, max_iter=max_iter, generator=generator, dtype=torch.float64,
@@ -207,7 +214,7 @@ def compute_spectrum(
         if k is None:
             res = eigenpairs_above(operator.matmat, stream.dim, rtol, max_rank=max_rank, **kwargs)
         else:
-            res = subspace_iteration(operator.matmat, stream.dim, k, **kwargs)
+            res = block_krylov(operator.matmat, stream.dim, k, **kwargs)
     used_tol = min(tol, 0.01 * rtol) if k is None else tol
     values = np.clip(res.values, 0.0, None)
     floor = max(floor, used_tol * (float(values[0]) if values.size else 0.0))

@@ -376,9 +376,10 @@ class GradientNoise:
               K = Gᶜ Gᶜᵀ / N of centred gradients, accumulated parameter by parameter without
               the N × d matrix (:func:`~sgdscope.noise.covariance.gram_matrix`); eigenvectors map
               back as v = Gᶜᵀ u / √(N λ) in one more pass. Exact at any d for N up to ~10⁴.
-            - ``randomized``: block subspace iteration (see :mod:`.eigensolvers`) for the top k,
-              O(d·k) memory, one pass over the data per iteration, converged when every residual
-              ‖D v − λ v‖ ≤ tol · λ_max.
+            - ``randomized``: for the top k, block Krylov (block Lanczos with thick restarts, see
+              :mod:`.eigensolvers`); for ``k=None``, block subspace iteration that grows k to the
+              threshold. O(d·k) memory, one pass over the data per iteration, converged when
+              every residual ‖D v − λ v‖ ≤ tol · λ_max.
             - ``auto``: exact when min(N, d) ≤ 6000 and it fits the budget, otherwise randomized.
               The result's ``method`` and ``reason`` say what was chosen.
 
