@@ -17,7 +17,14 @@ _MODELS = ["small-lenet", "small-fc", "tiny-fc"]
 
 
 def _load_checkpoint(model: torch.nn.Module, path: Path) -> None:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from .._checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        state = load_checkpoint(
+            path, remedy="pass a file written by torch.save(model.state_dict())"
+        )
+    except CheckpointError as err:
+        raise click.BadParameter(str(err), param_hint="--checkpoint") from err
     if isinstance(state, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if key in state and isinstance(state[key], dict):
