@@ -75,6 +75,7 @@ __all__ = [
     "augment",
     "augmentation_params",
     "cifar",
+    "find_cifar",
     "fit_zca",
     "global_contrast_normalize",
     "paper_inputs",
@@ -266,6 +267,22 @@ class _Source:
                 f"CIFAR archive {os.fspath(self.path)!r} is truncated or corrupt "
                 f"({type(err).__name__}: {err}); download it again."
             ) from None
+
+
+def find_cifar(data_dir: str | os.PathLike, classes: int = 10) -> Path:
+    """The CIFAR archive or extracted folder that :func:`cifar` would read, without reading it.
+
+    Args:
+        data_dir: The archive, its extracted folder, or a folder holding either.
+        classes: 10 or 100.
+
+    Returns:
+        The path of the archive or folder found.
+
+    Raises:
+        FileNotFoundError: If none is found; the message lists the names looked for.
+    """
+    return _find(Path(data_dir).expanduser(), classes).path
 
 
 def _find(root: Path, classes: int) -> _Source:
