@@ -28,10 +28,8 @@ def _invoke(args):
 def _usage_error(res, option, *words):
     """exit code 2, click's 'Invalid value for OPTION', each word, and no traceback."""
     assert res.exit_code == 2, res.output
-    assert (
-        ("Traceback" not in res.output
-        and res.exception is None)
-        or isinstance(res.exception, SystemExit)
+    assert ("Traceback" not in res.output and res.exception is None) or isinstance(
+        res.exception, SystemExit
     )
     assert f"Invalid value for '{option}'" in res.output or option in res.output, res.output
     text = " ".join(res.output.split())  # click wraps long messages
