@@ -191,8 +191,14 @@ class TrajectoryRecorder:
 
     Crash safety: records become durable chunk by chunk (``chunk_size`` rows); a process killed at
     any moment leaves every committed chunk readable, and ``resume=True`` continues the same
-    trajectory after the last committed record (the records of the chunk being filled are lost;
-    call :meth:`flush` when you save a checkpoint so that the trajectory ends where it resumes).
+    trajectory after the last step that every stream (weights and gradients) holds, dropping any
+    record after it, so the streams never hold a step twice (the records of the chunk being filled
+    are lost; call :meth:`flush` when you save a checkpoint so that the trajectory ends where it
+    resumes, and restart training at :attr:`step_count`).
+
+    One writer: the recorder holds an exclusive lock on ``path`` (``PATH/.lock``) until
+    :meth:`close`; a second recorder on the same path is refused with
+    :class:`~sgdscope.trajectory.store.TrajectoryLockedError`. The lock dies with its process.
 
     Threading: a bounded pool of ``queue_size + 1`` buffers; a background thread writes full ones.
     An exception in that thread is raised in the training thread at the next :meth:`step`,
@@ -246,6 +252,7 @@ class TrajectoryRecorder:
         FileExistsError: If ``path`` exists and neither ``resume`` nor ``overwrite`` is set, or
             holds something other than a trajectory.
         TrajectoryFormatError: If ``resume=True`` and ``path`` is not a trajectory.
+        TrajectoryLockedError: If another recorder is writing ``path``.
 
     Example:
         >>> import tempfile, torch
