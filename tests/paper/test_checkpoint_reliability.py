@@ -135,3 +135,23 @@ def test_a_crafted_pickle_is_refused_by_name(tmp_path):
         CheckpointError, match=r"evil\.pt.*not a checkpoint that can be loaded safely"
     ):
         load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_an_unwritable_run_folder_is_found_before_any_batch_is_trained(tmp_path, monkeypatch):
+    """As root cannot be denied permission, the folder's refusal is simulated at open()."""
+    import builtins
+
+    real_open = builtins.open
+
+    def deny(file, mode="r", *a, **k):
+        if "w" in mode and str(file).endswith(".pt.tmp"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, mode, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", deny)
+    model = models.build("tiny-fc")
+    batches = []
+    model.register_forward_hook(lambda *a: batches.append(1))
+    with pytest.raises(CheckpointError, match=r"cannot write checkpoints to .*run.*Permission"):
+        train(model, _data(), CFG, tmp_path / "run", progress=False)
+    assert batches == []  # nothing trained, so nothing lost
