@@ -21,10 +21,9 @@ def check_device(ctx: click.Context | None, param: click.Parameter | None, value
         return value
     try:
         device = torch.device(value)
-    except (RuntimeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except (RuntimeError, ValueError):
         raise click.BadParameter(
-            f"{value!r} is not a torch device ({first[:120]}); use cpu, cuda or cuda:N."
+            f"{value!r} is not a torch device; use cpu, cuda or cuda:N (N: the GPU's number)."
         ) from None
     if device.type not in ("cpu", "cuda"):
         raise click.BadParameter(f"{value!r} is not supported here; use cpu, cuda or cuda:N.")
