@@ -116,3 +116,25 @@ def test_spectra_n_spectrum_override(quick_out, monkeypatch):
     ckpts = saved["numbers"]["panels"]["fig1b"]["checkpoints"].values()
     assert {c["n_samples"] for c in ckpts} == {50}
     assert "D on the first 50 training samples" in saved["reduced_note"]
+
+
+def test_a_rerun_says_what_it_reused_instead_of_old_times(quick_out, monkeypatch):
+    out, first = quick_out
+    assert "this call" in first.output and "reused from earlier calls" not in first.output
+    monkeypatch.setattr(spectra.Settings, "quick", classmethod(lambda cls: TINY[spectra]))
+    monkeypatch.setattr(trajectory.Settings, "quick", classmethod(lambda cls: TINY[trajectory]))
+    res = CliRunner().invoke(
+        main, ["reproduce", "--quick", "--no-progress", "--out", str(out), "spectra"]
+    )
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert re.search(r"spectra: \d+ s this call; reused from earlier calls: ", text), text
+    assert "D of fig1a, fig1b from the *.spectrum.npz caches" in text
+    saved = json.loads((out / "spectra" / "result.json").read_text())
+    assert saved["numbers"]["seconds_this_call"] < saved["seconds"]  # the old total is not printed
+    res = CliRunner().invoke(
+        main, ["reproduce", "trajectory", "--quick", "--no-progress", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "reused from earlier calls: epochs 1–120 from state.pt" in text, text

@@ -37,6 +37,7 @@ from .dynamics import examples as examples
 from .trajectory import Projection as Projection
 from .trajectory import Trajectory as Trajectory
 from .trajectory import TrajectoryFormatError as TrajectoryFormatError
+from .trajectory import TrajectoryLockedError as TrajectoryLockedError
 from .trajectory import TrajectoryRecorder as TrajectoryRecorder
 from .trajectory import basis_projection as basis_projection
 from .trajectory import load_trajectory as load_trajectory
@@ -79,6 +80,7 @@ __all__ = [
     "Projection",
     "Trajectory",
     "TrajectoryFormatError",
+    "TrajectoryLockedError",
     "TrajectoryRecorder",
     "basis_projection",
     "load_trajectory",

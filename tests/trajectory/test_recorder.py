@@ -100,7 +100,7 @@ def test_round_trip_of_a_real_training_run(tmp_path):
     )
     # the temperature is eta / (2b) / (1 - mu) (sg.temperature, eq. 3), an independent closed form
     assert m["temperature"] == pytest.approx(0.05 / (2 * 64) / (1 - 0.9))
-    assert m["user"] == {"note": "test"} and m["dtype"] == "float32" and m["format_version"] == 1
+    assert m["user"] == {"note": "test"} and m["dtype"] == "float32" and m["format_version"] == 2
 
 
 def test_default_chunk_size_targets_one_mebibyte(tmp_path):

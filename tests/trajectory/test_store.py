@@ -189,7 +189,9 @@ def test_newer_format_version_is_refused(tmp_path):
     manifest = json.loads(file.read_text())
     manifest["format_version"] = FORMAT_VERSION + 1
     file.write_text(json.dumps(manifest))
-    with pytest.raises(sg.TrajectoryFormatError, match=r"newer trajectory format version 2"):
+    with pytest.raises(
+        sg.TrajectoryFormatError, match=rf"newer trajectory format version {FORMAT_VERSION + 1}"
+    ):
         sg.load_trajectory(tmp_path / "v")
 
 

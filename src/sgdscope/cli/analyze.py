@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,12 +21,20 @@ from ..report.fig_trajectory import (
 from ..trajectory import analysis
 from ..trajectory.projection import pca_projection
 from ..trajectory.trajectory import load_trajectory
+from ._options import make_out
 
 
 def _open(path: Path):
     """A Trajectory directory, or a .npy array of shape (T, d) (memory-mapped)."""
     if path.is_file() and path.suffix == ".npy":
-        x = np.load(path, mmap_mode="r")
+        try:
+            x = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise click.ClickException(
+                f"{path} is not a .npy array of shape (T, d) that can be read without pickle "
+                f"({type(exc).__name__}); write the snapshots with numpy.save(path, x) where x "
+                f"is a float array of shape (T, d), or pass a trajectory directory."
+            ) from None
         if x.ndim != 2:
             raise click.ClickException(
                 f"{path} holds an array of shape {x.shape}; expected (T, d)."
@@ -37,6 +46,43 @@ def _open(path: Path):
         raise click.ClickException(
             f"{path} is neither a trajectory directory nor a .npy array of shape (T, d): {exc}"
         ) from exc
+
+
+def _window(source, start: int | None, stop: int | None, every: int | None):
+    """The snapshots ``source[start:stop:every]`` as an array, and a description of the window."""
+    n = len(source)
+    rows = range(n)[slice(start, stop, every)]
+    if len(rows) < 3:
+        raise click.BadParameter(
+            f"--start {start}, --stop {stop}, --every {every} select {len(rows)} of the {n:,} "
+            f"snapshots of {'the trajectory' if hasattr(source, 'weights') else 'the array'}; "
+            f"choose a window of at least 3 (the analyses need far more, about 200 or more).",
+            param_hint="--start/--stop/--every",
+        )
+    if hasattr(source, "weights"):
+        x = source.weights[rows.start : rows.stop : rows.step]
+        steps = source.steps[rows.start : rows.stop : rows.step]
+    else:
+        x = np.asarray(source[rows.start : rows.stop : rows.step])
+        steps = np.arange(n)[rows.start : rows.stop : rows.step]
+    window = {
+        "start": rows.start,
+        "stop": rows.stop,
+        "every": rows.step,
+        "snapshots": len(rows),
+        "of": n,
+        "first_step": int(steps[0]),
+        "last_step": int(steps[-1]),
+    }
+    return x, window
+
+
+def _gradient_window(gn, window: dict):
+    """The gradient norms recorded within the window's steps (smoothed over the whole run)."""
+    keep = (gn.steps >= window["first_step"]) & (gn.steps <= window["last_step"])
+    return dataclasses.replace(
+        gn, steps=gn.steps[keep], value=gn.value[keep], smoothed=gn.smoothed[keep]
+    )
 
 
 def _parse_project(text: str) -> int | None:
@@ -87,7 +133,19 @@ def _parse_project(text: str) -> int | None:
     help="Cells per axis of the flux grid.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the surrogates.")
-def analyze(traj, out, project, surrogates, alpha, bins, seed):
+@click.option(
+    "--start",
+    type=int,
+    help="First snapshot of the window to analyse (0-based; negative counts from the end), "
+    "e.g. to skip the transient the verdict warns about.",
+)
+@click.option("--stop", type=int, help="End of the window (exclusive; negative from the end).")
+@click.option(
+    "--every",
+    type=click.IntRange(min=1),
+    help="Keep every this many snapshots of the window (thinning).",
+)
+def analyze(traj, out, project, surrogates, alpha, bins, seed, start, stop, every):
     """Diagnose whether trajectory TRAJ is at equilibrium (a recorded run or a .npy (T, d) array).
 
     Writes spectrum.png (increments, Fig. 3a), autocorrelation.png (Fig. 3b), gradient_norm.png
@@ -97,7 +155,11 @@ def analyze(traj, out, project, surrogates, alpha, bins, seed):
     console = Console()
     k = _parse_project(project)
     source = _open(traj)
-    out.mkdir(parents=True, exist_ok=True)
+    full = source
+    window = None
+    if start is not None or stop is not None or every is not None:
+        source, window = _window(source, start, stop, every)
+    make_out(out)
     try:
         x = source
         plane = "all coordinates"
@@ -131,9 +193,11 @@ def analyze(traj, out, project, surrogates, alpha, bins, seed):
             seed=seed,
         )
         try:
-            gn = analysis.gradient_norm(source)
+            gn = analysis.gradient_norm(full)
         except ValueError:
             gn = None  # no gradient norm was recorded (or a plain array)
+        if gn is not None and window is not None:
+            gn = _gradient_window(gn, window)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     files = [
@@ -148,6 +212,7 @@ def analyze(traj, out, project, surrogates, alpha, bins, seed):
     n, d = (len(source), source.dim) if hasattr(source, "dim") else source.shape
     summary = {
         "input": str(traj),
+        "window": window,
         "snapshots": int(n),
         "dim": int(d),
         "coordinates": plane,

@@ -12,12 +12,21 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from ._options import check_device, check_mnist_dir, make_out
+
 _METHODS = ["auto", "dense", "gram", "randomized"]
 _MODELS = ["small-lenet", "small-fc", "tiny-fc"]
 
 
 def _load_checkpoint(model: torch.nn.Module, path: Path) -> None:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from .._checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        state = load_checkpoint(
+            path, remedy="pass a file written by torch.save(model.state_dict())"
+        )
+    except CheckpointError as err:
+        raise click.BadParameter(str(err), param_hint="--checkpoint") from err
     if isinstance(state, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if key in state and isinstance(state[key], dict):
@@ -68,7 +77,9 @@ def _load_checkpoint(model: torch.nn.Module, path: Path) -> None:
     show_default=True,
     help="Seed of the initial weights and of the randomized eigensolver.",
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option(
+    "--device", default="cpu", show_default=True, callback=check_device, help="cpu, cuda or cuda:N."
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -87,11 +98,23 @@ def spectrum(model_name, checkpoint, data_dir, n_samples, k, method, seed, devic
 
     console = Console()
     t0 = time.perf_counter()
+    check_mnist_dir(data_dir)
+    make_out(out)
     model = models.build(model_name, seed=seed)
     if checkpoint is not None:
         _load_checkpoint(model, checkpoint)
     dataset = data.mnist_for(model_name, data_dir, n=n_samples)
     inputs, targets = dataset.tensors()
+    if k is not None:  # D is a covariance of N centred gradients in d dimensions
+        dim = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        max_rank = max(min(len(targets) - 1, dim), 1)
+        if k > max_rank:
+            raise click.BadParameter(
+                f"{k} is more eigenpairs than D has: D of {model_name} on N = {len(targets):,} "
+                f"samples (d = {dim:,}) has rank at most min(N − 1, d) = {max_rank:,}. Pass "
+                f"--k {max_rank} or less, or omit --k for every eigenvalue above the threshold.",
+                param_hint="--k",
+            )
     noise = GradientNoise(
         model.to(device), torch.nn.CrossEntropyLoss(reduction="none"), (inputs, targets),
         device=device, progress=True,

@@ -15,6 +15,7 @@ from ..dynamics.fokker_planck import FokkerPlanck, gaussian_density
 from ..dynamics.grid import Grid
 from ..dynamics.sde import simulate_sde
 from ..report.fig_toy import plot_drift, plot_toy
+from ._options import make_out
 
 _WITH_LAM = ("double_well", "accel")
 
@@ -75,6 +76,7 @@ def toy(name, lam, beta, n, t_max, particles, seed, out):
     Writes drift.png (Fig. 4: drift streamlines over Φ), toy.png (Φ vs f and their critical
     points, the current J, SDE paths over ρ_ss, the free energy over time) and summary.json.
     """
+    make_out(out)
     console = Console()
     params = {}
     if lam is not None:
@@ -125,7 +127,6 @@ def toy(name, lam, beta, n, t_max, particles, seed, out):
     finally:
         torch.set_num_threads(threads)
 
-    out.mkdir(parents=True, exist_ok=True)
     loss_values = None if ex.loss is None else np.asarray(ex.loss(grid.points), dtype=float)
     known = None if ex.potential is None else np.asarray(ex.potential(grid.points), dtype=float)
     plot_drift(ex, ss, fp.drift_cells, out / "drift.png")

@@ -75,6 +75,7 @@ __all__ = [
     "augment",
     "augmentation_params",
     "cifar",
+    "find_cifar",
     "fit_zca",
     "global_contrast_normalize",
     "paper_inputs",
@@ -110,6 +111,32 @@ class CifarFormatError(ValueError):
     """A CIFAR file is truncated, corrupt, or not in the official layout."""
 
 
+class _NdarrayToken:
+    """Stands for ``numpy.ndarray`` in a CIFAR pickle; not callable, so no array is sized by it."""
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray"
+
+
+_NDARRAY = _NdarrayToken()
+
+
+def _empty_array(cls: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """``_reconstruct(ndarray, (0,), dtype)``, the only call numpy's pickles make.
+
+    The array is then filled by its pickled state, whose bytes are in the file, so its size is
+    bounded by the file's. Any other class or shape (a crafted file asking for a huge
+    uninitialised array) is refused.
+    """
+    if cls is not _NDARRAY or tuple(shape) != (0,):
+        raise CifarFormatError(
+            f"refusing _reconstruct({cls!r}, {shape!r}, ...): numpy's pickles rebuild an array "
+            "from an empty one of shape (0,) and its stored bytes; this file is not an official "
+            "CIFAR batch."
+        )
+    return _reconstruct(np.ndarray, (0,), dtype)
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that builds only what the CIFAR python files hold: numpy arrays.
 
@@ -118,15 +145,17 @@ class RestrictedUnpickler(pickle.Unpickler):
     pickle written by Python 3 also needs ``_codecs.encode`` (how it stores ``bytes``). Those
     globals, and their numpy ≥ 2 spelling ``numpy._core.multiarray._reconstruct``, are the only
     ones allowed; any other (``os.system``, ``builtins.eval``, …) raises
-    :class:`CifarFormatError` before anything is called. Load with ``encoding="bytes"``, as
-    the files' own instructions do.
+    :class:`CifarFormatError` before anything is called. ``numpy.ndarray`` resolves to a
+    token that only ``_reconstruct`` accepts, and only with the empty shape (0,) numpy's own
+    pickles use, so a short file cannot allocate a large uninitialised array. Load with
+    ``encoding="bytes"``, as the files' own instructions do.
     """
 
     _ALLOWED: ClassVar[MappingProxyType[tuple[str, str], Any]] = MappingProxyType(
         {
-            ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-            ("numpy", "ndarray"): np.ndarray,
+            ("numpy.core.multiarray", "_reconstruct"): _empty_array,
+            ("numpy._core.multiarray", "_reconstruct"): _empty_array,
+            ("numpy", "ndarray"): _NDARRAY,
             ("numpy", "dtype"): np.dtype,
             ("_codecs", "encode"): codecs.encode,
         }
@@ -197,6 +226,11 @@ class CifarData(Dataset):
                 f"CifarData.labels and .index must have shape ({n},), got "
                 f"{tuple(self.labels.shape)} and {tuple(self.index.shape)}."
             )
+        if self.coarse_labels is not None and tuple(self.coarse_labels.shape) != (n,):
+            raise ValueError(
+                f"CifarData.coarse_labels must have shape ({n},) or be None, got "
+                f"{tuple(self.coarse_labels.shape)}."
+            )
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -228,7 +262,15 @@ class _Source:
     def __init__(self, path: Path, folder: str, binary: bool) -> None:
         self.path, self.folder, self.binary = path, folder, binary
 
-    def read(self, members: tuple[str, ...]) -> list[tuple[str, bytes]]:
+    def _check_size(self, name: str, size: int, limit: int) -> None:
+        if size > limit:
+            raise CifarFormatError(
+                f"CIFAR batch {name} is {size:,} bytes, more than the {limit:,} bytes an official "
+                f"batch can hold; it is not an official CIFAR file (refused before reading it)."
+            )
+
+    def read(self, members: tuple[str, ...], limit: int) -> list[tuple[str, bytes]]:
+        """The bytes of each member; one larger than ``limit`` bytes is refused unread."""
         names = [m + ".bin" if self.binary else m for m in members]
         if self.path.is_dir():
             out = []
@@ -239,6 +281,7 @@ class _Source:
                         f"CIFAR folder {os.fspath(self.path)!r} lacks {m}; it should hold "
                         f"{', '.join(names)}: extract the official archive again."
                     )
+                self._check_size(os.fspath(f), f.stat().st_size, limit)
                 out.append((os.fspath(f), f.read_bytes()))
             return out
         try:
@@ -257,7 +300,9 @@ class _Source:
                             f"CIFAR archive {os.fspath(self.path)!r}: {self.folder}/{m} is not "
                             "a regular file."
                         )
-                    out.append((f"{os.fspath(self.path)}:{self.folder}/{m}", fh.read()))
+                    where = f"{os.fspath(self.path)}:{self.folder}/{m}"
+                    self._check_size(where, tar.getmember(f"{self.folder}/{m}").size, limit)
+                    out.append((where, fh.read()))
                 return out
         except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
             if isinstance(err, FileNotFoundError):
@@ -266,6 +311,22 @@ class _Source:
                 f"CIFAR archive {os.fspath(self.path)!r} is truncated or corrupt "
                 f"({type(err).__name__}: {err}); download it again."
             ) from None
+
+
+def find_cifar(data_dir: str | os.PathLike, classes: int = 10) -> Path:
+    """The CIFAR archive or extracted folder that :func:`cifar` would read, without reading it.
+
+    Args:
+        data_dir: The archive, its extracted folder, or a folder holding either.
+        classes: 10 or 100.
+
+    Returns:
+        The path of the archive or folder found.
+
+    Raises:
+        FileNotFoundError: If none is found; the message lists the names looked for.
+    """
+    return _find(Path(data_dir).expanduser(), classes).path
 
 
 def _find(root: Path, classes: int) -> _Source:
@@ -312,18 +373,44 @@ def _parse_python(name: str, raw: bytes, classes: int) -> tuple[np.ndarray, ...]
             + "; is it the right data set?"
         )
     data = np.asarray(d[b"data"])
-    labels = np.asarray(d[key], dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != PIXELS:
         raise CifarFormatError(
             f"CIFAR python batch {name}: b'data' is {data.dtype} {data.shape}, expected uint8 "
             f"N x {PIXELS}."
         )
-    if labels.shape != (data.shape[0],):
-        raise CifarFormatError(
-            f"CIFAR python batch {name} holds {data.shape[0]} images but {labels.size} labels."
-        )
-    coarse = np.asarray(d[b"coarse_labels"], dtype=np.int64) if classes == 100 else None
+    labels = _labels(d[key], name, key, data.shape[0])
+    coarse = (
+        _labels(d[b"coarse_labels"], name, b"coarse_labels", data.shape[0])
+        if classes == 100
+        else None
+    )
     return data, labels, coarse
+
+
+def _labels(value: Any, name: str, key: bytes, n: int) -> np.ndarray:
+    """The labels under ``key`` as int64 (n,): whole numbers only, one per image."""
+    try:
+        arr = np.asarray(value)
+    except Exception as err:  # e.g. ragged lists
+        raise CifarFormatError(
+            f"CIFAR python batch {name}: {key!r} cannot be read as an array ({err})."
+        ) from None
+    if arr.shape != (n,):
+        raise CifarFormatError(
+            f"CIFAR python batch {name} holds {n} images but {arr.size} labels ({key!r} has "
+            f"shape {arr.shape}, expected ({n},): one label per image)."
+        )
+    if arr.dtype.kind in "iu":
+        if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and n and arr.max() > 2**62:
+            raise CifarFormatError(f"CIFAR python batch {name}: {key!r} holds {arr.max()}.")
+        return arr.astype(np.int64)
+    example = next((v for v in arr.ravel() if not isinstance(v, int | np.integer)), None)
+    raise CifarFormatError(
+        f"CIFAR python batch {name}: {key!r} must hold whole numbers (class indices), got "
+        f"dtype {arr.dtype}"
+        + (f" (e.g. {example!r})" if example is not None else "")
+        + "; the file is corrupt or not an official CIFAR batch."
+    )
 
 
 def cifar(
@@ -372,17 +459,25 @@ def cifar(
     source = _find(Path(data_dir).expanduser(), classes)
     members = _LAYOUT[classes][4 if split is Split.TRAIN else 5]
     parse = _parse_binary if source.binary else _parse_python
-    parts = [parse(name, raw, classes) for name, raw in source.read(members)]
+    # the largest an official member can be: its images' records, plus pickle overhead
+    images = 50_000 // len(members) if split is Split.TRAIN else 10_000
+    record = PIXELS + (1 if classes == 10 else 2)
+    limit = images * record if source.binary else images * (record + 64) + (1 << 20)
+    parts = [parse(name, raw, classes) for name, raw in source.read(members, limit)]
     data = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     coarse = np.concatenate([p[2] for p in parts]) if classes == 100 else None
-    bad = np.flatnonzero((labels < 0) | (labels >= classes))
-    if bad.size:
-        raise CifarFormatError(
-            f"CIFAR-{classes} {split.value} data in {os.fspath(source.path)!r} has label "
-            f"{int(labels[bad[0]])} at row {int(bad[0])}, outside [0, {classes - 1}]: the file "
-            "is corrupt or belongs to the other CIFAR."
-        )
+    checks = [("label", labels, classes)]
+    if coarse is not None:
+        checks.append(("coarse label", coarse, 20))
+    for what, values, high in checks:
+        bad = np.flatnonzero((values < 0) | (values >= high))
+        if bad.size:
+            raise CifarFormatError(
+                f"CIFAR-{classes} {split.value} data in {os.fspath(source.path)!r} has {what} "
+                f"{int(values[bad[0]])} at row {int(bad[0])}, outside [0, {high - 1}]: the file "
+                "is corrupt or belongs to the other CIFAR."
+            )
     if n is not None:
         if n > len(labels):
             raise ValueError(

@@ -53,6 +53,7 @@ __all__ = [
     "Resize",
     "Scale",
     "Split",
+    "find_mnist_files",
     "mnist",
     "mnist_for",
     "pillow_bilinear",
@@ -285,6 +286,30 @@ class MnistData(Dataset):
     def class_counts(self) -> list[int]:
         """Return the number of samples of each class, in class-index order."""
         return torch.bincount(self.labels, minlength=self.num_classes).tolist()
+
+
+def find_mnist_files(data_dir: str | os.PathLike) -> dict[str, tuple[Path, Path]]:
+    """The (images, labels) files of both splits in ``data_dir``, without reading them.
+
+    Used to refuse a wrong folder before any work starts.
+
+    Args:
+        data_dir: A folder with the MNIST IDX files (``.``, ``raw/`` or ``MNIST/raw/`` in it).
+
+    Returns:
+        ``{"train": (images, labels), "test": (images, labels)}``.
+
+    Raises:
+        FileNotFoundError: If ``data_dir`` is not a folder or a file is missing; the message lists
+            the names and folders searched.
+    """
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"the 'data_dir' parameter of {_WHERE} must be an existing folder, got "
+            f"{os.fspath(data_dir)!r}; pass data_dir=None to use the embedded subset."
+        )
+    return {split.value: _files_for(root, split) for split in Split}
 
 
 def _files_for(data_dir: Path, split: Split) -> tuple[Path, Path]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -45,18 +46,53 @@ class IdxFormatError(ValueError):
     """An IDX file is malformed: wrong magic number, bad dimensions or a truncated payload."""
 
 
-def _read_bytes(path: Path) -> bytes:
+_MAX_HEADER = 4 + 4 * 255  # magic number and up to 255 dimension sizes
+_MAX_RATIO = 1032  # the largest expansion of deflate (RFC 1951): 258 bytes from 2 bits
+
+
+def _gunzip(raw: bytes, limit: int) -> bytes:
+    """At most ``limit`` bytes of the (possibly multi-member) gzip stream ``raw``.
+
+    Stops as soon as ``limit`` bytes are out, so a small file that inflates to gigabytes costs
+    only ``limit`` bytes of memory. A stream that ends earlier is read to its end, where zlib
+    checks its CRC-32 and length.
+
+    Raises:
+        zlib.error, EOFError: If the stream is corrupted or truncated.
+    """
+    out = bytearray()
+    data = raw
+    while True:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out += d.decompress(data, limit - len(out))
+        while len(out) < limit and d.unconsumed_tail:
+            out += d.decompress(d.unconsumed_tail, limit - len(out))
+        if len(out) >= limit:
+            return bytes(out)
+        if not d.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+        data = d.unused_data
+        if not data.strip(b"\x00"):  # no further member (zero padding is allowed, as in gzip)
+            return bytes(out)
+        if data[:2] != _GZIP_MAGIC:
+            raise EOFError(f"{len(data)} bytes of trailing garbage after the gzip stream")
+
+
+def _read_bytes(path: Path, limit: int) -> bytes:
+    """The file's bytes, gunzipped if compressed: at most ``limit`` bytes."""
     with open(path, "rb") as fh:
-        raw = fh.read()
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as err:  # truncated or corrupted gzip stream
-            raise IdxFormatError(
-                f"IDX file {os.fspath(path)!r} is gzip-compressed but cannot be decompressed "
-                f"({err}); the file is truncated or corrupted: download it again."
-            ) from err
-    return raw
+        gzipped = fh.read(2) == _GZIP_MAGIC
+        fh.seek(0)
+        raw = fh.read() if gzipped else fh.read(min(limit, os.fstat(fh.fileno()).st_size + 1))
+    if not gzipped:
+        return raw
+    try:
+        return _gunzip(raw, limit)
+    except (OSError, EOFError, zlib.error) as err:  # truncated or corrupted gzip stream
+        raise IdxFormatError(
+            f"IDX file {os.fspath(path)!r} is gzip-compressed but cannot be decompressed "
+            f"({err}); the file is truncated or corrupted: download it again."
+        ) from err
 
 
 def read_idx(path: str | os.PathLike[str], *, magic: int | None = None) -> np.ndarray:
@@ -84,7 +120,7 @@ def read_idx(path: str | os.PathLike[str], *, magic: int | None = None) -> np.nd
     """
     path = Path(path)
     name = os.fspath(path)
-    data = _read_bytes(path)
+    data = _read_bytes(path, _MAX_HEADER)  # the header first: it bounds what the rest may hold
     if len(data) < 4:
         raise IdxFormatError(
             f"IDX file {name!r} has {len(data)} bytes, fewer than the 4-byte magic number; "
@@ -112,6 +148,16 @@ def read_idx(path: str | os.PathLike[str], *, magic: int | None = None) -> np.nd
     sizes = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = IDX_DTYPES[code]
     expected = math.prod(sizes) * dtype.itemsize
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        gzipped = fh.read(2) == _GZIP_MAGIC
+    if gzipped and header + expected > _MAX_RATIO * size + _MAX_HEADER:
+        raise IdxFormatError(
+            f"IDX file {name!r} declares shape {sizes} ({expected} payload bytes), more than a "
+            f"{size}-byte gzip file can hold (deflate expands at most {_MAX_RATIO}-fold); the "
+            "file is truncated or corrupted: download it again."
+        )
+    data = _read_bytes(path, header + expected + 1)  # one byte more shows a too-long payload
     payload = len(data) - header
     if payload != expected:
         what = "truncated" if payload < expected else "longer than its header says"

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checkpoint import atomic_save, check_writable, load_checkpoint
 from .._progress import progress_bar
 from .._validation import check_int, check_option, check_real
 
@@ -204,9 +205,7 @@ def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[str
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_save(obj, path)
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -214,13 +213,17 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> dict[str, An
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        ValueError: If the file does not hold this network's weights.
+        ValueError: If the file does not hold this network's weights, or is damaged
+            (:class:`sgdscope._checkpoint.CheckpointError`: a zip member fails its CRC,
+            truncated, not a checkpoint).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {os.fspath(path)!r} does not exist.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path, remedy="train it again")
     try:
+        if not isinstance(state, dict):
+            raise TypeError(f"it holds a {type(state).__name__}, not a dict")
         model.load_state_dict(state["model"])
     except (KeyError, RuntimeError, TypeError) as err:
         raise ValueError(
@@ -228,6 +231,36 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> dict[str, An
             "build the same model (name and num_classes) it was trained as."
         ) from err
     return {k: v for k, v in state.items() if k not in ("model", "optimizer")}
+
+
+def _resume(
+    last: Path, settings: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer
+) -> list[EpochRecord]:
+    """Load ``last.pt`` into ``model`` and ``opt``; return its history. Every error names it."""
+    fix = "delete it to start afresh, or pass resume=False"
+    state = load_checkpoint(last, remedy=fix)
+    keys = ("model", "optimizer", "history", "settings")
+    if not isinstance(state, dict) or any(k not in state for k in keys):
+        found = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
+        raise ValueError(
+            f"{os.fspath(last)!r} is not a resume point written by train() (expected a dict "
+            f"with {list(keys)}, found {found}); {fix}."
+        )
+    diff = changed_settings(state["settings"], settings)
+    if diff:
+        raise ValueError(
+            f"{os.fspath(last)!r} was written by a run with other settings ({', '.join(diff)} "
+            f"differ); use another directory, or pass resume=False to start afresh there."
+        )
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        return [EpochRecord(**r) for r in state["history"]]
+    except (RuntimeError, TypeError, ValueError, KeyError) as err:
+        raise ValueError(
+            f"{os.fspath(last)!r} does not fit this network or optimizer "
+            f"({type(err).__name__}: {str(err)[:300]}); {fix}."
+        ) from err
 
 
 @torch.no_grad()
@@ -330,17 +363,12 @@ def train(
         settings["data"] = data_tag
     history: list[EpochRecord] = []
     last = directory / LAST
-    if resume and last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        diff = changed_settings(state["settings"], settings)
-        if diff:
-            raise ValueError(
-                f"{os.fspath(last)!r} was written by a run with other settings ({', '.join(diff)} "
-                f"differ); use another directory, or pass resume=False to start afresh there."
-            )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        history = [EpochRecord(**r) for r in state["history"]]
+    if resume and last.exists():
+        history = _resume(last, settings, model, opt)
+    check_writable(last)  # before an epoch is spent, not after
+    for epoch in config.checkpoint_epochs:
+        if epoch > len(history):
+            check_writable(directory / f"epoch_{epoch:04d}.pt")
     start = len(history)
     keep = set(config.checkpoint_epochs)
     checkpoints = {

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, replace_all_batch_norm_modules_, vmap
 
+from .._checkpoint import load_checkpoint
 from .._progress import progress_bar
 from ..paper.training import TrainConfig, changed_settings, epoch_batches, lr_at
 from ..trajectory import TrajectoryRecorder, load_trajectory
@@ -205,7 +206,9 @@ def record_run(
     start, seconds, timed = 0, 0.0, 0
     state_path = folder / STATE
     if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state = load_checkpoint(
+            state_path, remedy=f"delete {os.fspath(folder)!r} to start the run afresh"
+        )
         diff = changed_settings(state["settings"], run_settings)
         if diff:
             raise ValueError(
@@ -323,7 +326,7 @@ def record_run(
     finally:
         if rec is not None:
             rec.close()
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(state_path)
     return RunInfo(
         store=folder / STORE,
         history=history,

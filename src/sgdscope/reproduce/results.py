@@ -12,6 +12,7 @@ DIGEST §2.2–2.3 (the paper's value as printed), what this run measured, and a
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -124,7 +125,10 @@ class ExperimentResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExperimentResult:
         """Rebuild a result written by :meth:`to_dict`."""
+        if not isinstance(d, dict):
+            raise TypeError(f"expected a JSON object, got {type(d).__name__}")
         d = dict(d)
+        _check_fields(d)
         d["comparisons"] = [Comparison.from_dict(c) for c in d.get("comparisons", [])]
         d["figures"] = [FigureRef(**f) for f in d.get("figures", [])]
         return cls(**d)
@@ -155,6 +159,59 @@ class ExperimentResult:
                 f"{os.fspath(path)!r} is not a result written by sgdscope reproduce ({err}); "
                 "delete it or rerun that experiment."
             ) from err
+
+
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "title": str,
+    "reduced": bool,
+    "reduced_note": str,
+    "config": dict,
+    "seconds": (int, float),
+    "comparisons": list,
+    "figures": list,
+    "numbers": dict,
+    "notes": list,
+    "environment": dict,
+}
+
+
+def _check_fields(d: dict[str, Any]) -> None:
+    """Types of a result.json's fields, so that a damaged or crafted file is refused by name.
+
+    The experiment ``name`` becomes a folder of OUT in the report, so it must be one plain path
+    component (no separator, not ``.`` or ``..``).
+    """
+    for key, kind in _TYPES.items():
+        if key in d and (
+            not isinstance(d[key], kind) or (kind is not bool and isinstance(d[key], bool))
+        ):
+            raise TypeError(f"field {key!r} is {type(d[key]).__name__}, not {_type_name(kind)}")
+    name = d.get("name")
+    if isinstance(name, str) and (
+        not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name
+    ):
+        raise ValueError(f"'name' must be one folder name inside OUT, got {name!r}")
+    seconds = d.get("seconds", 0.0)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"'seconds' must be a finite number >= 0, got {seconds!r}")
+    for i, c in enumerate(d.get("comparisons", [])):
+        if not isinstance(c, dict) or not all(
+            isinstance(c.get(k), str) for k in ("key", "claim", "paper", "measured", "verdict")
+        ):
+            raise TypeError(f"comparison {i} is not an object of text fields")
+    for i, f in enumerate(d.get("figures", [])):
+        if not isinstance(f, dict) or not all(
+            isinstance(f.get(k), str) for k in ("path", "caption")
+        ):
+            raise TypeError(f"figure {i} must have a text 'path' and 'caption'")
+    if not all(isinstance(n, str) for n in d.get("notes", [])):
+        raise TypeError("'notes' must be a list of text")
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
 
 
 def _jsonable(value: Any) -> Any:

@@ -17,7 +17,7 @@ from .projection import (
     random_projection,
 )
 from .recorder import NonFinitePolicy, TrajectoryRecorder
-from .store import FORMAT_VERSION, TrajectoryFormatError
+from .store import FORMAT_VERSION, TrajectoryFormatError, TrajectoryLockedError
 from .trajectory import ChunkedArray, Trajectory, load_trajectory
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "ProjectionKind",
     "Trajectory",
     "TrajectoryFormatError",
+    "TrajectoryLockedError",
     "TrajectoryRecorder",
     "basis_projection",
     "load_trajectory",

@@ -35,9 +35,12 @@ from .._validation import check_int, check_option, check_real
 from ..temperature import temperature
 from .projection import Projection, ProjectionKind, basis_projection, random_projection
 from .store import (
+    INDEX,
+    LOCK,
     MANIFEST,
     PROJECTION_FILE,
     STREAMS,
+    DirectoryLock,
     StoreWriter,
     chunks_of,
     read_manifest,
@@ -114,17 +117,37 @@ def _layout(names: list[str], params: list[torch.Tensor]) -> dict:
 def _unstarted(path: Path) -> bool:
     """True for an empty directory, or one left by a recorder killed before its first manifest.
 
-    Such a directory holds at most empty stream folders and hidden ``.*.tmp`` files.
+    Such a directory holds at most empty stream folders, hidden ``.*.tmp`` files, the lock file and
+    an empty chunk index.
     """
     if not path.is_dir():
         return False
     for entry in path.iterdir():
         if entry.is_file() and entry.name.startswith(".") and entry.name.endswith(".tmp"):
             continue
+        if entry.is_file() and entry.name == LOCK:
+            continue
+        if entry.is_file() and entry.name == INDEX and entry.stat().st_size == 0:
+            continue
         if entry.is_dir() and entry.name in STREAMS and not any(entry.iterdir()):
             continue
         return False
     return True
+
+
+def _resume_step(manifest: dict, gradient_every: int | None) -> int:
+    """The step where a resumed recording continues: the last one that every stream covers.
+
+    The weights' last committed step W, lowered so that no gradient due at a step <= it is missing
+    (a crash between the commits of the two streams). Records after it are dropped on resume.
+    """
+    weights = chunks_of(manifest, "weights")
+    step = weights[-1].last_step if weights else 0
+    if gradient_every is not None and "gradients" in manifest["streams"]:
+        grads = chunks_of(manifest, "gradients")
+        covered = (grads[-1].last_step if grads else 0) + gradient_every - 1
+        step = min(step, covered)
+    return step
 
 
 def _as_batches(data: Any) -> Iterable:
@@ -168,8 +191,14 @@ class TrajectoryRecorder:
 
     Crash safety: records become durable chunk by chunk (``chunk_size`` rows); a process killed at
     any moment leaves every committed chunk readable, and ``resume=True`` continues the same
-    trajectory after the last committed record (the records of the chunk being filled are lost;
-    call :meth:`flush` when you save a checkpoint so that the trajectory ends where it resumes).
+    trajectory after the last step that every stream (weights and gradients) holds, dropping any
+    record after it, so the streams never hold a step twice (the records of the chunk being filled
+    are lost; call :meth:`flush` when you save a checkpoint so that the trajectory ends where it
+    resumes, and restart training at :attr:`step_count`).
+
+    One writer: the recorder holds an exclusive lock on ``path`` (``PATH/.lock``) until
+    :meth:`close`; a second recorder on the same path is refused with
+    :class:`~sgdscope.trajectory.store.TrajectoryLockedError`. The lock dies with its process.
 
     Threading: a bounded pool of ``queue_size + 1`` buffers; a background thread writes full ones.
     An exception in that thread is raised in the training thread at the next :meth:`step`,
@@ -223,6 +252,7 @@ class TrajectoryRecorder:
         FileExistsError: If ``path`` exists and neither ``resume`` nor ``overwrite`` is set, or
             holds something other than a trajectory.
         TrajectoryFormatError: If ``resume=True`` and ``path`` is not a trajectory.
+        TrajectoryLockedError: If another recorder is writing ``path``.
 
     Example:
         >>> import tempfile, torch
@@ -314,13 +344,23 @@ class TrajectoryRecorder:
 
         # existing store
         manifest = None
+        self._lock: DirectoryLock | None = None
         if self.path.exists() and not _unstarted(self.path):
             is_traj = (self.path / MANIFEST).is_file()
             if resume:
-                manifest = read_manifest(self.path)
+                read_manifest(self.path)  # a clear error before the lock file is created
+                self._lock = DirectoryLock(self.path, _WHERE)
+                manifest = read_manifest(self.path)  # again, now that no one else writes it
             elif is_traj and overwrite:
                 read_manifest(self.path)  # only a trajectory is ever deleted
-                shutil.rmtree(self.path)
+                self._lock = DirectoryLock(self.path, _WHERE)
+                for entry in self.path.iterdir():
+                    if entry.name == LOCK:
+                        continue
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
             elif is_traj:
                 raise FileExistsError(
                     f"the 'path' parameter of {_WHERE} names an existing trajectory "
@@ -333,6 +373,54 @@ class TrajectoryRecorder:
                     f"not a trajectory; choose a new or empty directory."
                 )
 
+        if self._lock is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = DirectoryLock(self.path, _WHERE)
+        try:
+            self._open(
+                names,
+                manifest,
+                projection,
+                full_dim,
+                device,
+                store_dtype,
+                seed,
+                chunk_size,
+                lr,
+                batch_size,
+                momentum,
+                n,
+                replacement,
+                meta,
+                fsync,
+                queue_size,
+            )
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(
+        self,
+        names: list[str],
+        manifest: dict | None,
+        projection: Any,
+        full_dim: int,
+        device: torch.device,
+        store_dtype: torch.dtype,
+        seed: int | None,
+        chunk_size: int | None,
+        lr: float | None,
+        batch_size: int | None,
+        momentum: float | None,
+        n: int | None,
+        replacement: bool,
+        meta: Mapping[str, Any] | None,
+        fsync: bool,
+        queue_size: int,
+    ) -> None:
+        """The rest of the constructor, run while the directory's lock is held."""
+        path = self.path
+        optimizer, model, gradient_every = self._optimizer, self._model, self.gradient_every
         layout = _layout(names, self._params)
         if manifest is not None and manifest["meta"].get("layout") != layout:
             raise ValueError(
@@ -412,8 +500,7 @@ class TrajectoryRecorder:
         self._step = 0
         if manifest is not None:
             self._check_resume(manifest, new_meta)
-            weights = chunks_of(manifest, "weights")
-            self._step = weights[-1].last_step if weights else 0
+            self._step = _resume_step(manifest, gradient_every)
             old_meta = manifest["meta"]
             old_meta["resumed_at_steps"] = [*old_meta.get("resumed_at_steps", []), self._step]
             manifest["meta"] = old_meta
@@ -430,7 +517,14 @@ class TrajectoryRecorder:
         streams = {"weights": {"dim": self.dim, "dtype": new_meta["dtype"]}}
         if gradient_every is not None:
             streams["gradients"] = {"dim": self.dim, "dtype": new_meta["dtype"]}
-        self._writer = StoreWriter(self.path, new_meta, streams, fsync=fsync, manifest=manifest)
+        self._writer = StoreWriter(
+            self.path,
+            new_meta,
+            streams,
+            fsync=fsync,
+            manifest=manifest,
+            truncate_after=None if manifest is None else self._step,
+        )
         if proj is not None and manifest is None:
             self._writer.write_projection(proj.basis, proj.mean)
 
@@ -441,6 +535,7 @@ class TrajectoryRecorder:
             self._free.put((buf, buf.unbind(0)))
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size + 1)
         self._error: BaseException | None = None
+        self._failed = False  # set for good by the writer thread's first error
         self._nonfinite_seen: int | None = None
         self._warned = False
         self._closed = False
@@ -658,6 +753,7 @@ class TrajectoryRecorder:
             self._closed = True
             self._queue.put(None)  # stop the writer thread; it skips everything after an error
             self._thread.join()
+            self._lock.release()
             raise err
         self._warn_nonfinite()
 
@@ -705,6 +801,7 @@ class TrajectoryRecorder:
             self._closed = True
             self._queue.put(None)
             self._thread.join()
+            self._lock.release()
         self._free = queue.Queue()
         err, self._error = self._error, None
         if err is not None:
@@ -733,12 +830,14 @@ class TrajectoryRecorder:
             item = self._queue.get()
             try:
                 if item is None:
-                    if self._error is None:
+                    self._writer.close()
+                    if not self._failed:  # a failed run is never marked complete
                         self._writer.commit(complete=True)
                     return
-                if self._error is None:
+                if not self._failed:
                     self._write_item(item)
             except BaseException as err:  # surfaced in the training thread
+                self._failed = True
                 if self._error is None:
                     wrapped = RuntimeError(
                         f"the writer thread of {_WHERE} failed while writing {str(self.path)!r}: "
@@ -765,6 +864,7 @@ class TrajectoryRecorder:
             chunk = self._writer.append("gradients", data, steps, {"loss": loss})
         if chunk.nonfinite and item[0] == "weights":
             if self._nonfinite is NonFinitePolicy.RAISE:
+                self._failed = True
                 self._error = FloatingPointError(
                     f"{_WHERE} at {str(self.path)!r}: the weights recorded at step "
                     f"{chunk.first_nonfinite_step} hold NaN or inf (nonfinite='raise'). They were "

@@ -7,7 +7,10 @@ read when the trajectory is opened.
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from .store import (
     ChunkInfo,
     TrajectoryFormatError,
     chunks_of,
+    file_crc32,
     read_manifest,
 )
 
@@ -38,10 +42,21 @@ class ChunkedArray:
         dtype: The stored dtype.
     """
 
-    def __init__(self, root: Path, stream: str, chunks: list[ChunkInfo], dim: int, dtype: str):
+    def __init__(
+        self,
+        root: Path,
+        stream: str,
+        chunks: list[ChunkInfo],
+        dim: int,
+        dtype: str,
+        *,
+        verify: bool = True,
+    ):
         self._root = root
         self._stream = stream
         self._chunks = chunks
+        self._verify = verify
+        self._verified: set[int] = set()
         self._starts = np.array([c.start for c in chunks], dtype=np.int64)
         length = chunks[-1].start + chunks[-1].count if chunks else 0
         self.shape = (length, dim)
@@ -62,11 +77,25 @@ class ChunkedArray:
         )
 
     def _load(self, chunk: ChunkInfo) -> np.ndarray:
-        arr = np.load(self._root / chunk.data_file(self._stream), mmap_mode="r")
-        if arr.shape != (chunk.count, self.shape[1]):
+        name = chunk.data_file(self._stream)
+        file = self._root / name
+        if self._verify and chunk.data_crc32 is not None and chunk.index not in self._verified:
+            _check_crc(file, chunk.data_crc32, self._root, name)
+            self._verified.add(chunk.index)
+        try:
+            arr = np.load(file, mmap_mode="r")
+        except FileNotFoundError:
+            raise
+        except (ValueError, OSError, EOFError) as err:
             raise TrajectoryFormatError(
-                f"chunk {chunk.data_file(self._stream)!r} of {str(self._root)!r} has shape "
-                f"{arr.shape}, expected {(chunk.count, self.shape[1])}; the file is damaged."
+                f"chunk {name!r} of {str(self._root)!r} cannot be read ({type(err).__name__}: "
+                f"{err}); the file is damaged (truncated or rewritten)."
+            ) from err
+        if arr.shape != (chunk.count, self.shape[1]) or arr.dtype != self.dtype:
+            raise TrajectoryFormatError(
+                f"chunk {name!r} of {str(self._root)!r} has shape {arr.shape} and dtype "
+                f"{arr.dtype}, expected {(chunk.count, self.shape[1])} and {self.dtype}; the file "
+                f"is damaged."
             )
         return arr
 
@@ -122,6 +151,17 @@ class ChunkedArray:
         return out[0] if scalar_row else out
 
 
+def _check_crc(file: Path, want: int, root: Path, name: str) -> None:
+    got = file_crc32(file)
+    if got != want:
+        raise TrajectoryFormatError(
+            f"chunk file {name!r} of the trajectory {str(root)!r} is damaged: its CRC-32 is "
+            f"{got:08x}, but {want:08x} was recorded when it was written (a changed byte, or "
+            f"another chunk's file put in its place). Restore it from a copy or re-record; "
+            f"load_trajectory(path, verify=False) reads it unchecked."
+        )
+
+
 def _positions(key: Any, n: int) -> np.ndarray:
     """The integer positions that ``key`` selects along an axis of length n (numpy rules)."""
     if isinstance(key, slice):
@@ -153,45 +193,101 @@ class Trajectory:
             ``gradient_every``, ``projection``, ``dtype``, ``format_version``, ...
         projection: The :class:`Projection` the recorder applied, or None if raw weights
             were recorded.
-        complete: True if the recorder was closed cleanly; False after a crash (the records up to
-            the last complete chunk are still all valid).
+        complete: True if the recorder was closed cleanly; False after a crash or a failed write
+            (the records up to the last committed chunk are still all valid).
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, verify: bool = True) -> None:
         self.path = Path(path)
+        self._verify = verify
         manifest = read_manifest(self.path)
-        self.complete: bool = bool(manifest.get("complete", False))
+        self.complete: bool = manifest["complete"]
         self.meta: dict = {**manifest["meta"], "format_version": manifest["format_version"]}
         self._chunks = {s: chunks_of(manifest, s) for s in manifest["streams"]}
         streams = manifest["streams"]
         w = streams["weights"]
         self.weights = ChunkedArray(
-            self.path, "weights", self._chunks["weights"], w["dim"], w["dtype"]
+            self.path, "weights", self._chunks["weights"], w["dim"], w["dtype"], verify=verify
         )
         self.steps, self.scalars = self._records("weights")
         if "gradients" in streams:
             g = streams["gradients"]
             self.gradients: ChunkedArray | None = ChunkedArray(
-                self.path, "gradients", self._chunks["gradients"], g["dim"], g["dtype"]
+                self.path,
+                "gradients",
+                self._chunks["gradients"],
+                g["dim"],
+                g["dtype"],
+                verify=verify,
             )
             self.gradient_steps, self.gradient_scalars = self._records("gradients")
         else:
             self.gradients = None
             self.gradient_steps, self.gradient_scalars = np.zeros(0, np.int64), {}
         self.projection: Projection | None = None
-        if (self.path / PROJECTION_FILE).is_file():
-            with np.load(self.path / PROJECTION_FILE) as z:
-                kind = self.meta.get("projection", {}).get("kind", ProjectionKind.BASIS.value)
-                self.projection = Projection(
-                    basis=z["basis"], mean=z["mean"], kind=ProjectionKind(kind)
-                )
+        described = self.meta.get("projection")
+        if described is not None:  # a stray projection.npz in an unprojected trajectory is ignored
+            self.projection = self._read_projection(described)
+
+    def _read_projection(self, described: Any) -> Projection:
+        file = self.path / PROJECTION_FILE
+        try:
+            kind = ProjectionKind(described.get("kind", ProjectionKind.BASIS.value))
+            with np.load(file) as z:
+                return Projection(basis=z["basis"], mean=z["mean"], kind=kind)
+        except FileNotFoundError as err:
+            raise TrajectoryFormatError(
+                f"the trajectory {str(self.path)!r} was recorded with a projection, but its "
+                f"{PROJECTION_FILE!r} is missing; restore it from a copy."
+            ) from err
+        except (ValueError, OSError, KeyError, AttributeError, zipfile.BadZipFile) as err:
+            raise TrajectoryFormatError(
+                f"the {PROJECTION_FILE!r} of the trajectory {str(self.path)!r} cannot be read "
+                f"({type(err).__name__}: {err}); the file is damaged."
+            ) from err
+
+    def _read_records(self, stream: str, chunk: ChunkInfo) -> dict[str, np.ndarray]:
+        name = chunk.records_file(stream)
+        file = self.path / name
+        raw = file.read_bytes()  # FileNotFoundError names the file
+        if (
+            self._verify
+            and chunk.records_crc32 is not None
+            and zlib.crc32(raw) != chunk.records_crc32
+        ):
+            _check_crc(file, chunk.records_crc32, self.path, name)
+        try:
+            with np.load(io.BytesIO(raw)) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+            raise TrajectoryFormatError(
+                f"records file {name!r} of the trajectory {str(self.path)!r} cannot be read "
+                f"({type(err).__name__}: {err}); the file is damaged."
+            ) from err
+        steps = arrays.get("steps")
+        problem = None
+        if steps is None or steps.shape != (chunk.count,) or steps.dtype.kind not in "iu":
+            problem = f"holds steps of shape {None if steps is None else steps.shape}"
+        elif chunk.count and (steps[0] != chunk.first_step or steps[-1] != chunk.last_step):
+            problem = f"holds steps {int(steps[0])}..{int(steps[-1])}"
+        elif np.any(np.diff(steps) <= 0):
+            problem = "holds steps that do not increase"
+        elif any(v.shape != (chunk.count,) for k, v in arrays.items()):
+            problem = "holds a scalar column of another length"
+        if problem is not None:
+            raise TrajectoryFormatError(
+                f"records file {name!r} of the trajectory {str(self.path)!r} {problem}, but its "
+                f"index says {chunk.count} increasing steps {chunk.first_step}..{chunk.last_step}; "
+                f"the file is damaged."
+            )
+        return arrays
 
     def _records(self, stream: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         steps, parts = [], []
         for chunk in self._chunks[stream]:
-            with np.load(self.path / chunk.records_file(stream)) as z:
-                steps.append(z["steps"])
-                parts.append({k: z[k] for k in z.files if k != "steps"})
+            arrays = self._read_records(stream, chunk)
+            steps.append(arrays.pop("steps"))
+            parts.append(arrays)
         names = sorted({k for p in parts for k in p})
         scalars = {
             name: np.concatenate(
@@ -231,23 +327,29 @@ class Trajectory:
         )
 
 
-def load_trajectory(path: str | os.PathLike) -> Trajectory:
+def load_trajectory(path: str | os.PathLike, *, verify: bool = True) -> Trajectory:
     """Open a trajectory written by :class:`~sgdscope.TrajectoryRecorder`, lazily.
 
-    Only the manifest, the steps and the scalars are read; the weights are read on slicing.
-    A trajectory whose recorder was killed opens normally: it holds every chunk committed before
-    the crash (``traj.complete`` is then False).
+    Only the manifest, the chunk index, the steps and the scalars are read; the weights are read
+    on slicing. A trajectory whose recorder was killed opens normally: it holds every chunk
+    committed before the crash (``traj.complete`` is then False).
+
+    Integrity: the index's geometry is checked when the trajectory is opened (contiguous chunks,
+    increasing steps, one step per row), and each chunk file's CRC-32 the first time it is read.
 
     Args:
         path: The trajectory directory.
+        verify: Check the CRC-32 of each chunk file (format version 2) on its first read; False
+            skips the check (one pass over each file saved).
 
     Returns:
         The :class:`Trajectory`.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        TrajectoryFormatError: If ``path`` is not a trajectory or was written by a newer format
-            version (a subclass of ValueError).
+        TrajectoryFormatError: If ``path`` is not a trajectory, was written by a newer format
+            version, or is damaged (a subclass of ValueError); raised on slicing for a damaged
+            chunk file.
 
     Example:
         >>> import tempfile, torch
@@ -261,4 +363,4 @@ def load_trajectory(path: str | os.PathLike) -> Trajectory:
         >>> traj.weights[1:4].shape, traj.steps.tolist()
         ((3, 4), [1, 2, 3, 4, 5])
     """
-    return Trajectory(path)
+    return Trajectory(path, verify=verify)
