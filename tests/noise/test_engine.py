@@ -429,3 +429,22 @@ def test_block_krylov_needs_fewer_passes_than_subspace_iteration():
         np.testing.assert_allclose(kry.values, lam[:k], rtol=1e-8, atol=1e-12 * lam[0])
         assert np.all(np.abs(kry.values - lam[:k]) <= kry.residuals + 1e-13 * lam[0])
         assert kry.iterations < sub.iterations
+
+
+def test_auto_beyond_the_small_sizes_compares_measured_costs(monkeypatch):
+    import sgdscope.noise._spectrum_methods as methods
+
+    X, y = image_data(120)
+    noise = sg.GradientNoise(small_cnn().eval(), cross_entropy(), (X, y))
+    monkeypatch.setattr(methods, "EXACT_MAX", 50)  # as if N = 120 were large
+    spec = noise.spectrum(k=5)
+    assert spec.method in ("gram", "randomized")
+    assert (
+        "estimated cheaper" in spec.reason
+        and "one pass" in spec.reason
+        and "measured" in spec.reason
+    )
+    monkeypatch.setattr(methods, "RANDOMIZED_PASSES", 10**6)  # randomized hopeless: Gram
+    assert noise.spectrum(k=5).method == "gram"
+    monkeypatch.setattr(methods, "RANDOMIZED_PASSES", 0)  # randomized free: randomized
+    assert noise.spectrum(k=5).method == "randomized"

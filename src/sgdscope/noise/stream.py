@@ -20,6 +20,7 @@ first chunk's mean is the shift s): ḡ = s + (1/N) Σ (g_k − s) and
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -130,6 +131,8 @@ class GradientStream:
         self._cache: torch.Tensor | None = None
         self._cache_complete = False
         self._moments: tuple[torch.Tensor, float, float] | None = None
+        self.moments_seconds = 0.0
+        """Seconds the moments pass took: the auto method's measured cost of one pass."""
         self._samples_computed = 0
 
     # ---------------------------------------------------------------------------- basics
@@ -343,6 +346,7 @@ class GradientStream:
     def moments(self) -> tuple[torch.Tensor, float, float]:
         """(ḡ in float64, Σ_k ‖g_k − ḡ‖², ‖ḡ‖²), from one shifted pass (cached)."""
         if self._moments is None:
+            t0 = time.perf_counter()
             total = torch.zeros(self.dim, dtype=torch.float64, device=self.device)
             sq = torch.zeros((), dtype=torch.float64, device=self.device)
             shift = None
@@ -356,6 +360,7 @@ class GradientStream:
             delta = total / self.n
             mean = shift + delta
             self._moments = (mean, float(sq - self.n * (delta @ delta)), float(mean @ mean))
+            self.moments_seconds = time.perf_counter() - t0
         return self._moments
 
     def per_sample_gradients(self, idx: torch.Tensor) -> torch.Tensor:
