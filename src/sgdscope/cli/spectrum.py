@@ -116,7 +116,7 @@ def spectrum(model_name, checkpoint, data_dir, n_samples, k, method, seed, devic
                 param_hint="--k",
             )
     noise = GradientNoise(
-        model.to(device), torch.nn.CrossEntropyLoss(reduction="none"), (inputs, targets),
+        model.to(device).eval(), torch.nn.CrossEntropyLoss(reduction="none"), (inputs, targets),
         device=device, progress=True,
     )  # fmt: skip
     console.print(

@@ -240,7 +240,7 @@ def _measure(
     model = models.build(spec.model, spec.num_classes, seed=ctx.seed)
     load_weights(model, ckpt)
     noise = GradientNoise(
-        model.to(ctx.device),
+        model.to(ctx.device).eval(),  # the paper measured D in eval mode
         nn.CrossEntropyLoss(reduction="none"),
         xy,
         device=ctx.device,
