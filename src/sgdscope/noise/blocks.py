@@ -117,11 +117,17 @@ class GradBlock(ABC):
             out.addmm_(self.rows(sl, P.dtype).T, P[sl])
         return out
 
+    @property
+    def native_dtype(self) -> torch.dtype:
+        """The dtype the per-sample gradients are formed in (the model's)."""
+        return self.rows(slice(0, 1), torch.float64).dtype  # overridden by every form
+
     def sq_dist(self, shift: torch.Tensor) -> torch.Tensor:
-        """‖g_i − s‖² per sample, shape (n,), in shift's dtype."""
+        """‖g_i − s‖² per sample, shape (n,), float64 (rows cast slice by slice)."""
+        s = shift.double()
         parts = []
         for sl in _row_slices(self.n, self.numel):
-            r = self.rows(sl, shift.dtype).sub_(shift)
+            r = self.rows(sl, torch.float64).sub_(s)
             parts.append((r * r).sum(1))
         return torch.cat(parts)
 
@@ -154,6 +160,10 @@ class Materialised(GradBlock):
     def __init__(self, G: torch.Tensor) -> None:
         self.G = G.reshape(G.shape[0], -1)
         self.n, self.numel = self.G.shape
+
+    @property
+    def native_dtype(self) -> torch.dtype:  # noqa: D102
+        return self.G.dtype
 
     @property
     def nbytes(self) -> int:  # noqa: D102
@@ -194,6 +204,26 @@ class LinearFactors(GradBlock):
         self.d_in = d_in
         self.numel = self.d_in * self.d_out
         self.transposed = transposed
+
+    @property
+    def native_dtype(self) -> torch.dtype:  # noqa: D102
+        return self.B.dtype
+
+    def sq_dist(self, shift: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if not self.factored_gram_cheaper():
+            return super().sq_dist(shift)
+        # ghost norms ‖g_i‖² = Σ_{t,t'} (a_t·a_t')(b_t·b_t') and g_i·s = Σ_t b_tᵀ S a_t, in float64
+        A, B = self.A().double(), self.B.double()
+        S = (
+            shift.reshape(self.d_in, self.d_out).T
+            if self.transposed
+            else shift.reshape(self.d_out, self.d_in)
+        )
+        norms = (torch.einsum("nti,nsi->nts", A, A) * torch.einsum("nto,nso->nts", B, B)).sum(
+            (1, 2)
+        )
+        dots = (torch.einsum("nti,oi->nto", A, S) * B).sum((1, 2))
+        return norms - 2 * dots + shift @ shift
 
     def A(self, sl: slice | None = None) -> torch.Tensor:
         """The inputs (n, T, d_in), or those of the samples ``sl``."""
@@ -243,6 +273,10 @@ class EmbeddingFactors(GradBlock):
         self.numel = self.V * self.D
 
     @property
+    def native_dtype(self) -> torch.dtype:  # noqa: D102
+        return self.B.dtype
+
+    @property
     def nbytes(self) -> int:  # noqa: D102
         return self.B.numel() * self.B.element_size() + self.ids.numel() * 8
 
@@ -283,6 +317,7 @@ class EmbeddingFactors(GradBlock):
         return out.reshape(-1, k)
 
     def sq_dist(self, shift: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        shift = shift.double()
         diag = torch.stack([self._pair(i, i, self, shift.dtype) for i in range(self.n)])
         return diag - 2 * self.project(shift[:, None])[:, 0] + shift @ shift
 
@@ -321,6 +356,10 @@ class SumBlock(GradBlock):
 
     def keeps_rows_cheaply(self) -> bool:  # noqa: D102
         return all(p.keeps_rows_cheaply() for p in self.parts)
+
+    @property
+    def native_dtype(self) -> torch.dtype:  # noqa: D102
+        return self.parts[0].native_dtype
 
     def rows(self, sl: slice, dtype: torch.dtype) -> torch.Tensor:  # noqa: D102
         out = self.parts[0].rows(sl, dtype)

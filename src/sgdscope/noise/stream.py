@@ -67,6 +67,8 @@ class Chunk:
     start: int
     n: int
     blocks: dict[str, GradBlock]
+    sums: dict[str, torch.Tensor] | None = None
+    """Σ_i g_i per parameter when the backend gives it for free (the batch gradient)."""
 
     def materialise(self, dtype: torch.dtype) -> torch.Tensor:
         """The chunk's (n, d) per-sample gradients, parameters in layout order."""
@@ -289,7 +291,7 @@ class GradientStream:
         ):
             for name in self.names:
                 self._check_rows(ids, blocks[name].materialise(self.grad_dtype), name)
-        chunk = Chunk(start, n, blocks)
+        chunk = Chunk(start, n, blocks, sums)
         if out is not None:
             out.copy_(chunk.materialise(self.grad_dtype))
         return chunk
@@ -351,7 +353,14 @@ class GradientStream:
             sq = torch.zeros((), dtype=torch.float64, device=self.device)
             shift = None
             for chunk in self.chunks("mean gradient and trace"):
-                sums = torch.cat([b.sums(torch.float64) for b in chunk.blocks.values()])
+                sums = torch.cat(
+                    [
+                        chunk.sums[name].reshape(-1).double()
+                        if chunk.sums is not None
+                        else block.sums(torch.float64)
+                        for name, block in chunk.blocks.items()
+                    ]
+                )
                 if shift is None:
                     shift = sums / chunk.n
                 for name, block in chunk.blocks.items():
