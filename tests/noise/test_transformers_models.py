@@ -74,3 +74,49 @@ def test_vit_with_class_token_and_lora_style_subset():
     torch.testing.assert_close(
         sub.per_sample_gradients(), G[:, cols], rtol=1e-4, atol=1e-5 * G.abs().max()
     )
+
+
+def test_bert_with_padding_mask_and_token_types():
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=24, max_position_embeddings=16, num_labels=2,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    model = transformers.BertForSequenceClassification(config).eval()
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(1, 30, (10, 7), generator=g)
+    mask = torch.ones_like(ids)
+    mask[:4, -3:] = 0  # padded sequences: their padding must not leak into other samples
+    types = torch.randint(0, 2, (10, 7), generator=g)
+
+    def loss(out, t):
+        return torch.nn.functional.cross_entropy(out.logits, t, reduction="none")
+
+    data = (
+        {"input_ids": ids, "attention_mask": mask, "token_type_ids": types},
+        torch.randint(0, 2, (10,), generator=g),
+    )
+    noise = sg.GradientNoise(model, loss, data, chunk_size=3)
+    assert noise.backend == "hooks", noise._stream.backend_reason
+    # reference: one backward per sample (vmap cannot run BERT's data-dependent mask handling)
+    inputs, targets = data
+    params = [p for p in model.parameters() if p.requires_grad]
+    rows = []
+    for i in range(10):
+        out = model(**{k: v[i : i + 1] for k, v in inputs.items()})
+        grads = torch.autograd.grad(loss(out, targets[i : i + 1]).sum(), params, allow_unused=True)
+        rows.append(
+            torch.cat(
+                [
+                    (torch.zeros_like(p) if g is None else g).reshape(-1)
+                    for p, g in zip(params, grads, strict=True)
+                ]
+            )
+        )
+    G = torch.stack(rows)
+    torch.testing.assert_close(
+        noise.per_sample_gradients(), G, rtol=1e-4, atol=1e-5 * G.abs().max()
+    )
+    with pytest.raises(RuntimeError, match="vmap"):  # why the hooks are the default
+        sg.GradientNoise(model, loss, data, backend="vmap").per_sample_gradients()

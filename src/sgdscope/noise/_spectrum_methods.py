@@ -182,6 +182,13 @@ def _finish(info: dict, stream: GradientStream, **extra) -> dict:
     return out
 
 
+def _normalise_in_place(Vt: torch.Tensor, values: np.ndarray, denom: int) -> torch.Tensor:
+    """v = Gᶜᵀu / √((N − c) λ), in place (no masked copy of the d × r block); 0 where λ = 0."""
+    scale = torch.as_tensor(values, dtype=torch.float64, device=Vt.device) * denom
+    inv = torch.where(scale > 0, scale.clamp_min(np.finfo(np.float64).tiny).rsqrt(), 0.0)
+    return Vt.mul_(inv)
+
+
 def compute_spectrum(
     stream: GradientStream,
     *,
@@ -237,11 +244,7 @@ def compute_spectrum(
         if vectors:
             m = min(vectors, r)
             Vt = gram_vectors(stream, U[:, :m].contiguous(), compute)
-            scale = torch.as_tensor(values[:m], dtype=torch.float64, device=Vt.device) * denom
-            ok = scale > 0
-            Vt[:, ok] /= scale[ok].sqrt()
-            Vt[:, ~ok] = 0.0
-            V = Vt.cpu().numpy()
+            V = _normalise_in_place(Vt, values[:m], denom).cpu().numpy()
         return Spectrum(
             eigenvalues=values, eigenvectors=V, complete=k is None, method="gram",
             noise_floor=floor, precision=precision.value, info=_finish(info, stream), **common,
@@ -340,12 +343,7 @@ def compute_group_spectra(
         V = None
         if g in vecs:
             Vt = vecs[g]
-            m = Vt.shape[1]
-            scale = torch.as_tensor(values[:m], dtype=torch.float64, device=Vt.device) * denom
-            ok = scale > 0
-            Vt[:, ok] /= scale[ok].sqrt()
-            Vt[:, ~ok] = 0.0
-            V = Vt.cpu().numpy()
+            V = _normalise_in_place(Vt, values[: Vt.shape[1]], denom).cpu().numpy()
         results[g] = Spectrum(
             eigenvalues=values, eigenvectors=V, dim=dims[g], n_samples=n, trace=trace,
             complete=k is None or k >= min(n - 1, dims[g]), method="gram",
