@@ -448,3 +448,58 @@ def test_auto_beyond_the_small_sizes_compares_measured_costs(monkeypatch):
     assert noise.spectrum(k=5).method == "gram"
     monkeypatch.setattr(methods, "RANDOMIZED_PASSES", 0)  # randomized free: randomized
     assert noise.spectrum(k=5).method == "randomized"
+
+
+def test_torch_transformer_encoder_with_padding_mask_stays_batched():
+    """nn.TransformerEncoder (MultiheadAttention inside, key padding mask): the MHA rule, no vmap."""
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(20, 8)
+            self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, ids, mask):
+            return self.head(self.enc(self.emb(ids), src_key_padding_mask=mask).mean(1))
+
+    model = Encoder().eval()
+    ids = torch.randint(0, 20, (9, 5), generator=torch.Generator().manual_seed(1))
+    mask = torch.zeros(9, 5, dtype=torch.bool)
+    mask[:3, -2:] = True
+    y = torch.randint(0, 3, (9,), generator=torch.Generator().manual_seed(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no vmap fallback warning: attention stays batched
+        noise = sg.GradientNoise(model, cross_entropy(), ((ids, mask), y), chunk_size=4)
+        G_hooks = noise.per_sample_gradients()
+    assert noise.backend == "hooks"
+    params = list(model.parameters())
+    rows = []
+    for i in range(9):
+        out = model(ids[i : i + 1], mask[i : i + 1])
+        grads = torch.autograd.grad(cross_entropy()(out, y[i : i + 1]).sum(), params)
+        rows.append(torch.cat([g.reshape(-1) for g in grads]))
+    G = torch.stack(rows)
+    torch.testing.assert_close(G_hooks, G, rtol=1e-4, atol=1e-6 * G.abs().max())
+
+
+def test_a_module_without_a_rule_whose_kernel_vmap_loops_over_is_named_once():
+    class OwnAttention(nn.Module):  # its own parameter, used directly: the generic vmap path
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(4, 4) * 0.3)
+
+        def forward(self, x):
+            q = (x @ self.w).unsqueeze(1)  # (batch, heads, length, dim): the fused CPU kernel
+            return F.scaled_dot_product_attention(q, q, q).mean((1, 2))
+
+    model = nn.Sequential(OwnAttention(), nn.Linear(4, 2))
+    X, y = torch.randn(8, 3, 4), torch.randint(0, 2, (8,))
+    with pytest.warns(UserWarning, match=r"module '0' \(OwnAttention\) has no per-layer rule"):
+        noise = sg.GradientNoise(model, cross_entropy(), (X, y), chunk_size=4)
+    from sgdscope.reference.noise import per_sample_gradients_loop
+
+    G = per_sample_gradients_loop(model, cross_entropy(), X, y)
+    torch.testing.assert_close(noise.per_sample_gradients(), G, rtol=1e-5, atol=1e-6)

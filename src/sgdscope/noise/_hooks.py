@@ -56,6 +56,14 @@ class _Unit:
 
 
 def _rule_for(module: nn.Module, local_names: Sequence[str]) -> str:
+    if (
+        isinstance(module, nn.MultiheadAttention)
+        and module._qkv_same_embed_dim
+        and module.bias_k is None
+        and not module.add_zero_attn
+        and module.batch_first
+    ):
+        return "mha"
     own = {n for n, _ in module.named_parameters(recurse=False)}
     if not set(local_names) <= own:
         return "generic"
@@ -79,6 +87,97 @@ def _rule_for(module: nn.Module, local_names: Sequence[str]) -> str:
     if isinstance(module, nn.LayerNorm):
         return "layernorm"
     return "generic"
+
+
+def _mha_blocks(m: nn.MultiheadAttention, call: _Call, n: int) -> dict[str, GradBlock]:
+    """Blocks of an ``nn.MultiheadAttention``, batched.
+
+    Recompute q, k, v and the heads' output, backpropagate the output gradient through the
+    attention kernel once for the whole chunk, and hand each projection's (input, output
+    gradient) to :class:`LinearFactors`.
+    """
+    names = ["query", "key", "value", "key_padding_mask", "need_weights", "attn_mask",
+             "average_attn_weights", "is_causal"]  # fmt: skip
+    bound = dict(zip(names, call.args, strict=False))
+    bound.update(call.kwargs)
+    query, key, value = (bound[k].detach() for k in ("query", "key", "value"))
+    E, H = m.embed_dim, m.num_heads
+    W, b = m.in_proj_weight.detach(), m.in_proj_bias
+    bs = [None] * 3 if b is None else b.detach().chunk(3)
+    with torch.enable_grad():
+        qkv = [
+            F.linear(x, w, bb).detach().requires_grad_()
+            for x, w, bb in zip((query, key, value), W.chunk(3), bs, strict=True)
+        ]
+        q, k, v = (t.unflatten(-1, (H, E // H)).transpose(1, 2) for t in qkv)
+        mask = bound.get("attn_mask")
+        pad = bound.get("key_padding_mask")
+        mask = F._canonical_mask(mask=mask, mask_name="attn_mask", other_type=None,
+                                 other_name="", target_type=q.dtype, check_other=False)  # fmt: skip
+        if pad is not None:
+            pad = F._canonical_mask(mask=pad, mask_name="key_padding_mask", other_type=None,
+                                    other_name="", target_type=q.dtype)  # fmt: skip
+            pad = pad[:, None, None, :]
+            mask = pad if mask is None else mask + pad
+        elif mask is not None and mask.dim() == 3:
+            mask = mask.view(n, H, *mask.shape[1:])
+        heads = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=bool(bound.get("is_causal")) and mask is None
+        )
+        o = heads.transpose(1, 2).flatten(2)
+        g = call.grads[0].detach()
+        grads = torch.autograd.grad(o, qkv, g @ m.out_proj.weight.detach())
+    out: dict[str, GradBlock] = {}
+    loc = {"in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"}
+    A = [x.reshape(n, -1, E) for x in (query, key, value)]
+    B = [d.reshape(n, -1, E) for d in grads]
+    blocks_w = [LinearFactors(a, bb, E) for a, bb in zip(A, B, strict=True)]
+    out["in_proj_weight"] = _Concat([*blocks_w])
+    if m.in_proj_bias is not None:
+        out["in_proj_bias"] = Materialised(torch.cat([bb.sum(1) for bb in B], 1))
+    out["out_proj.weight"] = LinearFactors(o.detach().reshape(n, -1, E), g.reshape(n, -1, E), E)
+    if m.out_proj.bias is not None:
+        out["out_proj.bias"] = Materialised(g.reshape(n, -1, E).sum(1))
+    assert set(out) <= loc
+    return out
+
+
+class _Concat(GradBlock):
+    """Per-sample gradients of a parameter made of stacked row blocks (q, k, v of in_proj)."""
+
+    def __init__(self, parts: list[GradBlock]) -> None:
+        self.parts = parts
+        self.n = parts[0].n
+        self.numel = sum(p.numel for p in parts)
+
+    @property
+    def native_dtype(self) -> torch.dtype:
+        return self.parts[0].native_dtype
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.nbytes for p in self.parts)
+
+    def rows(self, sl: slice, dtype: torch.dtype) -> torch.Tensor:
+        return torch.cat([p.rows(sl, dtype) for p in self.parts], 1)
+
+    def _split(self, X: torch.Tensor) -> list[torch.Tensor]:
+        return list(X.split([p.numel for p in self.parts]))
+
+    def project(self, X: torch.Tensor) -> torch.Tensor:
+        return sum(p.project(x) for p, x in zip(self.parts, self._split(X), strict=True))
+
+    def backproject(self, P: torch.Tensor) -> torch.Tensor:
+        return torch.cat([p.backproject(P) for p in self.parts])
+
+    def sums(self, dtype: torch.dtype) -> torch.Tensor:
+        return torch.cat([p.sums(dtype) for p in self.parts])
+
+    def sq_dist(self, shift: torch.Tensor) -> torch.Tensor:
+        return sum(p.sq_dist(s) for p, s in zip(self.parts, self._split(shift), strict=True))
+
+    def keeps_rows_cheaply(self) -> bool:
+        return True
 
 
 class HookedGradients:
@@ -218,6 +317,10 @@ class HookedGradients:
     # ------------------------------------------------------------------------------ rules
     def _blocks(self, unit: _Unit, call: _Call, n: int) -> dict[str, GradBlock]:
         m = unit.module
+        if unit.rule == "mha" and set(call.grads) == {0}:
+            return {
+                unit.params[k]: v for k, v in _mha_blocks(m, call, n).items() if k in unit.params
+            }
         if unit.rule == "generic" or set(call.grads) != {0} or call.n_out != 1:
             return self._generic(unit, call, n)
         x, g = call.args[0].detach(), call.grads[0].detach()
