@@ -209,7 +209,7 @@ def test_scan_reports_the_first_non_finite_value(monkeypatch):
     x[23, 2] = np.nan
     x[31, 0] = np.inf
     assert projection_module._scan(x, cross=True).bad == (23, 2)
-    with pytest.raises(ValueError, match="non-finite value .* row 23, column 2"):
+    with pytest.raises(ValueError, match=r"non-finite value .* row 23, column 2"):
         sg.pca_projection(x, k=1)
 
 
