@@ -527,7 +527,8 @@ def test_auto_solver_by_size_and_fallback_without_pyamg(monkeypatch):
     assert _fp_solve.resolve(S.AUTO, 256**2, 2) is S.LU
     assert _fp_solve.resolve(S.AUTO, 20**3, 3) is S.LU
     monkeypatch.setattr(_fp_solve, "HAVE_PYAMG", True)
-    assert _fp_solve.resolve(S.AUTO, 512**2, 2) is S.AMG
+    assert _fp_solve.resolve(S.AUTO, 1024**2, 2) is S.LU
+    assert _fp_solve.resolve(S.AUTO, 2048**2, 2) is S.AMG
     assert _fp_solve.resolve(S.AUTO, 32**3, 3) is S.AMG
     monkeypatch.setattr(_fp_solve, "HAVE_PYAMG", False)
     assert _fp_solve.resolve(S.AUTO, 32**3, 3) is S.ILU_GMRES
@@ -565,7 +566,7 @@ def test_iterative_solver_that_cannot_converge_is_reported(monkeypatch):
         fp.steady_state(solver="ilu_gmres")
 
 
-# ------------------------------------------------------ D13: size check, degenerate grids
+# ------------------------------------------- size check before work, degenerate grids
 def test_grid_too_large_is_refused_before_work(monkeypatch):
     from sgdscope.dynamics import fokker_planck as fpm
 

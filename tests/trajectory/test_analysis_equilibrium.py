@@ -275,7 +275,7 @@ def test_float32_memmap_gives_the_float64_p_values(tmp_path):
     assert a.statistic == pytest.approx(b.statistic, rel=1e-6)
 
 
-# --- D14: minimum length, collinear coordinates, extreme scales ------------------------------
+# --- minimum length, collinear coordinates, extreme scales -----------------------------------
 
 
 def test_minimum_length_is_checked_up_front():

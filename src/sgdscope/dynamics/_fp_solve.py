@@ -33,10 +33,10 @@ HAVE_PYAMG = pyamg is not None
 # on 2-D grids this halves the LU fill-in and time of SuperLU's default (COLAMD).
 ORDERING = "MMD_AT_PLUS_A"
 
-# Largest grid (cells) on which "auto" picks the sparse LU, per dimension: measured crossover
-# with AMG on 2 cores (2-D LU 1.0 s vs AMG 3 s at 256², 7.1 s vs 3.9 s at 512²; 3-D LU 22 s vs
-# AMG 2.2 s at 32³).
-LU_MAX_CELLS = {1: 10**7, 2: 1 << 17, 3: 20**3}
+# Largest grid (cells) on which "auto" picks the sparse LU, per dimension: the measured crossover
+# with AMG on 2 cores (docs/benchmarks/fokker_planck.md: in 2-D the LU is faster up to 512² and
+# even with AMG at 1024², using more memory; in 3-D AMG is faster from 24³ on, 2× at 32³).
+LU_MAX_CELLS = {1: 10**7, 2: 1 << 20, 3: 20**3}
 
 # Rough LU fill-in, in nonzeros of the factors per cell, for the memory estimate (minimum-degree
 # ordering: O(N log N) in 2-D, O(N^{4/3}) in 3-D).

@@ -578,7 +578,7 @@ class FokkerPlanck:
         minimum-degree ordering; exact, but its fill-in grows fast in 3-D), ``"amg"``
         (Ruge–Stüben algebraic multigrid V-cycles from ``pyamg``, GMRES-accelerated if they
         stall; O(cells) per cycle), or ``"ilu_gmres"`` (GMRES with an incomplete-LU
-        preconditioner, scipy only). ``"auto"`` takes LU up to 10⁷ cells in 1-D, 2¹⁷ (≈ 362²)
+        preconditioner, scipy only). ``"auto"`` takes LU up to 10⁷ cells in 1-D, 2²⁰ (1024²)
         in 2-D and 20³ in 3-D, and AMG above (ILU-GMRES when pyamg is not installed): the
         measured crossovers (docs/benchmarks/fokker_planck.md).
 
@@ -894,7 +894,7 @@ class FokkerPlanck:
 
 
 def _check_memory(what: str, need: float, grid: Grid, fix: str, per_cell: float) -> None:
-    """Refuse work whose estimated peak memory exceeds 80% of what is available (D13)."""
+    """Refuse work whose estimated peak memory exceeds 80% of what is available, before it starts."""
     free = _available_bytes()
     if need <= 0.8 * free:
         return

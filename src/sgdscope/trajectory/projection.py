@@ -229,9 +229,11 @@ def _scan(data: Any, *, cross: bool, scale: float = 1.0) -> _Scan:
             continue
         d = blk.shape[1]
         with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf are reported below
-            z = blk - blk[0]
-            if scale != 1.0:
-                z *= blk.dtype.type(1.0 / scale)
+            if scale != 1.0:  # scale first (exact): differences of huge values could overflow
+                z = blk * blk.dtype.type(1.0 / scale)
+                z -= z[0].copy()
+            else:
+                z = blk - blk[0]
             sb = z.sum(axis=0, dtype=np.float64)
         if bad is None and not np.isfinite(sb).all():
             rows, cols = np.nonzero(~np.isfinite(blk))
@@ -244,7 +246,7 @@ def _scan(data: Any, *, cross: bool, scale: float = 1.0) -> _Scan:
         gb = z.T @ z if cross else np.einsum("ij,ij->j", z, z, dtype=np.float64)
         vecs.append(zb)
         coefs.append(-float(nb))
-        mb = np.asarray(blk[0], dtype=np.float64) / scale + zb
+        mb = np.asarray(blk[0], dtype=np.float64) / scale + zb  # exact for a power of two
         if mean is None:
             mean, g = mb, gb.astype(np.float64)
         else:
