@@ -451,3 +451,31 @@ def test_structured_dense_views():
         sg.DiagonalDiffusion(torch.tensor([1.0, 2.0])).dense(), torch.diag(torch.tensor([1.0, 2.0]))
     )
     assert sg.LowRankDiffusion(L).noise_dim == 1 and sg.LowRankDiffusion(L).dim == 2
+
+
+def test_errors_in_worker_threads_pass_through_and_name_the_particle():
+    """Several blocks on 2 threads: a user exception and a NaN in a later block surface as such."""
+    dim, n = 512, 1100  # blocks of 512: particle 700 sits in block 1
+    x0 = torch.zeros(n, dim, dtype=f64)
+    D = sg.DiagonalDiffusion(torch.ones(dim, dtype=f64))
+
+    def mine(x):
+        raise KeyError("mine")
+
+    with pytest.raises(KeyError, match="mine"):
+        sg.simulate_sde(mine, D, x0, 0.01, 3, threads=2)
+
+    # coordinate 0 holds each particle's index: no drift and no noise there
+    x0[:, 0] = torch.arange(n, dtype=f64)
+    d = torch.ones(dim, dtype=f64)
+    d[0] = 0.0
+
+    def drift(x):
+        b = -x
+        b[:, 0] = 0.0
+        b[x[:, 0] == 700] = np.nan
+        return b
+
+    with pytest.raises(FloatingPointError, match="at step 1 for particle 700 "):
+        sg.simulate_sde(drift, sg.DiagonalDiffusion(d), x0, 0.01, 3, threads=2)
+    assert torch.get_num_threads() >= 1
