@@ -566,6 +566,30 @@ def simulate_sde(
     beta = check_real("beta", beta, where=_WHERE, low=0.0, low_open=True)
     record_every = check_int("record_every", record_every, where=_WHERE, low=1)
     threads = None if threads is None else check_int("threads", threads, where=_WHERE, low=1)
+    if x0.device.type == "cpu":
+        # everything on one intra-op thread, the factorisation of D included: on small matrices
+        # and cache-sized blocks, waking a second thread costs more than it saves (on a loaded
+        # machine up to ~100× more); the blocks may run on Python threads instead (see above)
+        with _torch_threads(1):
+            return _run(
+                drift, diffusion, x0, dt, n_steps, beta, seed, record_every, check_finite, threads
+            )
+    return _run(drift, diffusion, x0, dt, n_steps, beta, seed, record_every, check_finite, threads)
+
+
+def _run(
+    drift: DriftFn,
+    diffusion: object,
+    x0: Tensor,
+    dt: float,
+    n_steps: int,
+    beta: float,
+    seed: int | None,
+    record_every: int,
+    check_finite: bool,
+    threads: int | None,
+) -> Tensor:
+    """The body of :func:`simulate_sde` once its arguments are checked."""
     n, dim = x0.shape
     noise = _as_diffusion(diffusion)._prepare(dim, x0.dtype, x0.device, math.sqrt(2.0 * dt / beta))
     r = noise.r
@@ -611,18 +635,17 @@ def simulate_sde(
             run_block(j)
         return out
     workers = _thread_policy(n * max(dim, r), len(blocks), threads)
-    with _torch_threads(1):
-        if workers == 1:
-            for j in range(len(blocks)):
-                run_block(j)
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(run_block, j) for j in range(len(blocks))]
-                try:
-                    for f in futures:  # the first error in block order is raised
-                        f.result()
-                finally:
-                    stop.set()
+    if workers == 1:
+        for j in range(len(blocks)):
+            run_block(j)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(run_block, j) for j in range(len(blocks))]
+            try:
+                for f in futures:  # the first error in block order is raised
+                    f.result()
+            finally:
+                stop.set()
     return out
 
 

@@ -333,7 +333,9 @@ def equilibrium_test(
     r"""Test a trajectory for detailed balance against a fitted reversible linear model.
 
     1. Project the positions onto the top ``n_components`` principal components (or a given
-       basis) with :func:`sgdscope.pca_projection`, one streamed d × d covariance.
+       basis), as :func:`sgdscope.pca_projection` does, from one streamed pass over the data in
+       their own dtype (a float32 memory map stays float32; float64 accumulation per block) that
+       also validates them, then a light pass that applies the projection.
     2. Fit the linear model of :func:`~sgdscope.trajectory.analysis.ou.fit_ou`, i.e. F, D and
        (Lemma 20) Q, U = S⁻¹, and build its null: Q forced to 0, F₀ = DU, same stationary
        covariance S (DIGEST §5).
@@ -344,7 +346,9 @@ def equilibrium_test(
        Welch spectrum to the null's exact spectrum; *autocorrelation*, the squared distance of
        the autocorrelations to the null's exact ones.
     4. Draw ``n_surrogates`` exact discrete-time surrogates from the null and compute the same
-       statistics on each, refitting the model to each surrogate (a parametric bootstrap).
+       statistics on each, refitting the model to each surrogate (a parametric bootstrap). Their
+       normals are drawn in order from the seeded generator, in batches, and the rest runs on up
+       to two worker threads; the p-values equal those of drawing one surrogate at a time.
     5. Decide with the irreversibility component: ``p_value`` is its Monte Carlo p-value. It is
        the direct test of detailed balance (C(τ) = C(τ)ᵀ) and its statistic is pivotal
        (whitened), so the p-value is calibrated. The other components are reported with their
