@@ -509,7 +509,7 @@ def simulate_sde(
     safe to call from several threads at once (pure torch functions are).
 
     Threads (CPU): while it runs, torch's intra-op thread count is set to 1 (and then restored),
-    and the blocks are shared among ``threads`` Python threads. Problems with fewer than 2¹⁶
+    the factorisation of D included, and the blocks are shared among ``threads`` Python threads. Problems with fewer than 2¹⁶
     particle × max(dim, r) elements run on one thread (their steps take microseconds; waking
     threads would cost more, on a loaded machine up to ~100× more); larger ones default to
     ``torch.get_num_threads()``. The result does not depend on the thread count.
