@@ -479,3 +479,14 @@ def test_errors_in_worker_threads_pass_through_and_name_the_particle():
     with pytest.raises(FloatingPointError, match="at step 1 for particle 700 "):
         sg.simulate_sde(drift, sg.DiagonalDiffusion(d), x0, 0.01, 3, threads=2)
     assert torch.get_num_threads() >= 1
+
+
+def test_address_space_limit_caps_the_memory_check(monkeypatch):
+    """Under ``ulimit -v`` the check refuses what the cap forbids, not only what RAM holds."""
+    import resource
+
+    limit = 1 << 31
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (limit, resource.RLIM_INFINITY))
+    assert sde_mod._available_bytes(torch.device("cpu")) < limit
+    with pytest.raises(MemoryError, match=r"but only [0-9.]+ GiB is free"):
+        sg.simulate_sde(lambda x: -x, EYE, X0[:1], 0.01, 10**9)

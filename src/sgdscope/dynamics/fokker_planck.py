@@ -16,7 +16,6 @@ The discretisation is described in :mod:`sgdscope.dynamics._fp_operator`.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -911,18 +910,7 @@ def _available_bytes() -> int:
     """MemAvailable, capped by the address-space limit (ulimit -v) left to this process."""
     from .sde import _available_bytes as sde_available
 
-    free = sde_available(torch.device("cpu"))
-    try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-        if soft != resource.RLIM_INFINITY:
-            with open("/proc/self/statm") as fh:
-                used = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-            free = min(free, max(soft - used, 0))
-    except (ImportError, OSError, ValueError):  # pragma: no cover - non-Linux
-        pass
-    return free
+    return sde_available(torch.device("cpu"))
 
 
 def gaussian_density(grid: Grid, mean: Sequence[float], cov: Any) -> np.ndarray:

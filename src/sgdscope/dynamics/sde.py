@@ -381,9 +381,25 @@ class EulerMaruyama:
 
 
 def _available_bytes(device: torch.device) -> int:
-    """Free memory on ``device`` (CUDA: ``mem_get_info``; CPU: MemAvailable)."""
+    """Free memory on ``device``: CUDA ``mem_get_info``; CPU MemAvailable, capped by ulimit -v."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    free = _mem_available()
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/statm") as fh:
+                used = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            free = min(free, max(soft - used, 0))
+    except (ImportError, OSError, ValueError):  # pragma: no cover - non-Linux
+        pass
+    return free
+
+
+def _mem_available() -> int:
+    """MemAvailable of /proc/meminfo (free physical pages elsewhere)."""
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
