@@ -69,24 +69,64 @@ def make_wide(path: Path, T: int, d: int, seed: int = 0) -> None:
     del out
 
 
-def timing(T: int, d: int, n_surrogates: int) -> dict:
+def gram_pass(x) -> float:
+    t0 = time.perf_counter()
+    d = x.shape[1]
+    gram = np.zeros((d, d), dtype=np.float32)
+    for r0 in range(0, x.shape[0], 4096):
+        blk = np.asarray(x[r0 : r0 + 4096])
+        gram += blk.T @ blk
+    return time.perf_counter() - t0
+
+
+_CHILD = """
+import json, sys, time, numpy as np
+from sgdscope.trajectory.analysis import equilibrium_test
+x = np.load(sys.argv[1], mmap_mode="r")
+t0 = time.perf_counter()
+r = equilibrium_test(x, n_surrogates=int(sys.argv[2]), seed=0)
+print(json.dumps({"seconds": time.perf_counter() - t0, "p_value": r.p_value,
+                  "components": {k: c.p_value for k, c in r.components.items()},
+                  "statistic": r.statistic}))
+"""
+
+
+def baseline_run(src: str, path: Path, n_surrogates: int) -> dict:
+    """equilibrium_test of another source tree (e.g. the commit before), in a subprocess."""
+    env = {**os.environ, "PYTHONPATH": src}
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(path), str(n_surrogates)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def timing(T: int, d: int, n_surrogates: int, baseline_src: str | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "wide.npy"
         make_wide(path, T, d)
         x = np.load(path, mmap_mode="r")
-        t0 = time.perf_counter()
-        gram = np.zeros((d, d), dtype=np.float32)
-        for r0 in range(0, T, 4096):
-            blk = np.asarray(x[r0 : r0 + 4096])
-            gram += blk.T @ blk
-        t_gram = time.perf_counter() - t0
+        gram_pass(x)  # page cache warm for everyone
+        t_gram = gram_pass(x)
         t0 = time.perf_counter()
         _, _, plane = project(x, 2, None, where="bench")
         t_proj = time.perf_counter() - t0
         t0 = time.perf_counter()
         res = equilibrium_test(x, n_surrogates=n_surrogates, seed=0)
         t_test = time.perf_counter() - t0
+        t_gram_after = gram_pass(x)
+        base = None
+        if baseline_src:
+            base = baseline_run(baseline_src, path, n_surrogates)
+            base["reference_after"] = gram_pass(x)
+            base["ratio_to_reference"] = base["seconds"] / base["reference_after"]
     return {
+        "reference_pass_after_s": t_gram_after,
+        "baseline": base,
+        "components_p": {k: c.p_value for k, c in res.components.items()},
         "T": T,
         "d": d,
         "dtype": "float32 (memory-mapped .npy)",
@@ -103,16 +143,42 @@ def timing(T: int, d: int, n_surrogates: int) -> dict:
     }
 
 
-def calibration(n_null: int, n_power: int, T: int, n_surrogates: int) -> dict:
-    t0 = time.perf_counter()
-    ps = np.array(
+def reference_p(x: np.ndarray, n_surrogates: int, seed: int) -> dict:
+    """The p-values of the sequential algorithm: _statistics and simulate_null, one at a time."""
+    from sgdscope.trajectory.analysis import equilibrium as eq
+    from sgdscope.trajectory.analysis.irreversibility import default_lags
+    from sgdscope.trajectory.analysis.ou import fit_ou
+
+    y = x - x.mean(axis=0)
+    n = len(y)
+    fit = fit_ou(y)
+    lags = default_lags(n, fit)
+    ac_lags = np.unique(np.round(np.geomspace(1, max(2, n // 10), 16)).astype(np.int64))
+    seg = max(16, n // 8)
+    obs, _ = eq._statistics(y, lags, ac_lags, 12, seg, fit)
+    rng = np.random.default_rng(seed)
+    null = np.array(
         [
-            equilibrium_test(
-                rotated_ou(0.0, T, seed=s)[0], n_surrogates=n_surrogates, seed=s
-            ).p_value
-            for s in range(n_null)
+            eq._statistics(fit.simulate_null(n, rng), lags, ac_lags, 12, seg)[0]
+            for _ in range(n_surrogates)
         ]
     )
+    return {
+        name: float((1 + np.count_nonzero(null[:, j] >= obs[j])) / (n_surrogates + 1))
+        for j, name in enumerate(eq.COMPONENTS)
+    }
+
+
+def calibration(n_null: int, n_power: int, T: int, n_surrogates: int) -> dict:
+    t0 = time.perf_counter()
+    ps, mismatches = [], 0
+    for s in range(n_null):
+        x = rotated_ou(0.0, T, seed=s)[0]
+        r = equilibrium_test(x, n_surrogates=n_surrogates, seed=s)
+        ps.append(r.p_value)
+        ref = reference_p(x, n_surrogates, s)
+        mismatches += sum(ref[k] != c.p_value for k, c in r.components.items())
+    ps = np.array(ps)
     flux_ps = []
     power = {}
     for q in (0.2, 0.4, 0.8):
@@ -131,6 +197,7 @@ def calibration(n_null: int, n_power: int, T: int, n_surrogates: int) -> dict:
         "T": T,
         "n_surrogates": n_surrogates,
         "null_seeds": n_null,
+        "component_p_values_differing_from_sequential_reference": int(mismatches),
         "false_positive_rate_0.05": float(np.mean(ps < 0.05)),
         "false_positive_rate_0.01": float(np.mean(ps < 0.01)),
         "ks_uniform_pvalue": float(stats.kstest(ps, "uniform").pvalue),
@@ -144,14 +211,23 @@ def calibration(n_null: int, n_power: int, T: int, n_surrogates: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="T = 2·10⁴, d = 200, fewer seeds")
+    ap.add_argument(
+        "--baseline-src",
+        default=None,
+        help="a src/ folder of another version (e.g. `git archive <commit> src | tar -x -C DIR`) "
+        "to time side by side in a subprocess",
+    )
+    ap.add_argument("--skip-calibration", action="store_true")
     args = ap.parse_args()
     out = {"machine": machine()}
     if args.quick:
-        out["timing"] = timing(20_000, 200, 49)
-        out["calibration"] = calibration(40, 10, 1000, 49)
+        out["timing"] = timing(20_000, 200, 49, args.baseline_src)
+        if not args.skip_calibration:
+            out["calibration"] = calibration(40, 10, 1000, 49)
     else:
-        out["timing"] = timing(100_000, 1000, 199)
-        out["calibration"] = calibration(200, 50, 1000, 99)
+        out["timing"] = timing(100_000, 1000, 199, args.baseline_src)
+        if not args.skip_calibration:
+            out["calibration"] = calibration(200, 50, 1000, 99)
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "equilibrium_test_quick.json" if args.quick else "equilibrium_test.json"
     (RESULTS / name).write_text(json.dumps(out, indent=2))

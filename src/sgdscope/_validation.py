@@ -101,9 +101,24 @@ def check_real(
     if not bad and high is not None:
         bad = x >= high if high_open else x > high
     if bad:
-        msg = f"{_fmt(name, where)} must be a real number in {lb}{lo}, {hi}{rb}, got {value!r}."
+        if (not math.isfinite(x) and not math.isnan(x)) or (math.isnan(x) and _is_number(value)):
+            # ±inf or NaN: say "finite" (an interval such as [-inf, inf] would contradict it)
+            lb = "(" if low is None else lb
+            rb = ")" if high is None else rb
+            span = "" if low is None and high is None else f" in {lb}{lo}, {hi}{rb}"
+            msg = f"{_fmt(name, where)} must be a finite real number{span}, got {value!r}."
+        else:
+            msg = f"{_fmt(name, where)} must be a real number in {lb}{lo}, {hi}{rb}, got {value!r}."
         raise ValueError(f"{msg} {hint}".strip())
     return x
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, bool)
 
 
 def check_option(

@@ -489,3 +489,116 @@ def test_gradient_drift_converges_at_fourth_order():
         errors.append(np.abs(ss.density - exact).max() / exact.max())
     slope = np.polyfit(np.log(9.0 / ns), np.log(errors), 1)[0]
     assert 3.5 <= slope <= 5.0, (slope, errors)
+
+
+# ------------------------------------------------------------- iterative solvers (issue 15)
+def _rotating_ou_3d(n):
+    U = np.array([[1.0, 0.3, 0.1], [0.3, 1.5, 0.2], [0.1, 0.2, 2.0]])
+    D = np.array([[1.0, 0.2, 0.0], [0.2, 0.8, 0.1], [0.0, 0.1, 0.6]])
+    Q = np.array([[0, 0.8, 0.3], [-0.8, 0, 0.5], [-0.3, -0.5, 0]])
+    F = torch.as_tensor((D + Q) @ U)
+    half = 5.5 * np.sqrt(np.diag(np.linalg.inv(U)))
+    grid = Grid([(-h, h) for h in half], (n, n, n))
+    fp = FokkerPlanck(grid, drift=lambda x: -(x @ F.T), diffusion=D, max_peclet=None)
+    return grid, fp, U
+
+
+@pytest.mark.parametrize("solver", ["amg", "ilu_gmres"])
+def test_iterative_steady_state_equals_lu(solver):
+    """A rotating (Q ≠ 0) 3-D OU with a full D: the iterative solvers reach the LU solution."""
+    pytest.importorskip("pyamg") if solver == "amg" else None
+    grid, fp, U = _rotating_ou_3d(14)
+    lu = fp.steady_state(solver="lu")
+    it = fp.steady_state(solver=solver, rtol=1e-11)
+    assert (lu.solver, it.solver) == ("lu", solver)
+    assert it.solver_residual <= 1e-10 and it.residual < lu.residual + 1e-9
+    np.testing.assert_allclose(it.density, lu.density, rtol=0, atol=1e-8 * lu.density.max())
+    # and both approach the closed form N(0, U⁻¹) (S = U⁻¹ by Lemma 20)
+    exact = _gaussian(grid, np.linalg.inv(U))
+    exact /= exact.sum() * grid.cell_volume
+    assert np.abs(it.density - exact).sum() * grid.cell_volume < 0.05
+
+
+def test_auto_solver_by_size_and_fallback_without_pyamg(monkeypatch):
+    from sgdscope.dynamics import _fp_solve
+
+    S = _fp_solve.Solver
+    assert _fp_solve.resolve(S.AUTO, 10**6, 1) is S.LU
+    assert _fp_solve.resolve(S.AUTO, 256**2, 2) is S.LU
+    assert _fp_solve.resolve(S.AUTO, 20**3, 3) is S.LU
+    monkeypatch.setattr(_fp_solve, "HAVE_PYAMG", True)
+    assert _fp_solve.resolve(S.AUTO, 1024**2, 2) is S.LU
+    assert _fp_solve.resolve(S.AUTO, 2048**2, 2) is S.AMG
+    assert _fp_solve.resolve(S.AUTO, 32**3, 3) is S.AMG
+    monkeypatch.setattr(_fp_solve, "HAVE_PYAMG", False)
+    assert _fp_solve.resolve(S.AUTO, 32**3, 3) is S.ILU_GMRES
+    with pytest.raises(ImportError, match=r"solver='amg' needs the optional dependency pyamg"):
+        _fp_solve.resolve(S.AMG, 10, 1)
+    # a small grid with "auto" still takes the LU, pyamg or not
+    grid = Grid([(-4, 4)], (50,))
+    fp = FokkerPlanck(grid, loss=lambda x: 0.5 * (x**2).sum(-1), diffusion=np.eye(1))
+    assert fp.steady_state().solver == "lu"
+
+
+@pytest.mark.parametrize("solver", ["amg", "ilu_gmres"])
+def test_iterative_evolve_equals_lu(solver):
+    pytest.importorskip("pyamg") if solver == "amg" else None
+    ex = examples.double_well(1.5)
+    grid = Grid(ex.bounds, (40, 40))
+    fp = FokkerPlanck(grid, drift=ex.drift, diffusion=ex.diffusion, max_peclet=None)
+    rho0 = gaussian_density(grid, [1.2, 1.0], 0.05 * np.eye(2))
+    a = fp.evolve(rho0, [0.0, 0.5, 1.0], dt=0.05, solver="lu")
+    b = fp.evolve(rho0, [0.0, 0.5, 1.0], dt=0.05, solver=solver, rtol=1e-12)
+    assert (a.solver, b.solver) == ("lu", solver) and b.residual <= 1e-11
+    np.testing.assert_allclose(b.density, a.density, rtol=0, atol=1e-9 * a.density.max())
+    np.testing.assert_allclose(b.mass, 1.0, atol=1e-9)
+
+
+def test_iterative_solver_that_cannot_converge_is_reported(monkeypatch):
+    from sgdscope.dynamics import _fp_solve
+
+    grid = Grid([(-4, 4)], (60,))
+    fp = FokkerPlanck(grid, loss=lambda x: 0.5 * (x**2).sum(-1), diffusion=np.eye(1))
+    monkeypatch.setattr(_fp_solve.Prepared, "solve", lambda self, rhs, x0=None: (rhs, 0.5))
+    with pytest.raises(
+        RuntimeError, match=r"ilu_gmres solver .* relative residual 0.5 .* solver='lu'"
+    ):
+        fp.steady_state(solver="ilu_gmres")
+
+
+# ------------------------------------------- size check before work, degenerate grids
+def test_grid_too_large_is_refused_before_work(monkeypatch):
+    from sgdscope.dynamics import fokker_planck as fpm
+
+    monkeypatch.setattr(fpm, "_available_bytes", lambda: 2**30)
+    calls = []
+
+    def loss(x):
+        calls.append(1)
+        return 0.5 * (x**2).sum(-1)
+
+    grid = Grid([(-3, 3), (-3, 3)], (4000, 4000))
+    with pytest.raises(
+        MemoryError, match=r"16,000,000 cells\) would need about .* GiB.* e\.g\. shape \("
+    ):
+        FokkerPlanck(grid, loss=loss, diffusion=np.eye(2))
+    assert not calls  # refused before the callables ran
+
+
+def test_lu_too_large_is_refused_with_advice(monkeypatch):
+    from sgdscope.dynamics import fokker_planck as fpm
+
+    grid = Grid([(-4, 4)] * 3, (12, 12, 12))
+    fp = FokkerPlanck(grid, loss=lambda x: 0.5 * (x**2).sum(-1), diffusion=np.eye(3))
+    monkeypatch.setattr(fpm, "_available_bytes", lambda: 10**6)
+    with pytest.raises(MemoryError, match=r"sparse LU .* Pass solver='amg'"):
+        fp.steady_state(solver="lu")
+
+
+def test_bad_solver_options():
+    grid = Grid([(-4, 4)], (30,))
+    fp = FokkerPlanck(grid, loss=lambda x: 0.5 * (x**2).sum(-1), diffusion=np.eye(1))
+    with pytest.raises(ValueError, match=r"'solver' parameter of FokkerPlanck\.steady_state"):
+        fp.steady_state(solver="cholesky")
+    with pytest.raises(ValueError, match=r"'rtol' parameter of FokkerPlanck.evolve"):
+        fp.evolve(np.full(30, 1 / 8.0), [0.0, 1.0], rtol=0.5)

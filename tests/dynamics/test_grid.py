@@ -55,3 +55,23 @@ def test_index_of_and_equality():
 def test_bad_arguments(bounds, shape, match):
     with pytest.raises(ValueError, match=match):
         Grid(bounds=bounds, shape=shape)
+
+
+@pytest.mark.parametrize(
+    ("bounds", "shape", "match"),
+    [
+        ([(0, 1e-300)], 10, r"cell width h = 1e-301 .* Rescale the coordinates"),
+        ([(-1e300, 1e300)], 10, r"cell width h = 2e\+299 .* Rescale"),
+        ([(1e12, 1e12 + 1e-3)], 10, r"h > 10⁴ ε max\(\|low\|, \|high\|\)"),
+        (
+            [(-1, 1)],
+            10.5,
+            r"'shape' parameter of Grid must be an int or a sequence of ints \(cells",
+        ),
+        ([(-float("inf"), 1)], 10, r"'bounds\[0\]\[0\]' .* must be a finite real number, got -inf"),
+        ([(0, float("inf"))], 10, r"must be a finite real number in \(0, inf\), got inf"),
+    ],
+)
+def test_degenerate_grids_are_refused(bounds, shape, match):
+    with pytest.raises(ValueError, match=match):
+        Grid(bounds, shape)

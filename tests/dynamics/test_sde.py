@@ -66,9 +66,54 @@ def test_matches_reference_loop(name):
     n_steps, dt, beta, seed = 40, 0.01, 2.0, 3
     xs = sg.simulate_sde(rot_drift, diffusion, torch.as_tensor(x0), dt, n_steps, beta, seed)
     ref = euler_maruyama_loop(
-        rot_drift_np, sigma, x0, dt, brownian_normals(seed, n_steps, 4, r), beta
+        rot_drift_np, sigma, x0, dt, brownian_normals(seed, n_steps, 4, r, dim=2), beta
     )
     np.testing.assert_allclose(xs.numpy(), ref, rtol=0, atol=1e-12)
+
+
+def test_blocks_and_threads_match_reference_loop():
+    """Several blocks (dim 512: blocks of 512 particles), the last one short, on 1 and 2 threads."""
+    dim, n, n_steps, seed = 512, 1100, 3, 11
+    assert sde_mod.block_size(n, dim, 3, "cpu") == 512
+    L = torch.randn(dim, 3, dtype=f64, generator=torch.Generator().manual_seed(0)) / 10
+    x0 = torch.randn(n, dim, dtype=f64, generator=torch.Generator().manual_seed(1))
+    runs = [
+        sg.simulate_sde(
+            lambda x: -x, sg.LowRankDiffusion(L), x0, 0.1, n_steps, 1.0, seed, threads=t
+        )
+        for t in (1, 2)
+    ]
+    torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
+    ref = euler_maruyama_loop(
+        lambda x: -x,
+        lambda x: L.numpy(),
+        x0.numpy(),
+        0.1,
+        brownian_normals(seed, n_steps, n, 3, dim=dim),
+    )
+    np.testing.assert_allclose(runs[0].numpy(), ref, rtol=0, atol=1e-12)
+
+
+def test_thread_policy():
+    assert sde_mod._thread_policy(100, 1, None) == 1
+    assert sde_mod._thread_policy(sde_mod.SMALL_PROBLEM - 1, 8, None) == 1
+    assert sde_mod._thread_policy(sde_mod.SMALL_PROBLEM, 8, 2) == 2
+    assert sde_mod._thread_policy(sde_mod.SMALL_PROBLEM, 1, 2) == 1
+    before = torch.get_num_threads()
+    sg.simulate_sde(lambda x: -x, EYE, X0, 0.1, 3, threads=2)
+    assert torch.get_num_threads() == before
+
+
+def test_huge_n_steps_refused_before_building_steps(monkeypatch):
+    """10⁹ steps of one particle: refused arithmetically, nothing of size n_steps is built."""
+    monkeypatch.setattr(sde_mod, "_available_bytes", lambda device: 1 << 30)
+    assert sde_mod.n_records(10**9, 1) == 10**9 + 1
+    assert sde_mod.n_records(10, 4) == 4 and sde_mod.n_records(8, 4) == 3
+    with pytest.raises(MemoryError, match=r"for 1000000001 records .* Increase 'record_every'"):
+        sg.simulate_sde(lambda x: -x, EYE, X0[:1], 0.01, 10**9)
+    problem = sg.LeastSquares.synthetic(n_samples=8, dim=2, noise=1.0, seed=0)
+    with pytest.raises(MemoryError, match=r"1000000001 records of 1 chains"):
+        sg.simulate_sgd(problem, 0.1, 4, 10**9)
 
 
 def test_field_and_constant_give_same_paths():
@@ -406,3 +451,42 @@ def test_structured_dense_views():
         sg.DiagonalDiffusion(torch.tensor([1.0, 2.0])).dense(), torch.diag(torch.tensor([1.0, 2.0]))
     )
     assert sg.LowRankDiffusion(L).noise_dim == 1 and sg.LowRankDiffusion(L).dim == 2
+
+
+def test_errors_in_worker_threads_pass_through_and_name_the_particle():
+    """Several blocks on 2 threads: a user exception and a NaN in a later block surface as such."""
+    dim, n = 512, 1100  # blocks of 512: particle 700 sits in block 1
+    x0 = torch.zeros(n, dim, dtype=f64)
+    D = sg.DiagonalDiffusion(torch.ones(dim, dtype=f64))
+
+    def mine(x):
+        raise KeyError("mine")
+
+    with pytest.raises(KeyError, match="mine"):
+        sg.simulate_sde(mine, D, x0, 0.01, 3, threads=2)
+
+    # coordinate 0 holds each particle's index: no drift and no noise there
+    x0[:, 0] = torch.arange(n, dtype=f64)
+    d = torch.ones(dim, dtype=f64)
+    d[0] = 0.0
+
+    def drift(x):
+        b = -x
+        b[:, 0] = 0.0
+        b[x[:, 0] == 700] = np.nan
+        return b
+
+    with pytest.raises(FloatingPointError, match="at step 1 for particle 700 "):
+        sg.simulate_sde(drift, sg.DiagonalDiffusion(d), x0, 0.01, 3, threads=2)
+    assert torch.get_num_threads() >= 1
+
+
+def test_address_space_limit_caps_the_memory_check(monkeypatch):
+    """Under ``ulimit -v`` the check refuses what the cap forbids, not only what RAM holds."""
+    import resource
+
+    limit = 1 << 31
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (limit, resource.RLIM_INFINITY))
+    assert sde_mod._available_bytes(torch.device("cpu")) < limit
+    with pytest.raises(MemoryError, match=r"but only [0-9.]+ GiB is free"):
+        sg.simulate_sde(lambda x: -x, EYE, X0[:1], 0.01, 10**9)

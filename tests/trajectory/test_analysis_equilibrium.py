@@ -174,8 +174,8 @@ def test_errors():
     x = brownian(200, 3, seed=0)
     with pytest.raises(ValueError, match="at least 500 are needed for lags up to 50"):
         equilibrium_test(x, lags=[1, 50])
-    with pytest.raises(ValueError, match="at least 50 are needed"):
-        equilibrium_test(x[:30])
+    with pytest.raises(ValueError, match=r"at least 200 are needed for the flux test"):
+        equilibrium_test(x[:199])  # the documented minimum (T = 120 used to fail inside the flux)
     with pytest.raises(
         ValueError, match="'lags' parameter of equilibrium_test must be a non-empty"
     ):
@@ -196,3 +196,108 @@ def test_errors():
         entropy_production(x, dt=0)
     with pytest.raises(ValueError, match="'n_surrogates' parameter of irreversibility"):
         irreversibility(x, n_surrogates=3)
+
+
+# --- the fast paths against the slow exact ones --------------------------------------------
+
+
+def _slow_null(fit, n, n_surrogates, seed, lags, ac_lags, bins, seg):
+    """The sequential loop: one surrogate after another, the reference _statistics."""
+    from sgdscope.trajectory.analysis import equilibrium as eq
+
+    rng = np.random.default_rng(seed)
+    out = [
+        eq._statistics(fit.simulate_null(n, rng), lags, ac_lags, bins, seg)
+        for _ in range(n_surrogates)
+    ]
+    return np.array([o[0] for o in out]), np.array([o[1].entropy_production for o in out])
+
+
+@pytest.mark.parametrize("q", [0.0, 0.8])
+def test_fast_statistics_and_vectorised_surrogates_match_the_loop(q):
+    from sgdscope.trajectory.analysis import equilibrium as eq
+
+    x, *_ = rotated_ou(q, 1500, seed=4)
+    x = np.c_[x, 0.3 * x[:, :1] + np.random.default_rng(0).standard_normal((1500, 1))]
+    lags, ac_lags, bins, seg = np.array([1, 3]), np.array([1, 2, 5, 20, 150]), 12, 187
+    slow, fit = eq._statistics(x, lags, ac_lags, bins, seg)
+    fast, _ = eq._statistics_fast(np.ascontiguousarray(x.T), lags, ac_lags, bins, seg)
+    np.testing.assert_allclose(fast, slow, rtol=1e-9)
+    ref_null, ref_sigma = _slow_null(fit, 1500, 23, 5, lags, ac_lags, bins, seg)
+    for threads in (1, 2):
+        null, sigma = eq._null_statistics(
+            fit,
+            1500,
+            23,
+            np.random.default_rng(5),
+            lambda s: eq._statistics_fast(s, lags, ac_lags, bins, seg),
+            threads,
+        )
+        np.testing.assert_allclose(null, ref_null, rtol=1e-8)
+        np.testing.assert_allclose(sigma, ref_sigma, rtol=1e-8)
+
+
+def test_p_values_equal_the_sequential_reference():
+    """Same seed: equilibrium_test's p-values are those of the one-surrogate-at-a-time loop."""
+    from sgdscope.trajectory.analysis import equilibrium as eq
+    from sgdscope.trajectory.analysis.irreversibility import default_lags
+
+    x, *_ = rotated_ou(0.0, 2000, seed=6)
+    res = equilibrium_test(x, n_surrogates=49, seed=7)
+    y = x - x.mean(axis=0)
+    fit = fit_ou(y)
+    lags = default_lags(2000, fit)
+    ac_lags = np.unique(np.round(np.geomspace(1, 200, 16)).astype(np.int64))
+    obs, _ = eq._statistics(y, lags, ac_lags, 12, 250, fit)
+    null, _ = _slow_null(fit, 2000, 49, 7, lags, ac_lags, 12, 250)
+    for j, name in enumerate(eq.COMPONENTS):
+        p = (1 + np.count_nonzero(null[:, j] >= obs[j])) / 50
+        assert res.components[name].p_value == p, name
+    assert 0.05 < res.p_value < 1  # a null case: the p-value is not at its floor
+
+
+def test_float32_memmap_gives_the_float64_p_values(tmp_path):
+    x, *_ = rotated_ou(0.3, 3000, seed=2)
+    rng = np.random.default_rng(1)
+    wide = (
+        x @ np.linalg.qr(rng.standard_normal((30, 30)))[0][:2] * 4
+        + 0.3 * rng.standard_normal((3000, 30))
+        + 100.0
+    )
+    np.save(tmp_path / "w.npy", wide.astype(np.float32))
+    x32 = np.load(tmp_path / "w.npy", mmap_mode="r")
+    a = equilibrium_test(x32, n_surrogates=39, seed=3)
+    b = equilibrium_test(np.asarray(x32, dtype=np.float64), n_surrogates=39, seed=3)
+    assert a.p_value == b.p_value
+    assert {k: c.p_value for k, c in a.components.items()} == {
+        k: c.p_value for k, c in b.components.items()
+    }
+    assert a.statistic == pytest.approx(b.statistic, rel=1e-6)
+
+
+# --- minimum length, collinear coordinates, extreme scales -----------------------------------
+
+
+def test_minimum_length_is_checked_up_front():
+    x, *_ = rotated_ou(0.0, 200, seed=0)
+    equilibrium_test(x, n_surrogates=19)  # the documented minimum works end to end
+    with pytest.raises(ValueError, match="has 199 snapshots, but at least 200 are needed"):
+        equilibrium_test(x[:199], n_surrogates=19)
+
+
+@pytest.mark.parametrize("d", [2, 5])
+def test_collinear_coordinates_are_refused_by_name(d):
+    z = np.random.default_rng(0).standard_normal((3000, 1))
+    x = z * np.arange(1.0, d + 1.0)  # rank 1
+    with pytest.raises(ValueError, match=r"collinear coordinates .* rank 1 < k = 2 .* Drop"):
+        equilibrium_test(x, seed=0, n_surrogates=19)
+
+
+@pytest.mark.parametrize("exponent", [1000, -1000])
+def test_extreme_scales_give_the_unscaled_p_values(exponent):
+    """x·2^±1000 (≈ 1e±301): rescaled by the same power of two, so the result is x's exactly."""
+    x, *_ = rotated_ou(0.5, 2000, seed=1)
+    ref = equilibrium_test(x, n_surrogates=19, seed=0)
+    res = equilibrium_test(np.ldexp(x, exponent), n_surrogates=19, seed=0)
+    assert res.p_value == ref.p_value and res.statistic == ref.statistic
+    assert "rescaled by this power of two" in res.plane

@@ -173,3 +173,51 @@ def test_projection_shape_checks():
     assert p.apply(np.ones(5)).shape == (2,) and p.dim == 5
     with pytest.raises(ValueError):
         p.basis[0, 0] = 1.0  # frozen arrays
+
+
+def test_one_pass_float32_memmap_matches_float64_svd(tmp_path, monkeypatch):
+    """The one streamed float32 pass (several blocks, Chan merges) against a float64 SVD.
+
+    Weights sit far from zero (mean 10³, fluctuations O(1)): a float32 uncentred XᵀX would lose
+    the covariance; the per-block shift keeps it at float32 resolution of the fluctuations.
+    """
+    monkeypatch.setattr(projection_module, "_SCAN_ELEMENTS", 40 * 97)  # 97-row blocks
+    rng = np.random.default_rng(3)
+    T, d = 2000, 40
+    x64 = rng.standard_normal((T, d)) * np.linspace(3.0, 0.1, d) @ np.linalg.qr(
+        rng.standard_normal((d, d))
+    )[0] + 1e3 * rng.standard_normal(d)
+    path = tmp_path / "w.npy"
+    np.save(path, x64.astype(np.float32))
+    x32 = np.load(path, mmap_mode="r")
+    ref64 = np.asarray(x32, dtype=np.float64)  # the same float32 values, in float64
+    proj = sg.pca_projection(x32, k=3)
+    vecs, vals = _svd_oracle(ref64, 3)
+    np.testing.assert_allclose(proj.explained_variance, vals, rtol=1e-5)
+    _same_up_to_sign(proj.basis, vecs, atol=1e-4)
+    np.testing.assert_allclose(proj.mean, ref64.mean(axis=0), rtol=1e-10, atol=1e-8)
+    scan = projection_module._scan(x32, cross=True)
+    np.testing.assert_allclose(scan.variance, ref64.var(axis=0, ddof=1), rtol=1e-5)
+    # apply streams in float64 blocks and agrees with the in-memory float64 product
+    monkeypatch.setattr(projection_module, "_BLOCK", 4)
+    np.testing.assert_allclose(proj.apply(x32), (ref64 - proj.mean) @ proj.basis.T, atol=1e-9)
+
+
+def test_scan_reports_the_first_non_finite_value(monkeypatch):
+    monkeypatch.setattr(projection_module, "_SCAN_ELEMENTS", 5 * 10)
+    x = np.ones((40, 5), dtype=np.float32) + np.arange(40, dtype=np.float32)[:, None]
+    x[23, 2] = np.nan
+    x[31, 0] = np.inf
+    assert projection_module._scan(x, cross=True).bad == (23, 2)
+    with pytest.raises(ValueError, match=r"non-finite value .* row 23, column 2"):
+        sg.pca_projection(x, k=1)
+
+
+def test_top_eigh_lanczos_matches_full_eigh():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((500, 200)) * np.linspace(5, 0.1, 200)
+    cov = a.T @ a / 500
+    vals, vecs = projection_module._top_eigh(cov, 3)
+    w, v = np.linalg.eigh(cov)
+    np.testing.assert_allclose(vals, w[::-1][:3], rtol=1e-12)
+    _same_up_to_sign(vecs, v[:, ::-1][:, :3].T, atol=1e-9)

@@ -15,6 +15,7 @@ The discretisation is described in :mod:`sgdscope.dynamics._fp_operator`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -25,7 +26,9 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
+from .._memory import MemoryBudgetError, format_bytes
 from .._validation import check_option, check_real
+from . import _fp_solve
 from ._fp_diagnostics import (
     CriticalKind,
     CriticalPoint,
@@ -35,6 +38,7 @@ from ._fp_diagnostics import (
     weighted_ratio,
 )
 from ._fp_operator import assemble_generator, check_m_matrix
+from ._fp_solve import Solver
 from .grid import Grid
 
 __all__ = [
@@ -45,14 +49,16 @@ __all__ = [
     "EvolveMethod",
     "FokkerPlanck",
     "FreeEnergy",
+    "Solver",
     "SteadyState",
 ]
 
 Field = Callable[[torch.Tensor], Any]
 _WHERE = "FokkerPlanck"
-# Minimum-degree ordering on the structure of A + Aᵀ: the generator is structurally symmetric, and
-# on 2-D grids this halves the LU fill-in and time of SuperLU's default (COLAMD).
-_ORDERING = "MMD_AT_PLUS_A"
+_ORDERING = _fp_solve.ORDERING
+# Peak bytes per cell of the construction (points of cells and faces, drift and D values with
+# their torch copies, the COO → CSR assembly of a 3^dim stencil), measured with some margin.
+_BUILD_BYTES_PER_CELL = {1: 600, 2: 1500, 3: 4000}
 
 
 class Boundary(str, Enum):
@@ -109,6 +115,9 @@ class SteadyState:
         negative_mass: Mass of the negative part of the solved ρ relative to ∫|ρ|, before it is
             clipped to 0 (0 when the generator is an M-matrix; see ``FokkerPlanck.is_m_matrix``).
         tol: The tolerance used for the boolean verdicts.
+        solver: The linear solver used (``"lu"``, ``"amg"`` or ``"ilu_gmres"``).
+        solver_residual: Relative residual ‖b − Aρ‖₂/‖b‖₂ of the pinned linear system as the
+            solver left it (round-off for LU; at most the requested ``rtol`` otherwise).
     """
 
     grid: Grid
@@ -130,6 +139,8 @@ class SteadyState:
     boundary_density: float
     negative_mass: float
     tol: float
+    solver: str = "lu"
+    solver_residual: float = 0.0
 
     def summary(self) -> dict:
         """Scalar diagnostics and critical points as a JSON-friendly dict."""
@@ -138,6 +149,8 @@ class SteadyState:
             "grid_shape": list(self.grid.shape),
             "bounds": [list(b) for b in self.grid.bounds],
             "residual": self.residual,
+            "solver": self.solver,
+            "solver_residual": self.solver_residual,
             "div_current": self.div_current,
             "div_force": self.div_force,
             "force_dot_grad_potential": self.force_dot_grad_potential,
@@ -184,6 +197,9 @@ class Evolution:
         method: The time stepping used.
         order: Its order in time (1 for backward Euler; inf for the exact exponential).
         n_steps: Number of implicit steps taken (0 for ``expm``).
+        solver: The linear solver of the implicit steps (``"lu"``, ``"amg"``, ``"ilu_gmres"``;
+            ``"expm"`` for the exponential).
+        residual: Largest relative residual ‖b − Aρ‖₂/‖b‖₂ over the implicit steps.
     """
 
     times: np.ndarray
@@ -193,6 +209,8 @@ class Evolution:
     method: EvolveMethod
     order: float
     n_steps: int
+    solver: str = "lu"
+    residual: float = 0.0
 
 
 def _to_numpy(value: Any) -> np.ndarray:
@@ -319,6 +337,13 @@ class FokkerPlanck:
         self._drift, self._loss, self._loss_grad = drift, loss, loss_grad
         periodic = self.boundary is Boundary.PERIODIC
         dim = grid.dim
+        _check_memory(
+            "construction",
+            grid.size * _BUILD_BYTES_PER_CELL[dim],
+            grid,
+            "Use a coarser grid",
+            _BUILD_BYTES_PER_CELL[dim],
+        )
 
         centres = grid.points.reshape(-1, dim)
         faces = [grid.face_points(i, periodic).reshape(-1, dim) for i in range(dim)]
@@ -343,7 +368,7 @@ class FokkerPlanck:
         if check_positivity:
             self._check_m_matrix()
         self._steady: SteadyState | None = None
-        self._lu_cache: dict[float, Any] = {}
+        self._lu_cache: dict[tuple[float, Solver], Any] = {}
 
     def __repr__(self) -> str:
         return (
@@ -540,31 +565,48 @@ class FokkerPlanck:
         """Largest cell Péclet number |b̃_i| h_i β / D_ii over all faces."""
         return float(max(np.abs(p).max() if p.size else 0.0 for p in self._peclet))
 
-    def steady_state(self, tol: float = 0.05) -> SteadyState:
+    def steady_state(
+        self, tol: float = 0.05, *, solver: Solver | str = "auto", rtol: float = 1e-10
+    ) -> SteadyState:
         r"""Solve L ρ = 0 with :math:`\sum\rho\,\Delta V = 1` and compute the paper's quantities.
 
         The generator has a one-dimensional null space (Assumption 3) and its rows sum to zero
         column-wise, so one equation is redundant: it is replaced by ρ_k = c at one cell (first
-        the centre, then, if ρ_k came out small, the densest cell) and the sparse system is solved
-        by LU (SuperLU, minimum-degree ordering). This avoids a dense normalisation row, which would ruin the fill-in.
+        the centre, then, if ρ_k came out small, the densest cell), which avoids a dense
+        normalisation row. The sparse system is solved by ``solver``: ``"lu"`` (SuperLU,
+        minimum-degree ordering; exact, but its fill-in grows fast in 3-D), ``"amg"``
+        (Ruge–Stüben algebraic multigrid V-cycles from ``pyamg``, GMRES-accelerated if they
+        stall; O(cells) per cycle), or ``"ilu_gmres"`` (GMRES with an incomplete-LU
+        preconditioner, scipy only). ``"auto"`` takes LU up to 10⁷ cells in 1-D, 2²⁰ (1024²)
+        in 2-D and 20³ in 3-D, and AMG above (ILU-GMRES when pyamg is not installed): the
+        measured crossovers (docs/benchmarks/fokker_planck.md).
 
         Args:
             tol: Tolerance for the verdicts ``detailed_balance`` and ``assumption4``.
+            solver: ``"auto"``, ``"lu"``, ``"amg"`` or ``"ilu_gmres"``.
+            rtol: Relative residual ‖b − Aρ‖₂/‖b‖₂ the iterative solvers must reach.
 
         Returns:
-            A :class:`SteadyState`.
+            A :class:`SteadyState` (``solver`` and ``solver_residual`` say how it was solved).
 
         Raises:
-            ValueError: If the density leaks through a reflecting wall (see ``leak_tol``).
+            ValueError: If the density leaks through a reflecting wall (see ``leak_tol``), or on a
+                bad ``solver`` or ``rtol``.
+            ImportError: If ``solver="amg"`` and pyamg is not installed.
+            MemoryError: If the LU factors would not fit in memory (before factoring).
+            RuntimeError: If an iterative solver does not reach ``rtol`` (names the residual).
         """
-        tol = check_real("tol", tol, where="FokkerPlanck.steady_state", low=0.0, low_open=True)
+        where = "FokkerPlanck.steady_state"
+        tol = check_real("tol", tol, where=where, low=0.0, low_open=True)
+        rtol = check_real("rtol", rtol, where=where, low=0.0, high=1e-3, low_open=True)
+        kind = self._solver(solver, where)
         grid = self.grid
         gen = self._generator.tocsr()
         k = int(np.ravel_multi_index(tuple(s // 2 for s in grid.shape), grid.shape))
-        rho = self._pinned_solve(gen, k)
+        rho, relres = self._pinned_solve(gen, k, kind, rtol)
         kmax = int(np.argmax(rho))
         if rho[k] < 1e-6 * rho[kmax]:
-            rho = self._pinned_solve(gen, kmax)
+            rho, relres = self._pinned_solve(gen, kmax, kind, rtol)
         total = np.abs(rho).sum()
         negative_mass = float(-rho[rho < 0].sum() / total) if total > 0 else 0.0
         rho = np.maximum(rho, 0.0)
@@ -572,10 +614,29 @@ class FokkerPlanck:
         residual = float(np.abs(gen @ rho).sum() / max((abs(gen) @ rho).sum(), 1e-300))
         density = rho.reshape(grid.shape)
         boundary_density = self._check_leak(density, "steady-state density")
-        self._steady = self._diagnose(density, residual, boundary_density, negative_mass, tol)
+        steady = self._diagnose(density, residual, boundary_density, negative_mass, tol)
+        self._steady = dataclasses.replace(steady, solver=kind.value, solver_residual=relres)
         return self._steady
 
-    def _pinned_solve(self, gen: sp.csr_matrix, k: int) -> np.ndarray:
+    def _solver(self, solver: Solver | str, where: str) -> Solver:
+        """Resolve ``solver`` for this grid and refuse an LU that would not fit in memory."""
+        kind = _fp_solve.resolve(
+            check_option("solver", solver, Solver, where=where), self.grid.size, self.grid.dim
+        )
+        if kind is Solver.LU:
+            need = _fp_solve.lu_bytes(self._generator.nnz, self.grid.size, self.grid.dim)
+            _check_memory(
+                "sparse LU",
+                need,
+                self.grid,
+                "Pass solver='amg' (or 'ilu_gmres'), or use a coarser grid",
+                need / self.grid.size,
+            )
+        return kind
+
+    def _pinned_solve(
+        self, gen: sp.csr_matrix, k: int, kind: Solver = Solver.LU, rtol: float = 1e-10
+    ) -> tuple[np.ndarray, float]:
         n = gen.shape[0]
         keep = np.ones(n)
         keep[k] = 0.0
@@ -583,7 +644,19 @@ class FokkerPlanck:
         a = sp.diags(keep) @ gen + sp.csr_matrix(([scale], ([k], [k])), shape=(n, n))
         rhs = np.zeros(n)
         rhs[k] = scale
-        return spla.splu(a.tocsc(), permc_spec=_ORDERING).solve(rhs)
+        x0 = None if kind is Solver.LU else np.full(n, 1.0)
+        rho, relres = _fp_solve.prepare(a, kind, rtol).solve(rhs, x0)
+        self._check_converged(relres, rtol, kind, "steady state")
+        return rho, relres
+
+    def _check_converged(self, relres: float, rtol: float, kind: Solver, what: str) -> None:
+        if kind is not Solver.LU and not relres <= 10 * rtol:
+            raise RuntimeError(
+                f"the {kind.value} solver of FokkerPlanck did not converge for the {what} on "
+                f"{self.grid.shape}: relative residual {relres:.3g} > 10 × rtol = "
+                f"{10 * rtol:.3g}. Pass solver='lu' (if it fits in memory), a larger 'rtol', or "
+                "a finer grid where the drift is steep (cell Péclet number)."
+            )
 
     def _diagnose(
         self,
@@ -721,6 +794,9 @@ class FokkerPlanck:
         times: Sequence[float] | np.ndarray,
         method: EvolveMethod | str = "backward_euler",
         dt: float | None = None,
+        *,
+        solver: Solver | str = "auto",
+        rtol: float = 1e-10,
     ) -> Evolution:
         r"""Integrate dρ/dt = Lρ from ``rho0`` at t = 0 and return ρ at ``times``.
 
@@ -737,6 +813,10 @@ class FokkerPlanck:
             method: ``"backward_euler"`` or ``"expm"``.
             dt: Largest backward-Euler step; default (t_max)/200. Each interval between output
                 times is split into equal steps no longer than ``dt``.
+            solver: Linear solver of the implicit steps, as in :meth:`steady_state` (``"auto"``:
+                LU on small grids, AMG on large ones); each step starts from the previous
+                density. Ignored by ``expm``.
+            rtol: Relative residual each iterative step must reach.
 
         Returns:
             An :class:`Evolution` with densities, masses and free energies at ``times``.
@@ -744,8 +824,11 @@ class FokkerPlanck:
         Raises:
             ValueError: On a bad ``rho0``, ``times`` or ``dt``, or if a density leaks through a
                 reflecting wall (see ``leak_tol``).
+            MemoryError: If the LU factors would not fit in memory (before factoring).
+            RuntimeError: If an iterative solver does not reach ``rtol``.
         """
         where = "FokkerPlanck.evolve"
+        rtol = check_real("rtol", rtol, where=where, low=0.0, high=1e-3, low_open=True)
         rho = self._check_density(rho0, "rho0", where).ravel().copy()
         method = check_option("method", method, EvolveMethod, where=where)
         t = np.asarray(times, dtype=float).ravel()
@@ -758,6 +841,8 @@ class FokkerPlanck:
         if dt is None:
             dt = t_max / 200.0 if t_max > 0 else 1.0
         dt = check_real("dt", dt, where=where, low=0.0, low_open=True)
+        kind = Solver.LU if method is EvolveMethod.EXPM else self._solver(solver, where)
+        worst = 0.0
         gen = self._generator.tocsc()
         n = gen.shape[0]
         out = np.empty((t.size, n))
@@ -770,9 +855,11 @@ class FokkerPlanck:
                 else:
                     k = int(np.ceil(span / dt - 1e-9))
                     step = span / k
-                    lu = self._lu(step, gen)
+                    prep = self._prepared(step, gen, kind, rtol)
                     for _ in range(k):
-                        rho = lu.solve(rho)
+                        rho, relres = prep.solve(rho, rho)
+                        worst = max(worst, relres)
+                    self._check_converged(worst, rtol, kind, f"implicit steps up to t = {target:g}")
                     steps += k
                 rho = np.maximum(rho, 0.0)
                 now = target
@@ -791,16 +878,39 @@ class FokkerPlanck:
             method=method,
             order=order,
             n_steps=steps,
+            solver="expm" if method is EvolveMethod.EXPM else kind.value,
+            residual=worst,
         )
 
-    def _lu(self, step: float, gen: sp.csc_matrix):
-        key = round(step, 14)
+    def _prepared(self, step: float, gen: sp.csc_matrix, kind: Solver, rtol: float):
+        key = (round(step, 14), kind, rtol)
         if key not in self._lu_cache:
             if len(self._lu_cache) > 4:
                 self._lu_cache.clear()
             a = sp.identity(gen.shape[0], format="csc") - step * gen
-            self._lu_cache[key] = spla.splu(a.tocsc(), permc_spec=_ORDERING)
+            self._lu_cache[key] = _fp_solve.prepare(a, kind, rtol)
         return self._lu_cache[key]
+
+
+def _check_memory(what: str, need: float, grid: Grid, fix: str, per_cell: float) -> None:
+    """Refuse work whose estimated peak memory exceeds 80% of what is available, before it starts."""
+    free = _available_bytes()
+    if need <= 0.8 * free:
+        return
+    fit = max(int(0.8 * free / max(per_cell, 1.0)), 1)
+    side = int(fit ** (1.0 / grid.dim))
+    raise MemoryBudgetError(
+        f"the {what} of {_WHERE} on a grid of shape {grid.shape} ({grid.size:,} cells) would "
+        f"need about {format_bytes(need)}, but only {format_bytes(free)} is available (80% "
+        f"usable: about {fit:,} cells, e.g. shape {(side,) * grid.dim}). {fix}."
+    )
+
+
+def _available_bytes() -> int:
+    """MemAvailable, capped by the address-space limit (ulimit -v) left to this process."""
+    from .sde import _available_bytes as sde_available
+
+    return sde_available(torch.device("cpu"))
 
 
 def gaussian_density(grid: Grid, mean: Sequence[float], cov: Any) -> np.ndarray:

@@ -12,6 +12,9 @@ from .._validation import check_int, check_real
 __all__ = ["Grid"]
 
 _WHERE = "Grid"
+# Cell widths whose 1/h² (the diffusion weights of the generator) stay well inside float64.
+_MIN_SPACING = 1e-100
+_MAX_SPACING = 1e100
 
 
 @dataclass(frozen=True)
@@ -66,9 +69,15 @@ class Grid:
             hi = check_real(f"bounds[{i}][1]", hi, where=_WHERE, low=lo, low_open=True)
             clean.append((lo, hi))
         dim = len(clean)
-        if isinstance(shape, int | np.integer):
+        if isinstance(shape, int | np.integer) and not isinstance(shape, bool):
             shape = (int(shape),) * dim
-        shape = tuple(shape)
+        try:
+            shape = tuple(shape)
+        except TypeError:
+            raise ValueError(
+                f"the 'shape' parameter of {_WHERE} must be an int or a sequence of ints (cells "
+                f"per dimension), got {shape!r}. Example: shape=(201, 201)."
+            ) from None
         if len(shape) != dim:
             raise ValueError(
                 f"the 'shape' parameter of {_WHERE} must have one entry per dimension ({dim}), "
@@ -83,6 +92,16 @@ class Grid:
         object.__setattr__(self, "bounds", tuple(clean))
         object.__setattr__(self, "shape", shape)
         h = np.array([(hi - lo) / n for (lo, hi), n in zip(clean, shape, strict=True)])
+        for i, ((lo, hi), hi_) in enumerate(zip(clean, h, strict=True)):
+            # the generator divides by h² and differences coordinates: both must be resolved
+            tiny = 1e4 * np.finfo(float).eps * max(abs(lo), abs(hi))
+            if not (_MIN_SPACING <= hi_ <= _MAX_SPACING) or hi_ <= tiny or hi - lo == np.inf:
+                raise ValueError(
+                    f"the 'bounds' parameter of {_WHERE} gives axis {i} = [{lo:g}, {hi:g}] a "
+                    f"cell width h = {hi_:.3g} with {shape[i]} cells, outside what float64 "
+                    f"resolves (needs {_MIN_SPACING:g} ≤ h ≤ {_MAX_SPACING:g} and h > 10⁴ ε "
+                    f"max(|low|, |high|) = {tiny:.3g}). Rescale the coordinates to O(1) units."
+                )
         h.setflags(write=False)
         object.__setattr__(self, "spacing", h)
 

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -378,9 +381,25 @@ class EulerMaruyama:
 
 
 def _available_bytes(device: torch.device) -> int:
-    """Free memory on ``device`` (CUDA: ``mem_get_info``; CPU: MemAvailable)."""
+    """Free memory on ``device``: CUDA ``mem_get_info``; CPU MemAvailable, capped by ulimit -v."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    free = _mem_available()
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/statm") as fh:
+                used = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            free = min(free, max(soft - used, 0))
+    except (ImportError, OSError, ValueError):  # pragma: no cover - non-Linux
+        pass
+    return free
+
+
+def _mem_available() -> int:
+    """MemAvailable of /proc/meminfo (free physical pages elsewhere)."""
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
@@ -394,21 +413,33 @@ def _available_bytes(device: torch.device) -> int:
         return 1 << 62
 
 
-def record_steps(n_steps: int, record_every: int) -> list[int]:
-    """The step numbers that are recorded: 0, k, 2k, …, and ``n_steps`` (always last)."""
-    steps = list(range(0, n_steps + 1, record_every))
+def n_records(n_steps: int, record_every: int) -> int:
+    """How many records a run keeps: ⌊n_steps / k⌋ + 1, plus 1 if k does not divide n_steps.
+
+    Arithmetic only, so that the memory check runs before anything of size n_steps is built.
+    """
+    return n_steps // record_every + 1 + (n_steps % record_every != 0)
+
+
+def record_steps(n_steps: int, record_every: int) -> np.ndarray:
+    """The step numbers that are recorded: 0, k, 2k, …, and ``n_steps`` (always last).
+
+    Call it after the memory check (:func:`n_records` gives the length without building it).
+    """
+    steps = np.arange(0, n_steps + 1, record_every, dtype=np.int64)
     if steps[-1] != n_steps:
-        steps.append(n_steps)
+        steps = np.append(steps, np.int64(n_steps))
     return steps
 
 
 def _allocate_records(
     n_records: int, shape: tuple[int, int], like: Tensor, what: str, unit: str
 ) -> Tensor:
-    need = n_records * shape[0] * shape[1] * like.element_size()
+    row = shape[0] * shape[1] * like.element_size()
+    need = n_records * row
     free = _available_bytes(like.device)
     if need > 0.8 * free:
-        fit = max(int(0.8 * free) // max(shape[0] * shape[1] * like.element_size(), 1), 0)
+        fit = max(int(0.8 * free) // max(row, 1), 0)
         raise MemoryError(
             f"{what} would need {need / 2**30:.3g} GiB on {like.device} for {n_records} records "
             f"of {shape[0]} {unit} × dim {shape[1]}, but only {free / 2**30:.3g} GiB is free "
@@ -417,14 +448,41 @@ def _allocate_records(
     return torch.empty((n_records, *shape), dtype=like.dtype, device=like.device)
 
 
-def _raise_non_finite(new: Tensor, b: Tensor, x: Tensor, k: int, dt: float) -> None:
+BLOCK_ELEMENTS = 1 << 18
+"""Target size, in elements, of one block's (particles × max(dim, r)) work arrays on CPU."""
+SMALL_PROBLEM = 1 << 16
+"""Below this many particle × max(dim, r) elements, a run uses one thread (see simulate_sde)."""
+
+
+def block_size(n_particles: int, dim: int, noise_dim: int, device: torch.device | str) -> int:
+    """Particles per block: on CPU ⌊2¹⁸ / max(dim, r)⌋ clamped to [512, 65536]; on CUDA all.
+
+    The rule depends only on the problem's shape (never on the machine or its threads), so that
+    the random stream of a given seed is the same everywhere on CPU. A block's work arrays (its
+    states, drift and normals, at most ~2¹⁸ elements each, 1 MiB in float32) stay in cache across
+    all the steps of the block.
+    """
+    if torch.device(device).type != "cpu":
+        return max(n_particles, 1)
+    return max(min(BLOCK_ELEMENTS // max(dim, noise_dim, 1), 1 << 16), 512)
+
+
+def block_seed(seed: int, block: int) -> int:
+    """The seed of block ``block``'s generator: SeedSequence([seed, block]) → one uint64 < 2⁶³."""
+    word = np.random.SeedSequence([seed, block]).generate_state(1, dtype=np.uint64)[0]
+    return int(word) >> 1
+
+
+def _raise_non_finite(
+    new: Tensor, b: Tensor, x: Tensor, k: int, dt: float, offset: int = 0
+) -> None:
     """Name the culprit (the drift, or the step itself) once a step produced NaN/inf."""
     bad_b = ~torch.isfinite(b).all(dim=1)
     if bool(bad_b.any()):
         j = int(bad_b.nonzero()[0])
         raise FloatingPointError(
             f"the 'drift' parameter of {_WHERE} returned NaN or inf at step {k} for particle "
-            f"{j} at x = {x[j].tolist()}. Check the drift there, or reduce 'dt'."
+            f"{j + offset} at x = {x[j].tolist()}. Check the drift there, or reduce 'dt'."
         )
     if not bool(torch.isfinite(new).all()):
         raise FloatingPointError(
@@ -444,6 +502,7 @@ def simulate_sde(
     record_every: int = 1,
     *,
     check_finite: bool = True,
+    threads: int | None = None,
 ) -> Tensor:
     r"""Simulate :math:`dx = b(x)\,dt + \sqrt{2\beta^{-1}D(x)}\,dW` for many particles at once.
 
@@ -452,10 +511,24 @@ def simulate_sde(
     Its density follows the Fokker–Planck equation (FP); for b = −F x and constant D the
     stationary covariance is β⁻¹ S with F S + S Fᵀ = 2D (Lemma 20, :func:`linear_decomposition`).
 
-    Randomness: a dedicated ``torch.Generator`` on x0's device seeded with ``seed``; the global
-    RNG is never touched. At every step, in order, ``z = torch.randn((n, r), generator=g)`` with
-    r = ``diffusion.noise_dim`` (dim for a field or a dense matrix); this order is part of the
-    contract, so :func:`sgdscope.reference.sde.euler_maruyama_loop` reproduces the paths.
+    Blocks and randomness: the particles are split into blocks of :func:`block_size` particles
+    (on CPU ⌊2¹⁸ / max(dim, r)⌋ clamped to [512, 65536], so that a block's arrays stay in cache;
+    on CUDA one block), and each block runs all its steps at once. Block j draws from its own
+    ``torch.Generator`` on x0's device seeded with :func:`block_seed` (seed, j); at every step, in
+    order, ``z = torch.randn((n_j, r), generator=g_j)`` with r = ``diffusion.noise_dim`` (dim for a
+    field or a dense matrix). The global RNG is never touched, and the stream depends only on the
+    seed and the problem's shape, not on the machine or its threads: this is part of the contract,
+    so :func:`sgdscope.reference.sde.brownian_normals` and
+    :func:`sgdscope.reference.sde.euler_maruyama_loop` reproduce the paths. The drift and a
+    diffusion field are therefore called on blocks of particles: they must act row by row (one
+    particle's velocity may not depend on the other particles), and, with several threads, be
+    safe to call from several threads at once (pure torch functions are).
+
+    Threads (CPU): while it runs, torch's intra-op thread count is set to 1 (and then restored),
+    the factorisation of D included, and the blocks are shared among ``threads`` Python threads. Problems with fewer than 2¹⁶
+    particle × max(dim, r) elements run on one thread (their steps take microseconds; waking
+    threads would cost more, on a loaded machine up to ~100× more); larger ones default to
+    ``torch.get_num_threads()``. The result does not depend on the thread count.
 
     Args:
         drift: b, a callable points (n, dim) → (n, dim) (torch, same device and dtype as x0).
@@ -470,6 +543,7 @@ def simulate_sde(
         check_finite: Check every step for NaN/inf and name the step and the culprit (one
             reduction and, on CUDA, one synchronisation per step; turn off for the last bit of
             speed).
+        threads: Threads on CPU (None: the policy above; 1: this thread only). Ignored on CUDA.
 
     Returns:
         A tensor (n_records, n_particles, dim). Record 0 is x0; then the states after steps
@@ -507,34 +581,111 @@ def simulate_sde(
     n_steps = check_int("n_steps", n_steps, where=_WHERE, low=0)
     beta = check_real("beta", beta, where=_WHERE, low=0.0, low_open=True)
     record_every = check_int("record_every", record_every, where=_WHERE, low=1)
+    threads = None if threads is None else check_int("threads", threads, where=_WHERE, low=1)
+    if x0.device.type == "cpu":
+        # everything on one intra-op thread, the factorisation of D included: on small matrices
+        # and cache-sized blocks, waking a second thread costs more than it saves (on a loaded
+        # machine up to ~100× more); the blocks may run on Python threads instead (see above)
+        with _torch_threads(1):
+            return _run(
+                drift, diffusion, x0, dt, n_steps, beta, seed, record_every, check_finite, threads
+            )
+    return _run(drift, diffusion, x0, dt, n_steps, beta, seed, record_every, check_finite, threads)
+
+
+def _run(
+    drift: DriftFn,
+    diffusion: object,
+    x0: Tensor,
+    dt: float,
+    n_steps: int,
+    beta: float,
+    seed: int | None,
+    record_every: int,
+    check_finite: bool,
+    threads: int | None,
+) -> Tensor:
+    """The body of :func:`simulate_sde` once its arguments are checked."""
     n, dim = x0.shape
     noise = _as_diffusion(diffusion)._prepare(dim, x0.dtype, x0.device, math.sqrt(2.0 * dt / beta))
     r = noise.r
-    steps = record_steps(n_steps, record_every)
-    out = _allocate_records(len(steps), (n, dim), x0, _WHERE, "particles")
+    out = _allocate_records(n_records(n_steps, record_every), (n, dim), x0, _WHERE, "particles")
+    base_seed = seed if seed is not None else int(torch.Generator().seed()) >> 1
+    nb = block_size(n, dim, r, x0.device)
+    blocks = [(s, min(s + nb, n)) for s in range(0, n, nb)] or [(0, 0)]
+    out[0] = x0
+    if n == 0 or n_steps == 0:
+        out[-1] = x0
+        return out
+    stop = threading.Event()
 
-    gen = torch.Generator(device=x0.device)
-    gen.manual_seed(seed if seed is not None else int(torch.Generator().seed()))
-    scheme = EulerMaruyama
-    z = torch.empty((n, r), dtype=x0.dtype, device=x0.device)
-    x, spare = x0.clone(), torch.empty_like(x0)
-    out[0] = x
-    i_rec = 1
-    for k in range(1, n_steps + 1):
-        b = drift(x)
-        if not isinstance(b, Tensor) or b.shape != x.shape:
-            got = tuple(b.shape) if isinstance(b, Tensor) else type(b).__name__
-            raise ValueError(
-                f"the 'drift' parameter of {_WHERE} must map points of shape {tuple(x.shape)} to "
-                f"velocities of the same shape, got {got}."
-            )
-        torch.randn((n, r), generator=gen, out=z)
-        new = scheme.step(x, b, z, dt, noise, out=spare)
-        # one reduction per step; the precise (allocating) check runs only when it fails
-        if check_finite and not bool(torch.isfinite(new.sum())):
-            _raise_non_finite(new, b, x, k, dt)
-        x, spare = new, x
-        if k == steps[i_rec]:
-            out[i_rec] = x
-            i_rec += 1
+    def run_block(j: int) -> None:
+        lo, hi = blocks[j]
+        gen = torch.Generator(device=x0.device)
+        gen.manual_seed(block_seed(base_seed, j))
+        x, spare = x0[lo:hi].clone(), torch.empty_like(x0[lo:hi])
+        z = torch.empty((hi - lo, r), dtype=x0.dtype, device=x0.device)
+        i_rec = 1
+        for k in range(1, n_steps + 1):
+            if stop.is_set():
+                return
+            b = drift(x)
+            if not isinstance(b, Tensor) or b.shape != x.shape:
+                got = tuple(b.shape) if isinstance(b, Tensor) else type(b).__name__
+                raise ValueError(
+                    f"the 'drift' parameter of {_WHERE} must map points of shape "
+                    f"{tuple(x.shape)} to velocities of the same shape, got {got}."
+                )
+            torch.randn((hi - lo, r), generator=gen, out=z)
+            new = EulerMaruyama.step(x, b, z, dt, noise, out=spare)
+            # one reduction per step; the precise (allocating) check runs only when it fails
+            if check_finite and not bool(torch.isfinite(new.sum())):
+                _raise_non_finite(new, b, x, k, dt, offset=lo)
+            x, spare = new, x
+            if k % record_every == 0 or k == n_steps:
+                out[i_rec, lo:hi] = x
+                i_rec += 1
+
+    if x0.device.type != "cpu":
+        for j in range(len(blocks)):
+            run_block(j)
+        return out
+    workers = _thread_policy(n * max(dim, r), len(blocks), threads)
+    if workers == 1:
+        for j in range(len(blocks)):
+            run_block(j)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(run_block, j) for j in range(len(blocks))]
+            try:
+                for f in futures:  # the first error in block order is raised
+                    f.result()
+            finally:
+                stop.set()
     return out
+
+
+def _thread_policy(size: int, n_blocks: int, threads: int | None) -> int:
+    """Worker threads for a CPU run: 1 for small problems, else torch's thread count.
+
+    Small problems (fewer than :data:`SMALL_PROBLEM` particle × max(dim, r) elements) run on one
+    thread: their steps take microseconds, and waking threads costs more (on a loaded machine up
+    to ~100× more). Larger ones run their blocks on ``threads`` (default
+    ``torch.get_num_threads()``) Python threads, each op single-threaded inside.
+    """
+    if threads is None:
+        threads = 1 if size < SMALL_PROBLEM else torch.get_num_threads()
+    return max(1, min(threads, n_blocks))
+
+
+@contextmanager
+def _torch_threads(k: int) -> Iterator[None]:
+    """Set torch's intra-op thread count to ``k`` for the duration, then restore it."""
+    before = torch.get_num_threads()
+    if before != k:
+        torch.set_num_threads(k)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

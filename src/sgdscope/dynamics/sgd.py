@@ -12,7 +12,7 @@ from torch import Tensor
 
 from .._validation import check_int, check_real
 from .problems import AbstractFiniteSumProblem
-from .sde import _allocate_records, record_steps
+from .sde import _allocate_records, n_records
 
 __all__ = ["simulate_sgd"]
 
@@ -160,8 +160,7 @@ def simulate_sgd(
         )
     x = start.to(dtype=ref.dtype, device=ref.device).expand(chains, dim).clone()
 
-    steps = record_steps(n_steps, record_every)
-    out = _allocate_records(len(steps), (chains, dim), x, _WHERE, "chains")
+    out = _allocate_records(n_records(n_steps, record_every), (chains, dim), x, _WHERE, "chains")
     gen = torch.Generator(device=ref.device)
     gen.manual_seed(seed if seed is not None else int(torch.Generator().seed()))
     sampler = _BatchSampler(n, b, chains, replacement, reshuffle, gen, ref.device)
@@ -179,7 +178,7 @@ def simulate_sgd(
                 f"the iterates of {_WHERE} became NaN or inf at step {k} in chain {c}: SGD "
                 f"diverged at lr = {lr:g}. Lower 'lr' (on a quadratic, below 2 / λ_max(H))."
             )
-        if k == steps[i_rec]:
+        if k % record_every == 0 or k == n_steps:
             out[i_rec] = x
             i_rec += 1
     return out

@@ -31,33 +31,37 @@ def psd_root(D: np.ndarray) -> np.ndarray:
         return V * np.sqrt(np.clip(lam, 0.0, None))
 
 
-def brownian_normals(seed: int, n_steps: int, n_particles: int, noise_dim: int) -> np.ndarray:
+def brownian_normals(
+    seed: int, n_steps: int, n_particles: int, noise_dim: int, dim: int | None = None
+) -> np.ndarray:
     """The standard normals that :func:`sgdscope.simulate_sde` draws on CPU in float64.
 
-    One ``torch.randn((n_particles, noise_dim))`` per step from a generator seeded with ``seed``.
+    The documented stream, written out: particles in blocks of B = ⌊2¹⁸ / max(dim, r)⌋ clamped to
+    [512, 65536]; block j has a ``torch.Generator`` seeded with
+    ``SeedSequence([seed, j]).generate_state(1, uint64)[0] >> 1`` and draws one ``torch.randn((n_j, r))`` per step.
 
     Args:
         seed: The seed given to ``simulate_sde``.
         n_steps: Number of steps.
         n_particles: Number of particles.
         noise_dim: Normals per particle and step (dim, or r for a low-rank D).
+        dim: The state dimension (None: ``noise_dim``); it enters the block size.
 
     Returns:
         An array (n_steps, n_particles, noise_dim).
     """
     import torch
 
-    gen = torch.Generator().manual_seed(seed)
-    return (
-        np.stack(
-            [
-                torch.randn((n_particles, noise_dim), generator=gen, dtype=torch.float64).numpy()
-                for _ in range(n_steps)
-            ]
-        )
-        if n_steps
-        else np.zeros((0, n_particles, noise_dim))
-    )
+    dim = noise_dim if dim is None else dim
+    size = max(min((1 << 18) // max(dim, noise_dim, 1), 1 << 16), 512)
+    out = np.zeros((n_steps, n_particles, noise_dim))
+    for j, lo in enumerate(range(0, n_particles, size)):
+        hi = min(lo + size, n_particles)
+        word = np.random.SeedSequence([seed, j]).generate_state(1, dtype=np.uint64)[0]
+        gen = torch.Generator().manual_seed(int(word) >> 1)
+        for k in range(n_steps):
+            out[k, lo:hi] = torch.randn((hi - lo, noise_dim), generator=gen, dtype=torch.float64)
+    return out
 
 
 def euler_maruyama_loop(

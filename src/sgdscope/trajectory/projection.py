@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Any
 
 import numpy as np
+import scipy.sparse.linalg
 import torch
 
 from .._validation import check_int, check_real
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 _BLOCK = 4096  # rows per block when streaming over an in-memory array
+_SCAN_ELEMENTS = 1 << 22  # elements per block of the one-pass scan (16 MiB of float32)
 _MAX_COV_DIM = 4096  # above this d, PCA uses an SVD of the data instead of the d x d covariance
 
 
@@ -104,9 +106,17 @@ class Projection:
             ValueError: If the last dimension of ``data`` is not d.
         """
         source = getattr(data, "weights", data)
-        if hasattr(source, "iter_chunks"):
+        if hasattr(source, "iter_chunks") or (
+            isinstance(source, np.ndarray) and source.ndim == 2 and source.size > _BLOCK * 64
+        ):
             self._check_dim(source.shape[-1])
-            parts = [(rows - self.mean) @ self.basis.T for _, rows in source.iter_chunks()]
+            rows = max(_SCAN_ELEMENTS // max(self.dim, 1), 64)
+            offset = self.mean @ self.basis.T
+            parts = []
+            for blk in _row_blocks(source, rows):  # float64 per block, never the whole array
+                y = np.asarray(blk, dtype=np.float64) @ self.basis.T
+                y -= offset
+                parts.append(y)
             return np.concatenate(parts) if parts else np.zeros((0, self.k))
         x = np.asarray(data, dtype=np.float64)
         self._check_dim(x.shape[-1] if x.ndim else -1)
@@ -148,6 +158,124 @@ def _blocks(data: Any) -> Iterator[np.ndarray]:
         yield x[i : i + _BLOCK]
 
 
+@dataclass(frozen=True)
+class _Scan:
+    """What one streamed pass over (T, d) rows gives: count, mean, covariance, validity.
+
+    Attributes:
+        n: T, the number of rows.
+        mean: (d,) float64 mean.
+        m2: (d, d) float64 Σ_t (x_t − x̄)(x_t − x̄)ᵀ, or only its diagonal (d,) when the pass
+            was asked for no cross products.
+        scale: The power of two the data were divided by before the products (1.0 unless the
+            values were beyond 2^±64, where float products would overflow or underflow).
+        bad: (row, column) of the first non-finite value, or None.
+    """
+
+    n: int
+    mean: np.ndarray
+    m2: np.ndarray
+    scale: float
+    bad: tuple[int, int] | None
+
+    @property
+    def variance(self) -> np.ndarray:
+        """(d,) per-coordinate sample variance (1/(T − 1)), in the data's own units."""
+        diag = self.m2 if self.m2.ndim == 1 else np.diag(self.m2)
+        return diag / max(self.n - 1, 1) * self.scale**2
+
+
+def _row_blocks(data: Any, rows: int) -> Iterator[np.ndarray]:
+    """Consecutive row blocks in the data's own float dtype (float32 stays float32)."""
+    source = getattr(data, "weights", data)
+    if hasattr(source, "iter_chunks"):
+        for _, blk in source.iter_chunks():
+            blk = np.asarray(blk)
+            yield blk if blk.dtype in (np.float32, np.float64) else blk.astype(np.float64)
+        return
+    x = np.asarray(source)
+    if x.ndim != 2:
+        raise ValueError(
+            f"the 'data' parameter of pca_projection must be an array of shape (T, d) or a "
+            f"Trajectory, got an array of shape {x.shape}."
+        )
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    for i in range(0, len(x), rows):
+        yield x[i : i + rows]
+
+
+def _scan(data: Any, *, cross: bool, scale: float = 1.0) -> _Scan:
+    r"""One streamed pass: row count, mean, centred second moments, first non-finite value.
+
+    Each block B (rows in the data's dtype, float32 kept) is shifted by its own first row,
+    :math:`Z = (B - b_0)/s` (exact for s a power of two), and gives its mean :math:`\bar z` and
+    :math:`Z^\top Z` (one BLAS product in the block's dtype, accumulated in float64); the blocks
+    are combined by the pairwise update of Chan, Golub & LeVeque (1983),
+    :math:`M_{ab} = M_a + M_b + \frac{n_a n_b}{n_a+n_b}\delta\delta^\top`, which keeps the
+    round-off of the centred moments small when the mean is far from zero (weights are).
+    With ``cross=False`` only the diagonal (per-coordinate sums of squares) is kept.
+    """
+    n, mean, g, bad = 0, None, None, None
+    d = None
+    source = getattr(data, "weights", data)
+    width = tuple(getattr(source, "shape", np.shape(source)))[-1:] or (1,)
+    # the rank-one terms of the merges, applied at the end in one product: Σ c_b r_b r_bᵀ
+    vecs: list[np.ndarray] = []
+    coefs: list[float] = []
+    for blk in _row_blocks(data, max(_SCAN_ELEMENTS // max(width[0], 1), 64)):
+        nb = blk.shape[0]
+        if nb == 0:
+            continue
+        d = blk.shape[1]
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf are reported below
+            if scale != 1.0:  # scale first (exact): differences of huge values could overflow
+                z = blk * blk.dtype.type(1.0 / scale)
+                z -= z[0].copy()
+            else:
+                z = blk - blk[0]
+            sb = z.sum(axis=0, dtype=np.float64)
+        if bad is None and not np.isfinite(sb).all():
+            rows, cols = np.nonzero(~np.isfinite(blk))
+            if rows.size:
+                bad = (n + int(rows[0]), int(cols[0]))
+        zb = sb / nb
+        if bad is not None:  # the caller refuses the data: skip the products
+            n += nb
+            continue
+        gb = z.T @ z if cross else np.einsum("ij,ij->j", z, z, dtype=np.float64)
+        vecs.append(zb)
+        coefs.append(-float(nb))
+        mb = np.asarray(blk[0], dtype=np.float64) / scale + zb  # exact for a power of two
+        if mean is None:
+            mean, g = mb, gb.astype(np.float64)
+        else:
+            g += gb
+            delta = mb - mean
+            vecs.append(delta)
+            coefs.append(n * nb / (n + nb))
+            mean = mean + delta * (nb / (n + nb))
+        n += nb
+    if d is None or bad is not None:
+        m = 0 if d is None else d
+        return _Scan(n, np.zeros(m), np.zeros((m, m) if cross else m), scale, bad)
+    r = np.array(vecs)
+    c = np.array(coefs)
+    m2 = g + ((r.T * c) @ r if cross else (c[:, None] * r**2).sum(axis=0))
+    return _Scan(n, mean * scale, m2, scale, bad)
+
+
+def _power_of_two_scale(data: Any) -> float:
+    """1.0, or the power of two near the data's magnitude when it is beyond 2^±64."""
+    source = getattr(data, "weights", data)
+    first = np.asarray(source[0:64], dtype=np.float64)
+    finite = np.abs(first[np.isfinite(first)])
+    top = float(finite.max()) if finite.size else 0.0
+    if top == 0.0 or 2.0**-64 <= top <= 2.0**64:
+        return 1.0
+    return float(2.0 ** np.round(np.log2(top)))
+
+
 def _differences(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
     """Increments x_{t+1} - x_t of a stream of row blocks, carried across block borders."""
     prev = None
@@ -176,9 +304,12 @@ def pca_projection(
     With rows :math:`z_t` (positions :math:`x_t`, or increments :math:`x_{t+1}-x_t` when
     ``increments=True``), the directions are the top-k eigenvectors of the sample covariance
     :math:`\frac{1}{T-1}\sum_t (z_t-\bar z)(z_t-\bar z)^\top`, i.e. the top right singular vectors
-    of the centred data matrix. The covariance is accumulated in float64 chunk by chunk (two
-    passes, no (T, d) array in memory) when d ≤ min(T, 4096); otherwise the data are loaded and
-    an SVD of the (T, d) matrix is used (cheaper when T < d). The projection's centre is the mean position (or zero with ``center=False``), so
+    of the centred data matrix. For positions with d ≤ min(T, 4096) it takes one streamed
+    pass in the data's own dtype (a float32 memory map stays float32): each block, shifted by its
+    first row, gives its mean and ZᵀZ (BLAS in the block's dtype, accumulated in float64), and the
+    blocks are combined by the pairwise update of Chan, Golub & LeVeque (1983); then the top k
+    eigenpairs of the covariance. Increments use two float64 passes; when d > min(T, 4096) the
+    data are loaded and an SVD of the (T, d) matrix is used (cheaper when T < d). The projection's centre is the mean position (or zero with ``center=False``), so
     ``proj.apply(traj)`` gives centred coordinates in either case. Each direction's sign is fixed so
     that its largest entry is positive.
 
@@ -205,6 +336,16 @@ def pca_projection(
     """
     where = "pca_projection"
     kind = ProjectionKind.PCA_INCREMENTS if increments else ProjectionKind.PCA
+    source = getattr(data, "weights", data)
+    shape = tuple(getattr(source, "shape", np.shape(source)))
+    if not increments and len(shape) == 2 and shape[0] >= shape[1] and shape[1] <= _MAX_COV_DIM:
+        scan = _scan(data, cross=True, scale=_power_of_two_scale(data))
+        if scan.bad is not None:
+            raise ValueError(
+                f"the 'data' parameter of {where} contains a non-finite value (NaN or inf) at "
+                f"row {scan.bad[0]}, column {scan.bad[1]}."
+            )
+        return _pca_from_scan(scan, k, center=center, where=where)
 
     def stream() -> Iterator[np.ndarray]:
         return _differences(_blocks(data)) if increments else _blocks(data)
@@ -232,9 +373,7 @@ def pca_projection(
             zc = z - z_mean
             cov += zc.T @ zc
         cov /= count - 1
-        evals, evecs = np.linalg.eigh(cov)
-        order = np.argsort(evals)[::-1][:k]
-        values, vectors = evals[order], evecs[:, order].T
+        values, vectors = _top_eigh(cov, k)
     else:
         zc = np.concatenate(list(stream())) - z_mean
         _, s, vt = np.linalg.svd(zc, full_matrices=False)
@@ -244,6 +383,44 @@ def pca_projection(
         mean=pos_mean,
         kind=kind,
         explained_variance=np.maximum(values, 0.0),
+    )
+
+
+def _top_eigh(cov: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top-k eigenpairs of a symmetric matrix, descending: (values (k,), vectors (k, d))."""
+    d = cov.shape[0]
+    evals = None
+    if d > 64 and 4 * k < d:  # Lanczos (ARPACK) to machine precision: ~20× a full eigh at d = 10³
+        v0 = np.random.default_rng(0).standard_normal(d)  # fixed start: deterministic
+        try:
+            evals, evecs = scipy.sparse.linalg.eigsh(cov, k=k, which="LA", v0=v0, tol=0)
+        except scipy.sparse.linalg.ArpackError:
+            evals = None
+    if evals is None:
+        evals, evecs = np.linalg.eigh(cov)
+    order = np.argsort(evals)[::-1][:k]
+    return evals[order], evecs[:, order].T
+
+
+def _pca_from_scan(scan: _Scan, k: int, *, center: bool, where: str) -> Projection:
+    """PCA of positions from the moments of one :func:`_scan` (cross products kept)."""
+    if scan.n < 2:
+        raise ValueError(
+            f"the 'data' parameter of {where} must have at least 2 rows (records) to estimate a "
+            f"covariance, got {scan.n}."
+        )
+    dim = scan.mean.shape[0]
+    k = check_int("k", k, where=where, low=1, high=dim)
+    m2 = scan.m2
+    if not center:
+        m = scan.mean / scan.scale
+        m2 = m2 + scan.n * np.outer(m, m)
+    values, vectors = _top_eigh(m2 / (scan.n - 1), k)
+    return Projection(
+        basis=_sign_fix(vectors),
+        mean=scan.mean if center else np.zeros(dim),
+        kind=ProjectionKind.PCA,
+        explained_variance=np.maximum(values, 0.0) * scan.scale**2,
     )
 
 

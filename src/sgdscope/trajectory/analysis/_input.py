@@ -10,13 +10,24 @@ from typing import Any
 
 import numpy as np
 
-from ..projection import Projection, basis_projection, pca_projection
+from ..projection import (
+    _MAX_COV_DIM,
+    Projection,
+    _pca_from_scan,
+    _power_of_two_scale,
+    _Scan,
+    _scan,
+    basis_projection,
+    pca_projection,
+)
 
 # Rows per chunk when streaming over time (about 32 MB of float64 at d = 10³).
 _CHUNK = 4096
 
 
-def positions(traj: Any, *, where: str, min_length: int = 2, why: str = "") -> np.ndarray:
+def positions(
+    traj: Any, *, where: str, min_length: int = 2, why: str = "", check_values: bool = True
+) -> np.ndarray:
     """Return the weights of ``traj`` as an array of shape (T, d), validated.
 
     Args:
@@ -25,6 +36,8 @@ def positions(traj: Any, *, where: str, min_length: int = 2, why: str = "") -> n
         where: Name of the calling function, for error messages.
         min_length: Smallest number of snapshots T the caller can work with.
         why: What the minimum is for (e.g. ``"the lags up to 50"``), appended to the message.
+        check_values: Scan the values (finite, no constant coordinate) here; False when the
+            caller goes on to :func:`project`, which checks them in its own single pass.
 
     Returns:
         A (T, d) array (float32 or float64; a view or memory map when possible, never upcast).
@@ -64,6 +77,8 @@ def positions(traj: Any, *, where: str, min_length: int = 2, why: str = "") -> n
             f"the 'traj' parameter of {where} has {n} snapshots, but at least {min_length} are "
             f"needed{tail}. Record a longer trajectory or ask for fewer/shorter lags."
         )
+    if not check_values:
+        return x
     lo = np.full(x.shape[1], np.inf)
     hi = np.full(x.shape[1], -np.inf)
     for t0 in range(0, n, _CHUNK):
@@ -77,7 +92,11 @@ def positions(traj: Any, *, where: str, min_length: int = 2, why: str = "") -> n
             )
         lo = np.minimum(lo, blk.min(axis=0))
         hi = np.maximum(hi, blk.max(axis=0))
-    const = np.flatnonzero(hi <= lo)
+    _refuse_constant(np.flatnonzero(hi <= lo), where)
+    return x
+
+
+def _refuse_constant(const: np.ndarray, where: str) -> None:
     if const.size:
         shown = ", ".join(str(i) for i in const[:5]) + (", ..." if const.size > 5 else "")
         raise ValueError(
@@ -85,60 +104,82 @@ def positions(traj: Any, *, where: str, min_length: int = 2, why: str = "") -> n
             f"(index {shown}); their statistics are undefined. Drop them first, e.g. "
             "x[:, x.std(axis=0) > 0], or record only the parameters that train."
         )
-    return x
 
 
-def _total_variance(x: np.ndarray) -> float:
-    """tr Cov(x) of the rows of x, streamed in float64 (shifted sums keep round-off small)."""
-    shift = np.asarray(x[0], dtype=np.float64)
-    s = np.zeros(x.shape[1])
-    ss = np.zeros(x.shape[1])
-    for t0 in range(0, x.shape[0], _CHUNK):
-        blk = np.asarray(x[t0 : t0 + _CHUNK], dtype=np.float64) - shift
-        s += blk.sum(axis=0)
-        ss += (blk**2).sum(axis=0)
-    n = x.shape[0]
-    return float(np.sum(ss / n - (s / n) ** 2))
+def _check_scan(scan: _Scan, where: str) -> None:
+    """The checks of :func:`positions`, from the moments of one pass."""
+    if scan.bad is not None:
+        t, c = scan.bad
+        raise ValueError(
+            f"the 'traj' parameter of {where} contains a non-finite value (NaN or inf) at "
+            f"snapshot {t}, coordinate {c}. Drop the diverged part of the run "
+            "(e.g. traj.weights[:t]) before analysing it."
+        )
+    diag = scan.m2 if scan.m2.ndim == 1 else np.diag(scan.m2)
+    _refuse_constant(np.flatnonzero(~(diag > 0)), where)
 
 
 def project(
     x: np.ndarray, n_components: int, basis: Any, *, where: str
 ) -> tuple[np.ndarray, Projection | None, str]:
-    """Project (T, d) positions to centred float64 (T, k) coordinates.
+    """Validate and project (T, d) positions to centred float64 (T, k) coordinates.
 
-    PCA of positions by :func:`sgdscope.trajectory.projection.pca_projection` (top
-    ``n_components``), or the rows of a given (k, d) ``basis`` (orthonormalised), centred on the
-    mean position. When d ≤ ``n_components`` and no basis is given, the coordinates are kept.
+    One streamed pass over x in its own dtype (:func:`sgdscope.trajectory.projection._scan`)
+    checks the values (finite, no constant coordinate; :func:`positions` with
+    ``check_values=False`` leaves them to it) and gives the mean, the total variance and, for PCA
+    with d ≤ min(T, 4096), the covariance; a second, lighter pass applies the projection. PCA of
+    positions takes the top ``n_components``; a given (k, d) ``basis`` is orthonormalised and
+    centred on the mean position. When d ≤ ``n_components`` and no basis is given, the
+    coordinates are kept. Values beyond 2^±64 (where squares overflow or underflow) are divided
+    by a power of two (exact), and ``plane`` says so.
 
     Returns:
         ``(y, projection or None, plane)`` where ``plane`` says in words where y lives.
 
     Raises:
-        ValueError: If ``basis`` is not (k, d) with the trajectory's d.
+        ValueError: If ``basis`` is not (k, d) with the trajectory's d, or a value is not finite,
+            or a coordinate is constant.
     """
-    d = x.shape[1]
+    n, d = x.shape
+    scale = _power_of_two_scale(x)
+    pca = basis is None and d > n_components
+    cross = pca and d <= _MAX_COV_DIM and n >= d
+    scan = _scan(x, cross=cross, scale=scale)
+    _check_scan(scan, where)
     if basis is None and d <= n_components:
-        y = np.asarray(x, dtype=np.float64)
-        return y - y.mean(axis=0), None, f"the {d} original coordinates"
-    if basis is None:
-        proj = pca_projection(x, k=n_components)
-        what = f"top-{proj.k} PCA plane" if proj.k == 2 else f"top-{proj.k} PCA subspace"
+        y = np.asarray(x, dtype=np.float64) - scan.mean
+        proj, what = None, None
     else:
-        b = np.asarray(basis, dtype=np.float64)
-        if b.ndim != 2 or b.shape[1] != d:
-            raise ValueError(
-                f"the 'basis' parameter of {where} must have shape (k, d) = (k, {d}), one "
-                f"direction per row, got shape {b.shape}."
+        if pca:
+            proj = (
+                _pca_from_scan(scan, n_components, center=True, where=where)
+                if cross
+                else pca_projection(x, k=n_components)
             )
-        mean = np.zeros(d)
-        for t0 in range(0, x.shape[0], _CHUNK):
-            mean += np.asarray(x[t0 : t0 + _CHUNK], dtype=np.float64).sum(axis=0)
-        proj = basis_projection(b, mean=mean / x.shape[0], orthonormalize=True)
-        what = f"given {proj.k}-D basis"
-    y = proj.apply(x)
+            what = f"top-{proj.k} PCA plane" if proj.k == 2 else f"top-{proj.k} PCA subspace"
+        else:
+            b = np.asarray(basis, dtype=np.float64)
+            if b.ndim != 2 or b.shape[1] != d:
+                raise ValueError(
+                    f"the 'basis' parameter of {where} must have shape (k, d) = (k, {d}), one "
+                    f"direction per row, got shape {b.shape}."
+                )
+            proj = basis_projection(b, mean=scan.mean, orthonormalize=True)
+            what = f"given {proj.k}-D basis"
+        y = proj.apply(x)
     y = y - y.mean(axis=0)
-    pct = 100.0 * float(y.var(axis=0).sum()) / max(_total_variance(x), 1e-300)
-    return y, proj, f"the {what} ({pct:.1f}% of the variance)"
+    if scale != 1.0:
+        y /= scale
+    total = float(np.sum(scan.m2 if scan.m2.ndim == 1 else np.diag(scan.m2))) / n
+    pct = 100.0 * float(y.var(axis=0).sum()) / max(total, 1e-300)
+    plane = (
+        f"the {d} original coordinates"
+        if what is None
+        else f"the {what} ({pct:.1f}% of the variance)"
+    )
+    if scale != 1.0:
+        plane += f", in units of {scale:.3g} (the values were rescaled by this power of two)"
+    return y, proj, plane
 
 
 def as_generator(seed: int | np.random.Generator | None) -> np.random.Generator:

@@ -7,10 +7,14 @@ the real trajectory's irreversibility, flux, spectrum and autocorrelation with t
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.fft
+import scipy.signal
 
 from ..._validation import check_int, check_real
 from ..projection import Projection
@@ -26,10 +30,13 @@ from .irreversibility import (
     p_value_upper,
     prepare,
 )
-from .ou import OUFit, fit_ou
+from .ou import OUFit, _fit_from_moments, fit_ou
 from .spectral import _acf, _density
 
 __all__ = ["COMPONENTS", "EquilibriumTest", "equilibrium_test"]
+
+# Snapshots needed: the flux component splits the path into 20 blocks of ≥ 10 steps.
+_MIN_LENGTH = 200
 
 #: The component statistics, in the order of ``EquilibriumTest.components``.
 COMPONENTS = ("irreversibility", "circulation", "spectrum", "autocorrelation")
@@ -141,6 +148,135 @@ def _statistics(
     return np.array([irr, abs(area.sum()), spec, acd]), fit
 
 
+def _statistics_fast(
+    yt: np.ndarray,
+    lags: np.ndarray,
+    ac_lags: np.ndarray,
+    bins: int,
+    seg: int,
+    fit: OUFit | None = None,
+) -> tuple[np.ndarray, OUFit]:
+    """:func:`_statistics` of ``yt`` = yᵀ (k, T), with the passes over y shared.
+
+    Equal to :func:`_statistics` up to round-off (tested). The path is held as (k, T) rows so
+    that every reduction and lagged product is contiguous: one centring, then S, C(0), C(1) for
+    the fit, C(τ) at the irreversibility lags and the autocorrelation lags (direct products
+    instead of a length-2T FFT), the flux cells by arithmetic on the uniform edges instead of a
+    search, and the Welch spectrum of the rows by one batched FFT.
+    """
+    k, n = yt.shape
+    mean = yt.mean(axis=1)
+    yc = yt - mean[:, None]
+
+    def lagged(t: int) -> np.ndarray:  # Σ_t yc_{t+τ} yc_tᵀ (unnormalised)
+        return yc[:, t:] @ yc[:, : n - t].T if t else yc @ yc.T
+
+    g0 = lagged(0)
+    if fit is None:
+        last = yc[:, -1]
+        c0 = (g0 - np.outer(last, last)) / (n - 1)
+        fit = _fit_from_moments(mean, g0 / n, c0, lagged(1) / (n - 1), n)
+    # irreversibility: ‖S^{-1/2} Σ_τ (C(τ) − C(τ)ᵀ) S^{-1/2}‖², C(τ) over T with 1/T
+    w, v = np.linalg.eigh(g0 / n)
+    wh = (v / np.sqrt(np.maximum(w, w.max() * 1e-15))) @ v.T
+    a = np.zeros((k, k))
+    for t in lags:
+        c = lagged(int(t)) / n
+        a += c - c.T
+    irr = float(np.sum((wh @ a @ wh) ** 2))
+    # circulation: Lévy area per step of the coarse-grained whitened path in the first plane
+    u = np.linalg.inv(np.linalg.cholesky(fit.S[:2, :2])) @ yc[:2]
+    steps = np.empty(2)
+    for ax in range(2):
+        lo, hi = float(u[ax].min()), float(u[ax].max())
+        pad = 1e-9 * max(hi - lo, 1e-300)
+        steps[ax] = (hi - lo + 2 * pad) / bins
+        u[ax] -= lo - pad
+        u[ax] /= steps[ax]
+        np.floor(u[ax], out=u[ax])
+        np.clip(u[ax], 0, bins - 1, out=u[ax])
+        u[ax] -= u[ax].mean()
+    m = u[:, :-1] @ u[:, 1:].T  # a (2, T)·(T, 2) product: 1-D BLAS dots thread badly
+    area = steps[0] * steps[1] * (m[0, 1] - m[1, 0]) / (n - 1)
+    # spectrum: Welch against the null's exact spectrum
+    freq, p = _density_rows(yc, seg)
+    spec = float(np.mean(np.log(p[1:] / fit.null_spectrum(freq[1:])) ** 2))
+    # autocorrelation at the log-spaced lags, biased (1/T) estimator as in _acf
+    ac = np.stack([np.diag(lagged(int(t))) for t in ac_lags]) / np.diag(g0)
+    acd = float(np.sum((ac - fit.null_autocorrelation(ac_lags)) ** 2) / k)
+    return np.array([irr, abs(area), spec, acd]), fit
+
+
+def _density_rows(xt: np.ndarray, segment_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~sgdscope.trajectory.analysis.spectral._density` of the rows of xt (c, T): (F, c)."""
+    n, L = xt.shape[1], segment_length
+    starts = np.arange(0, n - L + 1, L // 2)
+    w = scipy.signal.get_window("hann", L)
+    segs = np.lib.stride_tricks.sliding_window_view(xt, L, axis=1)[:, starts]  # (c, S, L)
+    # FFT is linear: rfft((s − s̄) w) = rfft(s w) − s̄ rfft(w), one pass fewer
+    f = np.fft.rfft(segs * w, axis=-1)
+    f -= segs.mean(axis=-1, keepdims=True) * np.fft.rfft(w)
+    p = (f.real**2 + f.imag**2).sum(axis=1).T
+    return np.fft.rfftfreq(L), p / (starts.size * np.sum(w**2))
+
+
+def _null_statistics(
+    fit: OUFit,
+    n: int,
+    n_surrogates: int,
+    rng: np.random.Generator,
+    stats: Any,
+    threads: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Statistics and entropy-production rates of ``n_surrogates`` surrogates of the null.
+
+    The normals are drawn in the calling thread, in surrogate order, exactly as
+    ``fit.simulate_null(n, rng)`` draws them one surrogate after another (a batch
+    ``rng.standard_normal((B, n, k))`` is the same stream), so the surrogates, and hence the
+    p-values, do not depend on ``threads`` or the batch size; the filtering and the statistics
+    of a batch run on a worker thread (numpy and scipy release the GIL in their loops).
+    ``stats`` takes a surrogate as yᵀ (k, T).
+    """
+    k = fit.null_coefficients.size
+    batch = max(1, min(n_surrogates, (1 << 20) // max(n * k, 1)))
+    null = np.empty((n_surrogates, len(COMPONENTS)))
+    sigma = np.empty(n_surrogates)
+    mu = fit.null_coefficients
+    gain = np.sqrt(np.maximum(1.0 - mu**2, 0.0))
+
+    def work(i0: int, eps: np.ndarray) -> None:
+        e = np.ascontiguousarray(eps.transpose(0, 2, 1))  # (B, k, T)
+        e[:, :, 1:] *= gain[:, None]
+        for i in range(k):
+            e[:, i] = scipy.signal.lfilter([1.0], [1.0, -mu[i]], e[:, i], axis=-1)
+        for j in range(e.shape[0]):
+            yt = fit.mixing @ e[j]
+            yt += fit.mean[:, None]
+            null[i0 + j], fit_j = stats(yt)
+            sigma[i0 + j] = fit_j.entropy_production
+
+    starts = range(0, n_surrogates, batch)
+    if threads <= 1:
+        for i0 in starts:
+            work(i0, rng.standard_normal((min(batch, n_surrogates - i0), n, k)))
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            futures = [
+                pool.submit(work, i0, rng.standard_normal((min(batch, n_surrogates - i0), n, k)))
+                for i0 in starts
+            ]
+            for f in futures:
+                f.result()
+    return null, sigma
+
+
+def _threads(n: int, n_surrogates: int) -> int:
+    """Worker threads for the surrogates: up to 2 (the CPUs this process may use), 1 when small."""
+    if n * n_surrogates < 1_000_000:
+        return 1
+    return max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+
+
 def _verdict(
     p: float,
     alpha: float,
@@ -197,7 +333,9 @@ def equilibrium_test(
     r"""Test a trajectory for detailed balance against a fitted reversible linear model.
 
     1. Project the positions onto the top ``n_components`` principal components (or a given
-       basis) with :func:`sgdscope.pca_projection`, one streamed d × d covariance.
+       basis), as :func:`sgdscope.pca_projection` does, from one streamed pass over the data in
+       their own dtype (a float32 memory map stays float32; float64 accumulation per block) that
+       also validates them, then a light pass that applies the projection.
     2. Fit the linear model of :func:`~sgdscope.trajectory.analysis.ou.fit_ou`, i.e. F, D and
        (Lemma 20) Q, U = S⁻¹, and build its null: Q forced to 0, F₀ = DU, same stationary
        covariance S (DIGEST §5).
@@ -208,7 +346,9 @@ def equilibrium_test(
        Welch spectrum to the null's exact spectrum; *autocorrelation*, the squared distance of
        the autocorrelations to the null's exact ones.
     4. Draw ``n_surrogates`` exact discrete-time surrogates from the null and compute the same
-       statistics on each, refitting the model to each surrogate (a parametric bootstrap).
+       statistics on each, refitting the model to each surrogate (a parametric bootstrap). Their
+       normals are drawn in order from the seeded generator, in batches, and the rest runs on up
+       to two worker threads; the p-values equal those of drawing one surrogate at a time.
     5. Decide with the irreversibility component: ``p_value`` is its Monte Carlo p-value. It is
        the direct test of detailed balance (C(τ) = C(τ)ᵀ) and its statistic is pivotal
        (whitened), so the p-value is calibrated. The other components are reported with their
@@ -222,7 +362,8 @@ def equilibrium_test(
     verdict warns when the trajectory spans fewer than 20 relaxation times (``stationary``).
 
     Args:
-        traj: A Trajectory or an array of shape (T, d), T ≥ 50.
+        traj: A Trajectory or an array of shape (T, d), T ≥ 200 (the flux component's 20
+            blocks of ≥ 10 steps).
         n_components: Dimension k of the projection (≥ 2; d ≤ k: no projection).
         basis: Optional (k, d) basis, one direction per row, instead of PCA (e.g. D's top
             eigenvectors as rows).
@@ -238,8 +379,9 @@ def equilibrium_test(
         An :class:`EquilibriumTest`.
 
     Raises:
-        ValueError: If an argument is out of range, or the trajectory is too short for the lags,
-            has a constant coordinate or a non-finite value.
+        ValueError: If an argument is out of range, or the trajectory is shorter than 200 or too
+            short for the lags, has a constant coordinate, a non-finite value, or coordinates
+            that are collinear in the tested plane (the message says which n_components fits).
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -257,7 +399,13 @@ def equilibrium_test(
     alpha = check_real("alpha", alpha, where=where, low=0.0, high=1.0, low_open=True)
     lag_arr = check_lags(lags, where=where)
     y, proj, plane, lag_arr = prepare(
-        traj, where=where, lags=lag_arr, n_components=n_components, basis=basis
+        traj,
+        where=where,
+        lags=lag_arr,
+        n_components=n_components,
+        basis=basis,
+        min_length=_MIN_LENGTH,
+        min_why="the flux test (20 blocks of ≥ 10 steps)",
     )
     if y.shape[1] < 2:
         raise ValueError(
@@ -274,12 +422,15 @@ def equilibrium_test(
 
     fit = fit_ou(y)
     lag_arr = default_lags(n, fit) if lag_arr is None else lag_arr
-    obs, _ = _statistics(y, lag_arr, ac_lags, bins, seg, fit)
-    null = np.empty((n_surrogates, len(COMPONENTS)))
-    null_sigma = np.empty(n_surrogates)
-    for i in range(n_surrogates):
-        null[i], fit_i = _statistics(fit.simulate_null(n, rng), lag_arr, ac_lags, bins, seg)
-        null_sigma[i] = fit_i.entropy_production
+    obs, _ = _statistics_fast(np.ascontiguousarray(y.T), lag_arr, ac_lags, bins, seg, fit)
+    null, null_sigma = _null_statistics(
+        fit,
+        n,
+        n_surrogates,
+        rng,
+        lambda s: _statistics_fast(s, lag_arr, ac_lags, bins, seg),
+        _threads(n, n_surrogates),
+    )
 
     mu, sd = null.mean(axis=0), null.std(axis=0)
     z_obs = (obs - mu) / np.where(sd > 0, sd, 1.0)

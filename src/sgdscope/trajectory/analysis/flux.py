@@ -199,7 +199,11 @@ def probability_flux(
     n_surrogates = check_int("n_surrogates", n_surrogates, where=where, low=19)
     n_blocks = check_int("n_blocks", n_blocks, where=where, low=4)
     x = positions(
-        traj, where=where, min_length=10 * n_blocks, why=f"{n_blocks} blocks of ≥ 10 steps"
+        traj,
+        where=where,
+        min_length=10 * n_blocks,
+        why=f"{n_blocks} blocks of ≥ 10 steps",
+        check_values=False,  # project() checks them in its single pass
     )
     if x.shape[1] < 2:
         raise ValueError(

@@ -66,14 +66,33 @@ def prepare(
     n_components: int,
     basis: np.ndarray | None,
     min_length: int = 50,
+    min_why: str = "a linear model",
 ) -> tuple[np.ndarray, Projection | None, str, np.ndarray | None]:
     """Validate and project to (T, k); shared by the irreversibility tests."""
     n_components = check_int("n_components", n_components, where=where, low=1)
     need = max(min_length, _PER_LAG * int(lags.max())) if lags is not None else min_length
     why = f"lags up to {int(lags.max())} ({_PER_LAG}× the largest lag)" if lags is not None else ""
-    x = positions(traj, where=where, min_length=need, why=why or "a linear model")
+    x = positions(traj, where=where, min_length=need, why=why or min_why, check_values=False)
     y, proj, plane = project(x, n_components, basis, where=where)
+    _refuse_collinear(y, plane, where)
     return y, proj, plane, lags
+
+
+def _refuse_collinear(y: np.ndarray, plane: str, where: str) -> None:
+    """A linear model needs a non-singular covariance of the k coordinates (S⁻¹ = U)."""
+    k = y.shape[1]
+    if k < 2:
+        return
+    w = np.linalg.eigvalsh(y.T @ y / y.shape[0])
+    rank = int(np.count_nonzero(w > 1e-10 * w[-1]))
+    if rank < k:
+        raise ValueError(
+            f"the 'traj' parameter of {where} has collinear coordinates in {plane}: their "
+            f"covariance has rank {rank} < k = {k} (smallest/largest eigenvalue "
+            f"{w[0] / w[-1]:.2g}), so no linear model can be fitted. Drop the redundant "
+            f"coordinates, or pass a basis of {rank} independent directions (a current needs at "
+            "least 2)."
+        )
 
 
 def antisymmetric_covariance(y: np.ndarray, lags: np.ndarray) -> np.ndarray:

@@ -177,12 +177,20 @@ def fit_ou(x: np.ndarray, *, dt: float = 1.0) -> OUFit:
     Returns:
         An :class:`OUFit`.
     """
-    n, k = x.shape
+    n = x.shape[0]
     mean = x.mean(axis=0)
     xc = x - mean
     s = xc.T @ xc / n
     c0 = xc[:-1].T @ xc[:-1] / (n - 1)
     c1 = xc[1:].T @ xc[:-1] / (n - 1)
+    return _fit_from_moments(mean, s, c0, c1, n, dt)
+
+
+def _fit_from_moments(
+    mean: np.ndarray, s: np.ndarray, c0: np.ndarray, c1: np.ndarray, n: int, dt: float = 1.0
+) -> OUFit:
+    """:func:`fit_ou` from the moments of the data: mean, S, C(0) and C(1) over T − 1 pairs."""
+    k = mean.shape[0]
     a = np.linalg.solve(c0.T, c1.T).T
     sh, wh = _sym_sqrt(s)
     b = wh @ a @ sh
