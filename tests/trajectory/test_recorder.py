@@ -467,9 +467,9 @@ BAD = [
     ({"queue_size": 0}, "'queue_size' parameter"),
     ({"nonfinite": "ignore"}, "'nonfinite' parameter .* must be one of 'record', 'raise'"),
     ({"dtype": torch.int32}, "floating torch.dtype"),
-    ({"params": ["nope"]}, "names 'nope', which is not a parameter"),
+    ({"params": ["nope"]}, r"names parameters the model does not have: \['nope'\]"),
     ({"params": [3]}, "parameter names or parameters of the model"),
-    ({"params": []}, "no parameter to record"),
+    ({"params": []}, "selects no parameters"),
     ({"projection": "pca"}, "must be None, an int k, an array"),
     ({"projection": 1000}, "'projection' parameter .* must be an int in \\[1, 917\\]"),
     ({"projection": sg.random_projection(10, 2)}, "acts on d = 10 coordinates.*d = 917"),
@@ -631,3 +631,30 @@ def _train_cuda(model, rec, steps, x, y, opt):
         rec.step(loss=loss)
         ref.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu().numpy())
     return np.array(ref), None
+
+
+def test_recording_gradients_leaves_a_frozen_eval_mode_batchnorm_frozen(tmp_path):
+    """Regression: the gradient pass used to call model.train(True) on the whole model afterwards,
+    switching a deliberately frozen (eval-mode) BatchNorm back to batch statistics."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.ReLU(), torch.nn.Linear(6, 2)
+    )
+    model.train()
+    model[1].eval()  # frozen statistics, as in fine-tuning
+    X, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    rec = sg.TrajectoryRecorder(
+        tmp_path / "run",
+        model,
+        loss_fn=torch.nn.CrossEntropyLoss(reduction="none"),
+        gradient_data=(X, y),
+        gradient_every=1,
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(X), y).backward()
+        opt.step()
+        rec.step()
+        assert model.training and not model[1].training and model[0].training
+    rec.close()

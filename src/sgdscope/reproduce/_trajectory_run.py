@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, replace_all_batch_norm_modules_, vmap
 
 from .._checkpoint import load_checkpoint
+from .._params import model_mode
 from .._progress import progress_bar
 from ..paper.training import TrainConfig, changed_settings, epoch_batches, lr_at
 from ..trajectory import TrajectoryRecorder, load_trajectory
@@ -120,13 +121,9 @@ def train_mode_gradient(
 
 def eval_gradient_norm(model: nn.Module, x: Tensor, y: Tensor) -> float:
     r""":math:`\|\nabla f(x)\|` of the mean cross-entropy in eval mode (BN running statistics)."""
-    was = model.training
-    model.eval()
-    try:
+    with model_mode(model, eval_mode=True):  # every module's own flag restored afterwards
         params = [p for p in model.parameters() if p.requires_grad]
         gs = torch.autograd.grad(nn.functional.cross_entropy(model(x), y), params)
-    finally:
-        model.train(was)
     return float(torch.sqrt(sum((g.double() ** 2).sum() for g in gs)))
 
 

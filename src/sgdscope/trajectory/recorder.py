@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._params import model_mode, select_params
 from .._validation import check_int, check_option, check_real
 from ..temperature import temperature
 from .projection import Projection, ProjectionKind, basis_projection, random_projection
@@ -68,42 +69,10 @@ class NonFinitePolicy(str, Enum):
 def _select_params(
     model: torch.nn.Module, params: Any
 ) -> tuple[list[str], list[torch.nn.Parameter]]:
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if params is None:
-        chosen = named
-    else:
-        if isinstance(params, Mapping):
-            wanted = list(params.values())
-        elif isinstance(params, str):
-            wanted = [params]
-        else:
-            wanted = list(params)
-        by_name = dict(model.named_parameters())
-        ids = {id(p): n for n, p in model.named_parameters()}
-        keep: set[str] = set()
-        for w in wanted:
-            if isinstance(w, str):
-                if w not in by_name:
-                    raise ValueError(
-                        f"the 'params' parameter of {_WHERE} names {w!r}, which is not a parameter "
-                        f"of the model; valid names are {sorted(by_name)}."
-                    )
-                keep.add(w)
-            elif isinstance(w, torch.Tensor) and id(w) in ids:
-                keep.add(ids[id(w)])
-            else:
-                raise ValueError(
-                    f"the 'params' parameter of {_WHERE} must hold parameter names or parameters "
-                    f"of the model (e.g. ['fc.weight'] or dict(model.named_parameters())), got "
-                    f"an element of type {type(w).__name__}."
-                )
-        chosen = [(n, p) for n, p in model.named_parameters() if n in keep]
-    if not chosen:
-        raise ValueError(
-            f"the 'model' parameter of {_WHERE} has no parameter to record (none requires grad, "
-            f"or 'params' selected none)."
-        )
-    return [n for n, _ in chosen], [p for _, p in chosen]
+    """The parameters that make up x, by the package's one rule (:func:`sgdscope._params.select_params`)."""
+    names = select_params(model, params, where=_WHERE)
+    named = dict(model.named_parameters())
+    return names, [named[n] for n in names]
 
 
 def _layout(names: list[str], params: list[torch.Tensor]) -> dict:
@@ -701,13 +670,13 @@ class TrajectoryRecorder:
 
     def _record_gradient(self, step: int) -> None:
         model = self._model
-        was_training = model.training
-        model.eval()
         device = self._params[0].device
         total = torch.zeros(sum(v.numel() for v in self._views), dtype=torch.float64, device=device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         count = 0
-        try:
+        # eval mode for the pass, then every module's own flag back (a frozen eval-mode
+        # BatchNorm inside a training model stays frozen)
+        with model_mode(model, eval_mode=True):
             for batch in _as_batches(self._gradient_data):
                 inputs, targets = batch[0].to(device), batch[1].to(device)
                 losses = self._loss_fn(model(inputs), targets)
@@ -725,8 +694,6 @@ class TrajectoryRecorder:
                 total += torch.cat(flat).double()
                 loss_sum += losses.detach().sum().double()
                 count += losses.shape[0]
-        finally:
-            model.train(was_training)
         if count == 0:
             raise ValueError(
                 f"the 'gradient_data' parameter of {_WHERE} yielded no samples; pass a non-empty "
