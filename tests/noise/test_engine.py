@@ -503,3 +503,13 @@ def test_a_module_without_a_rule_whose_kernel_vmap_loops_over_is_named_once():
 
     G = per_sample_gradients_loop(model, cross_entropy(), X, y)
     torch.testing.assert_close(noise.per_sample_gradients(), G, rtol=1e-5, atol=1e-6)
+
+
+def test_a_product_over_the_budget_is_refused_before_it_starts():
+    X, y = image_data(20)
+    noise = sg.GradientNoise(small_cnn().eval(), cross_entropy(), (X, y), memory_budget=200_000)
+    with pytest.raises(
+        sg.noise.gradient_noise.MemoryBudgetError, match=r"D @ X with X of shape \(483, 64\)"
+    ):
+        noise.operator() @ torch.zeros(483, 64, dtype=F64)
+    assert noise.passes == 0  # refused before any pass over the data

@@ -71,11 +71,18 @@ class CovarianceOperator(BaseOperator):
 
     def _matmat(self, X: torch.Tensor) -> torch.Tensor:
         stream, layout = self.stream, self.stream.layout
+        item = torch.empty((), dtype=self.compute_dtype).element_size()
+        need = X.numel() * (8 + (item if item != 8 else 0))  # the result, and X in compute dtype
+        if need > stream.memory_budget:
+            raise MemoryBudgetError(
+                f"a product D @ X with X of shape {tuple(X.shape)} needs {format_bytes(need)} for the "
+                f"result (float64) and X in the compute dtype, over the memory budget of "
+                f"{format_bytes(stream.memory_budget)}. Multiply fewer columns at a time."
+            )
         mean = stream.moments()[0]
         Xc = X.to(self.compute_dtype)
         gX = mean @ X
         out = torch.zeros_like(X)
-        item = torch.empty((), dtype=self.compute_dtype).element_size()
         keep_budget = stream.memory_budget // 4
         p_total = torch.zeros_like(gX)
         for chunk in stream.chunks("D products"):
