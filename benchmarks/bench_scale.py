@@ -15,6 +15,12 @@ Models (random weights; CIFAR-10 images from --cifar-dir when given, else random
   vit           transformers ViTForImageClassification, 32×32 images, 4×4 patches (~5M)
   gpt2          transformers GPT2LMHeadModel, GPT-2-shaped (≥ 30M parameters), T = 128 tokens
 
+Anchor (``--anchors``, where it runs): curvlinops' EFLinearOperator, the uncentred empirical
+Fisher, on the same model and samples: one product with 1 and with 4 columns (its cost grows with
+the columns; the k-column cost is extrapolated linearly and marked so), and eigsh for the top 16.
+Install: pip install torch==2.13.0 einops unfoldNd einconv linear_operator tqdm &&
+         pip install --no-deps backpack-for-pytorch curvlinops-for-pytorch
+
 Usage: python benchmarks/bench_scale.py [--models resnet18,vit,gpt2] [--n 1024] [--k 64]
        [--vectors 16] [--device cpu|cuda] [--quick] [--out benchmarks/results/scale.json]
 """
@@ -198,11 +204,66 @@ def measure(name, args):
         lambda_max=spec.lambda_max, trace=noise.trace(), b_simple=noise.noise_scale(),
         n_eigenvalues=int(spec.eigenvalues.size),
     )  # fmt: skip
+    if args.anchors and name in ("resnet18", "vit"):
+        try:
+            row.update(curvlinops_anchor(model, name, noise, args.k, device))
+        except (NotImplementedError, RuntimeError) as err:  # recorded: where the anchor cannot run
+            row["curvlinops_error"] = f"{type(err).__name__}: {str(err)[:160]}"
     import resource
 
     row["maxrss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps(row), flush=True)
     return row
+
+
+def curvlinops_anchor(model, name, noise, k, device):
+    """curvlinops' uncentred EF on the same samples: product times for 1 and 4 columns, eigsh."""
+    import scipy.sparse.linalg
+    from curvlinops import EFLinearOperator
+
+    from sgdscope.noise._data import to_device
+
+    class Logits(nn.Module):  # curvlinops wants a module that maps a tensor to logits
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x):
+            out = self.inner(pixel_values=x) if name == "vit" else self.inner(x)
+            return out.logits if hasattr(out, "logits") else out
+
+    model_func = Logits()
+
+    idx = torch.arange(noise.n_samples)
+    x, y = noise.source.get(idx)
+    x = x["pixel_values"] if isinstance(x, dict) else x
+    batches = [
+        (to_device(x[s : s + noise.chunk_size], device), y[s : s + noise.chunk_size].to(device))
+        for s in range(0, len(y), noise.chunk_size)
+    ]
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.eval()
+    ef = EFLinearOperator(model_func, nn.CrossEntropyLoss(reduction="mean"), params, batches,
+                          check_deterministic=False)  # fmt: skip
+    d = sum(p.numel() for p in params)
+    out = {}
+    for cols in (1, 4):
+        V = torch.randn(d, cols, device=device)
+        t0 = time.perf_counter()
+        ef @ V
+        out[f"curvlinops_ef_{cols}col_s"] = time.perf_counter() - t0
+    per_col = out["curvlinops_ef_4col_s"] / 4
+    out["curvlinops_ef_kcol_s_extrapolated"] = per_col * k
+    t0 = time.perf_counter()
+    scipy.sparse.linalg.eigsh(
+        ef.to_scipy() if hasattr(ef, "to_scipy") else ef,
+        k=16,
+        which="LA",
+        return_eigenvectors=False,
+        tol=1e-5,
+    )
+    out["curvlinops_eigsh16_s"] = time.perf_counter() - t0
+    return out
 
 
 def main():
@@ -217,6 +278,7 @@ def main():
     ap.add_argument("--precision", default="float64", choices=["float64", "mixed"])
     ap.add_argument("--budget-gib", type=float, default=8.0, help="memory_budget of GradientNoise")
     ap.add_argument("--skip-4n", action="store_true", help="skip the product over 4N samples")
+    ap.add_argument("--anchors", action="store_true", help="curvlinops' EF side by side")
     ap.add_argument("--cifar-dir", default=None)
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     ap.add_argument("--out", default="benchmarks/results/scale.json")
