@@ -658,3 +658,16 @@ def test_recording_gradients_leaves_a_frozen_eval_mode_batchnorm_frozen(tmp_path
         rec.step()
         assert model.training and not model[1].training and model[0].training
     rec.close()
+
+
+def test_trajectory_layout_splits_records_per_parameter(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    rec = sg.TrajectoryRecorder(tmp_path / "run", model)
+    rec.step()
+    rec.close()
+    traj = sg.load_trajectory(tmp_path / "run")
+    layout = traj.layout
+    assert layout.names == ("0.weight", "0.bias", "2.weight", "2.bias") and layout.dim == traj.dim
+    pieces = layout.split(np.asarray(traj.weights[0]))
+    np.testing.assert_array_equal(pieces["2.weight"], model[2].weight.detach().numpy())

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from .._params import ParamLayout
 from .projection import Projection, ProjectionKind
 from .store import (
     PROJECTION_FILE,
@@ -308,6 +310,22 @@ class Trajectory:
 
     def __len__(self) -> int:
         return self.weights.shape[0]
+
+    @property
+    def layout(self) -> ParamLayout:
+        """Where each recorded parameter sits in a weight record (the model's parameters, not
+        the k coordinates of a recorded projection), so that any d-vector splits per layer.
+        """
+        lay = self.meta.get("layout") or {}
+        names, shapes = lay.get("names"), lay.get("shapes")
+        if not names or shapes is None or len(names) != len(shapes):
+            raise TrajectoryFormatError(
+                f"{self.path}: the manifest's meta has no usable 'layout' (names and shapes of the "
+                "recorded parameters); it was not written by TrajectoryRecorder."
+            )
+        return ParamLayout.from_named(
+            (n, torch.empty(tuple(s), device="meta")) for n, s in zip(names, shapes, strict=True)
+        )
 
     @property
     def first_nonfinite_step(self) -> int | None:
