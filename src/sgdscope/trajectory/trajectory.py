@@ -313,8 +313,10 @@ class Trajectory:
 
     @property
     def layout(self) -> ParamLayout:
-        """Where each recorded parameter sits in a weight record (the model's parameters, not
-        the k coordinates of a recorded projection), so that any d-vector splits per layer.
+        """Where each recorded parameter sits in a weight record.
+
+        These are the model's parameters (not the k coordinates of a recorded projection), so
+        that any d-vector of the run splits per layer.
         """
         lay = self.meta.get("layout") or {}
         names, shapes = lay.get("names"), lay.get("shapes")
