@@ -222,3 +222,25 @@ def test_small_lenet_on_real_mnist_randomized_rank_equals_gram_rank():
         0.002 < exact.rank_fraction() < 0.05
     )  # the paper's regime: 0.3–2 % (here at initialisation)
     np.testing.assert_allclose(fast.eigenvalues[:20], exact.eigenvalues[:20], rtol=1e-6)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    noise = cnn_noise(120)
+    spec = noise.spectrum(k=6, method="randomized")
+    path = spec.save(tmp_path / "s.npz")
+    back = sg.Spectrum.load(path)
+    np.testing.assert_array_equal(back.eigenvalues, spec.eigenvalues)
+    np.testing.assert_array_equal(back.eigenvectors, spec.eigenvectors)
+    np.testing.assert_array_equal(back.residuals, spec.residuals)
+    for field in ("dim", "n_samples", "trace", "complete", "method", "reason", "iterations",
+                  "converged", "noise_floor", "precision", "info"):  # fmt: skip
+        assert getattr(back, field) == getattr(spec, field), field
+    assert back.summary() == spec.summary()
+    top2 = sg.Spectrum.load(
+        spec.save(tmp_path / "t.npz", eigenvectors=2, eigenvector_dtype=np.float32)
+    )
+    assert top2.eigenvectors.shape == (spec.dim, 2)
+    assert sg.Spectrum.load(spec.save(tmp_path / "u.npz", eigenvectors=False)).eigenvectors is None
+    (tmp_path / "bad.npz").write_bytes(b"not a spectrum")
+    with pytest.raises(ValueError, match=r"bad.npz: not a saved sgdscope spectrum"):
+        sg.Spectrum.load(tmp_path / "bad.npz")

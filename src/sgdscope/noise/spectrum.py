@@ -9,9 +9,12 @@ exact or a bound.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -191,7 +194,7 @@ class Spectrum:
 
     # ---------------------------------------------------------------- the paper's three readings
     def stats(self, rtol: float | str | None = None) -> dict:
-        """Mean ± std of the eigenvalues in the three readings of DIGEST §2.2.
+        """Mean ± std of the eigenvalues in three readings (the paper's "±" of §IV-A is ambiguous).
 
         - ``raw``: all d eigenvalues as they are. The mean is exact (tr D / d); on a partial
           spectrum the std is an interval ``[std_low, std_high]`` from the tail bounds.
@@ -328,3 +331,97 @@ class Spectrum:
             "stats": self.stats(rtol) if known else None,
             "info": self.info,
         }
+
+    # ----------------------------------------------------------------------------- save / load
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        eigenvectors: bool | int = True,
+        eigenvector_dtype: np.dtype | type = np.float64,
+    ) -> Path:
+        """Write the spectrum to an ``.npz`` file, atomically (a temporary file, then a rename).
+
+        Args:
+            path: The file to write.
+            eigenvectors: Keep all eigenvectors (True), none (False), or the top m (an int).
+            eigenvector_dtype: Their dtype on disk (float32 halves the file).
+
+        Returns:
+            The path written.
+
+        Raises:
+            TypeError: If ``info`` is not JSON-serialisable.
+        """
+        path = Path(path)
+        V = self.eigenvectors
+        if V is None or eigenvectors is False:
+            V = np.zeros((self.dim, 0))
+        elif eigenvectors is not True:
+            V = V[:, : int(eigenvectors)]
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(
+            tmp,
+            format=np.array("sgdscope.Spectrum/1"),
+            eigenvalues=self.eigenvalues,
+            eigenvectors=np.asarray(V, dtype=eigenvector_dtype),
+            has_eigenvectors=np.array(self.eigenvectors is not None and eigenvectors is not False),
+            residuals=np.array([]) if self.residuals is None else self.residuals,
+            has_residuals=np.array(self.residuals is not None),
+            scalars=np.array([self.dim, self.n_samples, self.trace, self.iterations], dtype=float),
+            flags=np.array([self.complete, self.converged]),
+            text=np.array([self.method, self.reason, self.precision]),
+            noise_floor=np.array(np.nan if self.noise_floor is None else self.noise_floor),
+            info=np.array(json.dumps(self.info)),
+        )
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Spectrum:
+        """Read a spectrum written by :meth:`save` (or by the reproduce cache of sgdscope ≤ 0.1).
+
+        Raises:
+            ValueError: If the file is not a saved spectrum (the message names it).
+        """
+        path = Path(path)
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path}: not a saved sgdscope spectrum ({err}).") from None
+        with z:
+            files = set(z.files)
+            try:
+                if "format" in files:
+                    dim, n, trace, iterations = z["scalars"].tolist()
+                    complete, converged = (bool(v) for v in z["flags"])
+                    method, reason, precision = (str(t) for t in z["text"])
+                    floor = float(z["noise_floor"])
+                    has_vectors, has_res = bool(z["has_eigenvectors"]), bool(z["has_residuals"])
+                    info = json.loads(str(z["info"]))
+                else:  # the reproduce cache before Spectrum.save existed
+                    dim, n, trace, complete, iterations = z["scalars"].tolist()
+                    method, reason, conv = (str(t) for t in z["text"])
+                    converged, precision = (
+                        conv == "True",
+                        str(z["precision"]) if "precision" in files else "float64",
+                    )
+                    floor = float(z["noise_floor"]) if "noise_floor" in files else math.nan
+                    has_vectors, has_res = True, z["residuals"].size > 0
+                    info = {"device": str(z["device"]) if "device" in files else "not recorded"}
+                    if "seconds" in files:
+                        info["seconds"] = float(z["seconds"])
+                return cls(
+                    eigenvalues=z["eigenvalues"].astype(np.float64),
+                    eigenvectors=z["eigenvectors"].astype(np.float64) if has_vectors else None,
+                    dim=int(dim), n_samples=int(n), trace=float(trace), complete=bool(complete),
+                    method=method, reason=reason,
+                    residuals=z["residuals"] if has_res else None,
+                    iterations=int(iterations), converged=bool(converged), info=info,
+                    noise_floor=None if not math.isfinite(floor) else floor, precision=precision,
+                )  # fmt: skip
+            except KeyError as err:
+                raise ValueError(
+                    f"{path}: not a saved sgdscope spectrum (missing {err}); write it with "
+                    "Spectrum.save()."
+                ) from None

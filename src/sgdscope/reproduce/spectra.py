@@ -1,11 +1,12 @@
 """``reproduce spectra``: Figs 1–2 of the paper, D(x)'s eigenspectrum at 20 %, 40 % and 100 % of training.
 
-For each panel of DIGEST §2.2 the network is trained as the paper did
+For each panel of §IV-A (Figs 1–2) the network is trained as the paper did
 (:func:`sgdscope.paper.training.train`: momentum 0.9, batch 128, lr 0.1 with a step schedule,
 checkpoints at 20/40/100 %), and at each checkpoint D(x) of eq. (2) is measured in eval mode from
 per-sample gradients over the training set (:class:`sgdscope.GradientNoise`, exact rank without a
 dense matrix). Reported per checkpoint: rank at the paper's threshold λ_max·d·ε_float32 and at
-stricter ones (DIGEST §5, item 1), mean ± std in the three readings of DIGEST §2.2, the overlap of
+stricter ones (is D low-rank, or a power law cut off by the threshold?), mean ± std in three
+readings (the paper's "±" is ambiguous), the overlap of
 the top-k eigenvector subspaces between checkpoints (Remark 13), and the rank-ordered spectrum
 (power law or low rank?).
 
@@ -42,7 +43,7 @@ from .results import ExperimentResult, FigureRef
 __all__ = ["NAME", "Settings", "run"]
 
 NAME = "spectra"
-RTOLS = (1e-3, 1e-6, 1e-9)  #: stricter relative thresholds reported beside the paper's (DIGEST §5).
+RTOLS = (1e-3, 1e-6, 1e-9)  #: stricter relative thresholds reported beside the paper's.
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Settings:
         panels: Which panels to run (``fig1a``, ``fig1b``, ``fig2a``, ``fig2b``, ``fig2c``).
         mnist_epochs: Training epochs of the MNIST networks (the paper's are unknown; 50 as
             for small-allcnn).
-        cifar_epochs: Training epochs of small-allcnn (50, DIGEST §2.1).
+        cifar_epochs: Training epochs of small-allcnn (50, as in the paper §IV).
         mnist_n_train: Class-balanced MNIST training subset; None for all selected images.
         cifar_n_train: First images of the CIFAR training split; None for all 50,000.
         n_spectrum: Samples D is measured on (the first of the training set); None for the whole
@@ -173,49 +174,10 @@ def _train(spec: PanelSpec, d: _Data, ctx: RunContext, s: Settings) -> TrainResu
     )
 
 
-def _save_spectrum(spec: Spectrum, path: Path, k: int, seconds: float) -> None:
-    vecs = spec.eigenvectors[:, :k] if spec.eigenvectors is not None else np.zeros((spec.dim, 0))
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(
-        tmp,
-        eigenvalues=spec.eigenvalues,
-        eigenvectors=vecs.astype(np.float32),
-        residuals=np.array([]) if spec.residuals is None else spec.residuals,
-        scalars=np.array([spec.dim, spec.n_samples, spec.trace, spec.complete, spec.iterations]),
-        text=np.array([spec.method, spec.reason, str(spec.converged)]),
-        seconds=np.array(seconds),
-        device=np.array(spec.info.get("device", "not recorded")),
-        noise_floor=np.array(np.nan if spec.noise_floor is None else spec.noise_floor),
-        precision=np.array(spec.precision),
-    )
-    tmp.replace(path)
-
-
 def _load_spectrum(path: Path) -> tuple[Spectrum, float]:
     """The cached spectrum and the seconds its measurement took (its ``info["device"]`` says where)."""
-    with np.load(path) as z:
-        seconds = float(z["seconds"]) if "seconds" in z.files else 0.0
-        device = str(z["device"]) if "device" in z.files else "not recorded"
-        dim, n, trace, complete, iterations = z["scalars"].tolist()
-        method, reason, converged = z["text"].tolist()
-        return Spectrum(
-            eigenvalues=z["eigenvalues"],
-            eigenvectors=z["eigenvectors"].astype(np.float64),
-            dim=int(dim),
-            n_samples=int(n),
-            trace=float(trace),
-            complete=bool(complete),
-            method=str(method),
-            reason=str(reason),
-            residuals=z["residuals"] if z["residuals"].size else None,
-            iterations=int(iterations),
-            converged=converged == "True",
-            info={"device": device},
-            noise_floor=float(z["noise_floor"])
-            if "noise_floor" in z.files and np.isfinite(z["noise_floor"])
-            else None,
-            precision=str(z["precision"]) if "precision" in z.files else "float64",
-        ), seconds
+    spec = Spectrum.load(path)
+    return spec, float(spec.info.get("seconds", 0.0))
 
 
 def _inputs_for_d(spec: PanelSpec, d: _Data, s: Settings, ctx: RunContext) -> tuple:
@@ -251,8 +213,8 @@ def _measure(
         k = min(s.overlap_k, max(min(noise.n_samples - 1, noise.dim), 1))
         result = noise.spectrum(k=k, method="auto", seed=ctx.seed)
     seconds = time.perf_counter() - t0
-    result = replace(result, info={**result.info, "device": str(ctx.device)})
-    _save_spectrum(result, cache, s.overlap_k, seconds)
+    result = replace(result, info={**result.info, "device": str(ctx.device), "seconds": seconds})
+    result.save(cache, eigenvectors=s.overlap_k, eigenvector_dtype=np.float32)
     return result, seconds, False
 
 
@@ -292,7 +254,10 @@ def _panel_numbers(
 
 
 def _power_law_slope(sp: Spectrum) -> float | None:
-    """Slope s of log λ_i = c − s log i over the eigenvalues above the threshold (DIGEST §5)."""
+    """Slope s of log λ_i = c − s log i over the eigenvalues above the threshold.
+
+    A power law λ_i ∝ i^(−s), as Xie et al. (NeurIPS 2023) report for gradient-noise covariances.
+    """
     r = sp.rank(PAPER) if sp.rank_known(PAPER) else sp.eigenvalues.size
     lam = sp.eigenvalues[: max(r, 0)]
     lam = lam[lam > 0]
