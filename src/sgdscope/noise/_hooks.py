@@ -29,7 +29,14 @@ from torch import nn
 from torch.func import functional_call, vjp, vmap
 
 from ._data import call_model
-from .blocks import EmbeddingFactors, GradBlock, LinearFactors, Materialised, SumBlock
+from .blocks import (
+    ConcatBlock,
+    EmbeddingFactors,
+    GradBlock,
+    LinearFactors,
+    Materialised,
+    SumBlock,
+)
 
 __all__ = ["HookedGradients", "UnbatchedOutput"]
 
@@ -132,7 +139,7 @@ def _mha_blocks(m: nn.MultiheadAttention, call: _Call, n: int) -> dict[str, Grad
     A = [x.reshape(n, -1, E) for x in (query, key, value)]
     B = [d.reshape(n, -1, E) for d in grads]
     blocks_w = [LinearFactors(a, bb, E) for a, bb in zip(A, B, strict=True)]
-    out["in_proj_weight"] = _Concat([*blocks_w])
+    out["in_proj_weight"] = ConcatBlock([*blocks_w])
     if m.in_proj_bias is not None:
         out["in_proj_bias"] = Materialised(torch.cat([bb.sum(1) for bb in B], 1))
     out["out_proj.weight"] = LinearFactors(o.detach().reshape(n, -1, E), g.reshape(n, -1, E), E)
@@ -140,44 +147,6 @@ def _mha_blocks(m: nn.MultiheadAttention, call: _Call, n: int) -> dict[str, Grad
         out["out_proj.bias"] = Materialised(g.reshape(n, -1, E).sum(1))
     assert set(out) <= loc
     return out
-
-
-class _Concat(GradBlock):
-    """Per-sample gradients of a parameter made of stacked row blocks (q, k, v of in_proj)."""
-
-    def __init__(self, parts: list[GradBlock]) -> None:
-        self.parts = parts
-        self.n = parts[0].n
-        self.numel = sum(p.numel for p in parts)
-
-    @property
-    def native_dtype(self) -> torch.dtype:
-        return self.parts[0].native_dtype
-
-    @property
-    def nbytes(self) -> int:
-        return sum(p.nbytes for p in self.parts)
-
-    def rows(self, sl: slice, dtype: torch.dtype) -> torch.Tensor:
-        return torch.cat([p.rows(sl, dtype) for p in self.parts], 1)
-
-    def _split(self, X: torch.Tensor) -> list[torch.Tensor]:
-        return list(X.split([p.numel for p in self.parts]))
-
-    def project(self, X: torch.Tensor) -> torch.Tensor:
-        return sum(p.project(x) for p, x in zip(self.parts, self._split(X), strict=True))
-
-    def backproject(self, P: torch.Tensor) -> torch.Tensor:
-        return torch.cat([p.backproject(P) for p in self.parts])
-
-    def sums(self, dtype: torch.dtype) -> torch.Tensor:
-        return torch.cat([p.sums(dtype) for p in self.parts])
-
-    def sq_dist(self, shift: torch.Tensor) -> torch.Tensor:
-        return sum(p.sq_dist(s) for p, s in zip(self.parts, self._split(shift), strict=True))
-
-    def keeps_rows_cheaply(self) -> bool:
-        return True
 
 
 class HookedGradients:

@@ -38,6 +38,7 @@ import torch
 
 __all__ = [
     "MAX_ELEMENTS",
+    "ConcatBlock",
     "EmbeddingFactors",
     "GradBlock",
     "GramRep",
@@ -118,9 +119,9 @@ class GradBlock(ABC):
         return out
 
     @property
+    @abstractmethod
     def native_dtype(self) -> torch.dtype:
         """The dtype the per-sample gradients are formed in (the model's)."""
-        return self.rows(slice(0, 1), torch.float64).dtype  # overridden by every form
 
     def sq_dist(self, shift: torch.Tensor) -> torch.Tensor:
         """‖g_i − s‖² per sample, shape (n,), float64 (rows cast slice by slice)."""
@@ -375,6 +376,44 @@ class SumBlock(GradBlock):
 
     def backproject(self, P: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return sum(p.backproject(P) for p in self.parts)
+
+
+class ConcatBlock(GradBlock):
+    """Per-sample gradients of a parameter made of stacked row blocks (q, k, v of in_proj)."""
+
+    def __init__(self, parts: list[GradBlock]) -> None:
+        self.parts = parts
+        self.n = parts[0].n
+        self.numel = sum(p.numel for p in parts)
+
+    @property
+    def native_dtype(self) -> torch.dtype:  # noqa: D102
+        return self.parts[0].native_dtype
+
+    @property
+    def nbytes(self) -> int:  # noqa: D102
+        return sum(p.nbytes for p in self.parts)
+
+    def rows(self, sl: slice, dtype: torch.dtype) -> torch.Tensor:  # noqa: D102
+        return torch.cat([p.rows(sl, dtype) for p in self.parts], 1)
+
+    def _split(self, X: torch.Tensor) -> list[torch.Tensor]:
+        return list(X.split([p.numel for p in self.parts]))
+
+    def project(self, X: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return sum(p.project(x) for p, x in zip(self.parts, self._split(X), strict=True))
+
+    def backproject(self, P: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return torch.cat([p.backproject(P) for p in self.parts])
+
+    def sums(self, dtype: torch.dtype) -> torch.Tensor:  # noqa: D102
+        return torch.cat([p.sums(dtype) for p in self.parts])
+
+    def sq_dist(self, shift: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return sum(p.sq_dist(s) for p, s in zip(self.parts, self._split(shift), strict=True))
+
+    def keeps_rows_cheaply(self) -> bool:  # noqa: D102
+        return True
 
 
 def gram_block(a: GramRep, b: GramRep, dtype: torch.dtype) -> torch.Tensor:
