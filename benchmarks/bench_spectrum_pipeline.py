@@ -4,7 +4,7 @@ Pipelines (each in its own process, so that its peak memory is its own):
   sgdscope      GradientNoise.spectrum() with method="auto", k=None: the rank at the paper's
                 threshold and the top eigenvalues (sgdscope_float32: the same with float32
                 accumulation, dtype=torch.float32).
-  paper         the authors' method (DIGEST §2.2): batch-size-1 backward loop, float32 rank-1
+  paper         the authors' method (compute_sigma.py, github.com/pratikac/grad-info, commit 4e1bd82): batch-size-1 backward loop, float32 rank-1
                 updates S += (g_k − g)(g_k − g)ᵀ of a dense d × d matrix, then float32 eigh.
                 By default the loop runs on --paper-n samples and its time is extrapolated
                 linearly to N (the eigh is always run in full and timed); --paper-n N runs it all.

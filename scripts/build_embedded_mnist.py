@@ -2,7 +2,7 @@
 
 Run once from the repository root::
 
-    python scripts/build_embedded_mnist.py --source /work/shared/data/mnist
+    python scripts/build_embedded_mnist.py --source path/to/mnist
 
 It reads the four standard IDX(.gz) files, draws PER_CLASS[split] images of every digit without
 replacement with a fixed seed, keeps them in their original file order, and writes one

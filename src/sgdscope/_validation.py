@@ -1,6 +1,6 @@
 """Argument checks shared by the whole package.
 
-Every check raises with one message shape (STYLE.md, pattern 9/10): the argument, where it was
+Every check raises with one message shape: the argument, where it was
 given, the constraint, the value received, and how to fix it when the fix is known::
 
     the 'k' parameter of GradientNoise.spectrum must be an int in [1, 13338], got 0.

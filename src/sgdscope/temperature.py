@@ -28,7 +28,8 @@ def temperature(
     which vanishes as b → N (full-batch gradient descent has no noise). Heavy-ball momentum μ is
     taken in its standard SDE limit, an effective learning rate η/(1 − μ), so β⁻¹ is divided by
     (1 − μ). That limit is not part of the paper, whose theory is for plain SGD, although all its
-    experiments used μ = 0.9 (DIGEST §3, implicit detail 2).
+    experiments used μ = 0.9 (§IV; ``SGD(momentum=0.9)`` in the authors' code,
+    github.com/pratikac/grad-info, commit 4e1bd82).
 
     Args:
         lr: Learning rate η > 0.

@@ -152,7 +152,7 @@ def test_example19_potential_recovered_for_every_lambda(lam):
         assert ss.detailed_balance and ss.assumption4
         np.testing.assert_allclose(ss.critical_distances, 0.0, atol=0.01)
     else:
-        # Assumption 4 fails (DIGEST §1.8) and the drift's zeros leave (±1, 0).
+        # Assumption 4 fails (Example 19, by direct computation) and the drift's zeros leave (±1, 0).
         assert not ss.detailed_balance and not ss.assumption4
         assert ss.div_force > 0.1
         kinds = [p.kind for p in ss.critical_points_potential]

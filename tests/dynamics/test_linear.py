@@ -77,7 +77,7 @@ def test_identities(seed, commuting):
     # Q = 0 iff F D = D F (F symmetric here)
     assert (np.abs(Q).max() < 1e-10) == commuting
     assert sg.linear_decomposition(F, D).commute == commuting
-    # j(x) = −Q U x is divergence-free and tangent to level sets of Φ (DIGEST §1.7)
+    # j(x) = −Q U x is divergence-free and tangent to level sets of Φ (Lemma 20)
     res = sg.linear_decomposition(F, D)
     x = np.random.default_rng(seed).standard_normal((10, 4))
     np.testing.assert_allclose(np.einsum("ni,ni->n", res.force(x), x @ U), 0.0, atol=1e-12)
@@ -152,7 +152,7 @@ def lag_asymmetry(xs, lag):
 
 
 def test_lag_cross_covariance_asymmetric_iff_Q_nonzero():
-    # C(τ) = e^{−Fτ} Σ; C(τ) − C(τ)ᵀ = 0 iff Q = 0 (DESIGN.md oracles). Σ = β⁻¹S.
+    # C(τ) = e^{−Fτ} Σ; C(τ) − C(τ)ᵀ = 0 iff Q = 0 (Lemma 20). Σ = β⁻¹S.
     F = np.diag([1.0, 3.0])
     for r, expect_q in [(0.0, False), (0.6, True)]:
         D = np.array([[1.0, r], [r, 1.0]])

@@ -177,7 +177,7 @@ def example19_drift(lam):
 
 
 def test_example19_histogram_chi2():
-    """Chaudhari & Soatto Example 19 with λ = 1.5: ρ_ss = e^{−Φ} although j ≠ 0 (DIGEST §1.8)."""
+    """Chaudhari & Soatto Example 19 with λ = 1.5: ρ_ss = e^{−Φ} although j ≠ 0 (Fig. 4)."""
     n, dt = 10000, 0.005
     x0 = torch.zeros(n, 2, dtype=f64)
     xs = sg.simulate_sde(example19_drift(1.5), torch.eye(2, dtype=f64), x0, dt, 1200, 1.0, 11, 1200)

@@ -30,7 +30,7 @@ def exact_discrete_covariance(A, H, D, lr, c_b):
 
     δ' = (I − ηH) δ − η ξ, where the mini-batch noise ξ has covariance c_b·[D* + T(Σ)],
     T(Σ) = (1/N) Σ_k (a_k a_kᵀ − H) Σ (a_k a_kᵀ − H) (its multiplicative part), and c_b = 1/b with
-    replacement or (1/b)(1 − b/N) N/(N−1) for b distinct indices (DIGEST §1.1). Linear in Σ.
+    replacement or (1/b)(1 − b/N) N/(N−1) for b distinct indices (App. A). Linear in Σ.
     """
     n, d = A.shape
     M = np.eye(d) - lr * H
@@ -83,7 +83,7 @@ def test_stationary_covariance_without_replacement_remark12():
     """b distinct indices per step at b/N = 1/2: Σ ≈ β'⁻¹·N/(N−1)·S, β'⁻¹ = η/(2b)(1 − b/N).
 
     Remark 12's factor (1 − b/N) = 1/2 halves the temperature; the N/(N−1) = 8/7 of App. A
-    (DIGEST §1.1) is visible too: leaving it out is off by 14%.
+    (eq. A2) is visible too: leaving it out is off by 14%.
     """
     p, x_star, H, D = ls_case()
     N = p.n_samples

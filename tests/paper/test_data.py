@@ -154,7 +154,7 @@ def test_class_balanced_first_n(tmp_path, n):
 
 
 def test_paper_trajectory_subset_on_the_embedded_data():
-    d = mnist(n=2048, size=7, classes=range(4), scale="paper")  # DIGEST §2.3: 4 x 512
+    d = mnist(n=2048, size=7, classes=range(4), scale="paper")  # the Oct-12 trajectory run: 4 x 512
     x, y = d.tensors()
     assert x.shape == (2048, 1, 7, 7) and d.class_counts() == [512] * 4
     assert y.unique().tolist() == [0, 1, 2, 3]

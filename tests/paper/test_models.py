@@ -5,7 +5,8 @@ from torch import nn
 from sgdscope.paper import models
 from sgdscope.paper.models import ModelName, build, info, input_shape, names, parameter_count
 
-# The paper's counts (Figs 1-2 captions, §IV-B) and DIGEST §2.1, for (name, classes).
+# The paper's counts (Figs 1-2 captions, §IV-B) and the authors' models.py (pratikac/grad-info@4e1bd82),
+# for (name, classes).
 PAPER_COUNTS = [
     ("small-lenet", 10, 13_338),
     ("small-fc", 10, 3_978),
@@ -17,7 +18,7 @@ PAPER_COUNTS = [
 
 
 def _hand_count(name: str, c: int) -> int:
-    """Parameter count from the layer table of DIGEST §2.1, written out layer by layer."""
+    """Parameter count from the authors' models.py (pratikac/grad-info@4e1bd82), written out layer by layer."""
 
     def conv(ci, co, k):
         return ci * co * k * k + co

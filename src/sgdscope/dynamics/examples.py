@@ -1,6 +1,6 @@
-r"""The paper's toy problems, each with its known answer (Chaudhari & Soatto 2018, §V; DIGEST §1.8).
+r"""The paper's toy problems, each with its known answer (Chaudhari & Soatto 2018, §V).
 
-Every factory returns an :class:`Example` with the fields fixed by DESIGN.md: ``drift``,
+Every factory returns an :class:`Example` with the same fields: ``drift``,
 ``diffusion``, ``beta``, ``bounds``, ``dim``, the known ``potential`` Φ (when known) and ``loss``
 (when the drift is −∇f). Callables accept points of shape (..., dim) as torch tensors (any
 device and float dtype) or numpy arrays and return the same kind, so one example drives
@@ -124,8 +124,8 @@ def double_well(lam: float = 0.0, beta: float = 1.0) -> Example:
     origin is no longer a saddle of the drift and trajectories circulate around it (λ = 1.5 in
     Fig. 4c), yet Φ still has its saddle there.
 
-    **It does not satisfy Assumption 4** (DIGEST §1.8, §4): it has ∇·(jρ^{ss}) = 0 but
-    :math:`\nabla\cdot j = \beta\,j\cdot\nabla\Phi =
+    **It does not satisfy Assumption 4** (eq. 9; by direct computation from Example 19): it has
+    ∇·(jρ^{ss}) = 0 but :math:`\nabla\cdot j = \beta\,j\cdot\nabla\Phi =
     \lambda\beta e^{\beta\Phi - r^4/4}x_1x_2(2 - x_1^2)\ne0` for λ ≠ 0, so the paper's
     Theorem 5 argument (which uses ∇·j = 0) does not cover it, although F still decreases.
 

@@ -23,10 +23,10 @@ class Grid:
 
     Densities live at the **cell centres** ``x_k = a + (k + ½) h`` with spacing
     ``h_i = (b_i − a_i) / n_i``; faces sit half a cell away. A density is an array of shape
-    ``grid.shape`` with ``density.sum() * grid.cell_volume == 1`` (DESIGN.md), i.e. the values are
-    cell averages of ρ. Cell-centred rather than vertex-centred because the finite-volume scheme of
-    :class:`~sgdscope.FokkerPlanck` balances fluxes through faces, so zero-flux (reflecting) and
-    periodic boundaries are exact and mass is conserved to round-off.
+    ``grid.shape`` with ``density.sum() * grid.cell_volume == 1`` (docs/dynamics.md), i.e. the
+    values are cell averages of ρ. Cell-centred rather than vertex-centred because the finite-volume
+    scheme of :class:`~sgdscope.FokkerPlanck` balances fluxes through faces, so zero-flux
+    (reflecting) and periodic boundaries are exact and mass is conserved to round-off.
 
     Args:
         bounds: One ``(low, high)`` pair per dimension, ``low < high``; 1 to 3 pairs.

@@ -4,7 +4,7 @@ Each problem evaluates per-sample losses for many parameter vectors (chains) at 
 exposes a ``torch.nn.Module`` view (:meth:`AbstractFiniteSumProblem.module`), a per-sample
 ``loss_fn`` and ``data`` so that :class:`sgdscope.GradientNoise` can measure D(x) on it:
 ``GradientNoise(p.module(x), p.loss_fn, data=p.data)``. The flat parameter vector x follows the
-module's ``named_parameters()`` order (DESIGN.md conventions).
+module's ``named_parameters()`` order (the convention of README.md and docs/noise.md).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 r"""Batched Euler–Maruyama for :math:`dx = b(x)\,dt + \sqrt{2\beta^{-1}D(x)}\,dW`.
 
 The diffusion is given as D itself (Chaudhari & Soatto, eq. 3), never as its square root. Its
-structure comes from the type of the object passed (STYLE pattern 11):
+structure comes from the type of the object passed:
 
 * a callable field ``D(x)``, points (n, dim) → (n, dim, dim), factored at every step;
 * a constant (dim, dim) matrix (tensor or array), factored once;
 * :class:`LowRankDiffusion` ``(L)`` with D = L Lᵀ, L of shape (dim, r): noise costs O(dim·r) per
-  particle, the natural form of SGD's low-rank gradient noise (DIGEST §2.2);
+  particle, the natural form of SGD's low-rank gradient noise (§IV-A, Figs 1–2);
 * :class:`DiagonalDiffusion` ``(d)`` with D = diag(d): O(dim) per particle.
 
 The square-root rule, shared by the field and the constant matrix: the lower Cholesky factor when
@@ -135,7 +135,7 @@ class LowRankDiffusion(AbstractDiffusion):
     """D = L Lᵀ with a factor L of shape (dim, r); noise costs O(dim·r) per particle.
 
     Attributes:
-        L: The (dim, r) factor, any float tensor or array. SGD's D is low-rank (DIGEST §2.2), so
+        L: The (dim, r) factor, any float tensor or array. SGD's D is low-rank (§IV-A, Figs 1–2), so
             its top-r eigenvectors scaled by √λ are a natural L.
     """
 

@@ -76,7 +76,7 @@ def simulate_sgd(
 
     Chaudhari & Soatto, Def. 1: ∇f_b = (1/b) Σ_{k∈b} ∇ℓ_k. The mini-batch gradient covariance is
     D(x)/b with replacement, and (1/b)(1 − b/N)·N/(N−1)·D(x) when the b indices of a step are
-    distinct (App. A; DIGEST §1.1), which gives the temperatures of Lemma 2 and Remark 12.
+    distinct (App. A, eq. A2), which gives the temperatures of Lemma 2 and Remark 12.
 
     Sampling (each chain independently):
 

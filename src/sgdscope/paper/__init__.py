@@ -1,4 +1,6 @@
-"""The paper's data and networks (Chaudhari & Soatto, ICLR 2018, §IV; DIGEST §2.1).
+"""The paper's data and networks (Chaudhari & Soatto, ICLR 2018, §IV).
+
+Rebuilt from the paper and the authors' code (github.com/pratikac/grad-info, commit 4e1bd82).
 
 - :mod:`sgdscope.paper.data`: :func:`~sgdscope.paper.data.mnist`, MNIST from IDX files or the
   embedded class-balanced subset (10,000 train / 2,000 test images).

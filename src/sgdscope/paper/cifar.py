@@ -19,7 +19,7 @@ The python version holds pickled dicts with ``b'data'`` (uint8 N × 3072, same l
 unpickled by :class:`RestrictedUnpickler`, which builds only numpy arrays and refuses every other
 global, so a crafted file cannot run code.
 
-**Preprocessing (DIGEST §2.1).** The authors trained small-allcnn on ``*-train-proc.npz`` files
+**Preprocessing (§IV).** The authors trained small-allcnn on ``*-train-proc.npz`` files
 that the paper calls "global contrast normalization + ZCA". Their constants are not published; we
 use the pylearn2 ones that most CIFAR GCN + ZCA pipelines copy (Goodfellow et al., "Maxout
 networks", 2013; ``pylearn2/expr/preprocessing.py::global_contrast_normalize`` and
@@ -31,7 +31,7 @@ networks", 2013; ``pylearn2/expr/preprocessing.py::global_contrast_normalize`` a
   x ← (x − μ) U diag((λ + ε)^(−1/2)) Uᵀ with the eigenpairs (λ, U) of the training covariance and
   ε = :data:`ZCA_EPSILON` = 1e-2; eigen-directions with λ ≤ 1e-10·λ_max are dropped.
 
-**Augmentation (Fig. 2c, DIGEST §2.2).** :func:`augment`: a random horizontal flip with
+**Augmentation (Fig. 2c, Remark 14).** :func:`augment`: a random horizontal flip with
 probability ½, reflect-padding by 4 pixels and a random 32 × 32 crop, drawn from an explicit
 ``torch.Generator``.
 """
@@ -504,7 +504,7 @@ def global_contrast_normalize(x: Tensor, scale: float = GCN_SCALE, eps: float = 
     """Global contrast normalisation: each image to mean 0 and Euclidean norm ``scale``.
 
     x_i ← scale · (x_i − mean(x_i)) / max(‖x_i − mean(x_i)‖₂, eps) over the 3,072 values of each
-    image (pylearn2's ``global_contrast_normalize(X, scale=55.)``; DIGEST §2.1).
+    image (pylearn2's ``global_contrast_normalize(X, scale=55.)``).
 
     Args:
         x: Images N × C × H × W (any float dtype; integers are cast to float32).
@@ -659,7 +659,7 @@ def apply_augmentation(x: Tensor, params: Augmentation) -> Tensor:
 def augment(
     x: Tensor, *, pad: int = 4, generator: torch.Generator | None = None, seed: int | None = None
 ) -> Tensor:
-    """Random horizontal flip + reflect-pad ``pad`` + random crop back to H × W (DIGEST §2.2).
+    """Random horizontal flip + reflect-pad ``pad`` + random crop back to H × W (Fig. 2c).
 
     Args:
         x: Float images N × C × H × W.

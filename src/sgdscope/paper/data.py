@@ -5,18 +5,19 @@
 set at once with :meth:`MnistData.tensors` -> ``(inputs float32 N × 1 × s × s, targets int64 N)``.
 
 **Input scaling.** The authors' ``loader.mnist`` fed small-lenet *raw* pixel values 0–255 as
-floats, without normalisation (DIGEST §2.1), and the absolute eigenvalues of D(x) scale with the
-square of the input scale. The default here is ``scale="unit"`` (pixels / 255, in [0, 1]), the
-common convention; ``scale="paper"`` (an alias of ``"raw"``) gives the paper's inputs. Ranks and
-rank fractions are the robust targets (DIGEST §2.2); absolute λ depend on this choice.
+floats, without normalisation (github.com/pratikac/grad-info, commit 4e1bd82), and the absolute
+eigenvalues of D(x) scale with the square of the input scale. The default here is ``scale="unit"``
+(pixels / 255, in [0, 1]), the common convention; ``scale="paper"`` (an alias of ``"raw"``) gives
+the paper's inputs. Ranks and rank fractions are the robust targets (§IV-A, Figs 1–2); absolute λ
+depend on this choice.
 
 **7 × 7 inputs.** small-fc and tiny-fc read MNIST down-sampled to 7 × 7. By default
 (``resize="area"``) ``size=7`` averages each 4 × 4 block, a clean down-sampling. The authors'
 ``halfmnist`` (``loader.py``) ran ``ToPILImage → Scale(7) → ToTensor`` on float tensors holding
 0–255, and ``ToPILImage``'s ``pic.mul(255).byte()`` most likely wrapped every byte v to
-(−v) mod 256 (DIGEST §2.2, caveat). ``resize="authors"`` mimics that chain without PIL or
-torchvision (see :class:`Resize` and :func:`pillow_bilinear`); ``resize="bilinear"`` is the same
-resampling without the wrap, to separate the two effects.
+(−v) mod 256 (torchvision 0.2; the wrap is inferred, not documented). ``resize="authors"``
+mimics that chain without PIL or torchvision (see :class:`Resize` and :func:`pillow_bilinear`);
+``resize="bilinear"`` is the same resampling without the wrap, to separate the two effects.
 
 **Embedded subset.** With ``data_dir=None`` the data come from ``_embedded/mnist_subset.npz``,
 shipped inside the package: real MNIST, 1,000 images per digit from the training file (10,000)
@@ -81,7 +82,7 @@ class Split(str, Enum):
 class Scale(str, Enum):
     """How pixel values 0–255 become float inputs.
 
-    ``RAW``: the values 0–255 as floats, what the paper's small-lenet loader fed (DIGEST §2.1);
+    ``RAW``: the values 0–255 as floats, what the paper's small-lenet loader fed (``loader.mnist``);
     ``PAPER`` is an alias of it. ``UNIT``: pixels / 255, in [0, 1]. ``STANDARD``:
     (pixels / 255 − 0.1307) / 0.3081, zero mean and unit variance over the MNIST training set.
     """
@@ -100,9 +101,9 @@ class Resize(str, Enum):
     ``Scale``/``Resize`` called (:func:`pillow_bilinear`). ``AUTHORS``: the authors' ``halfmnist``
     chain (``loader.py``): ``ToPILImage`` on float tensors holding 0–255, whose
     ``pic.mul(255).byte()`` wraps each byte v to (255·v) mod 256 = (−v) mod 256
-    (:func:`wrap_bytes`; DIGEST §2.2 caveat), then the same bilinear resize; ``ToTensor``'s
-    division by 255 is ``scale="unit"``. With size = 28 the resize is the identity, so
-    ``AUTHORS`` only wraps the bytes (what ``halfmnist(sz=28)`` would give; the authors' 28 × 28
+    (:func:`wrap_bytes`; torchvision 0.2's ``ToPILImage``), then the same bilinear resize;
+    ``ToTensor``'s division by 255 is ``scale="unit"``. With size = 28 the resize is the identity,
+    so ``AUTHORS`` only wraps the bytes (what ``halfmnist(sz=28)`` would give; the authors' 28 × 28
     loader did not go through PIL).
     """
 
@@ -123,7 +124,7 @@ def wrap_bytes(images: Tensor) -> Tensor:
     at most 65,025) was cast to an unsigned byte. That cast is undefined in C for values above
     255; x86 compilers truncate through a 32-bit integer, i.e. keep the value mod 256, and
     255·v = 256·v − v ≡ −v (mod 256). So 0 ↦ 0, 1 ↦ 255, 255 ↦ 1, 128 ↦ 128: a negative image
-    with the background kept at 0 (DIGEST §2.2; the mod-256 wrap is the likely, not a documented,
+    with the background kept at 0 (the mod-256 wrap is the likely, not a documented,
     behaviour).
 
     Args:
@@ -424,8 +425,9 @@ def mnist(
     Selection happens in this order: keep the digits in ``classes`` (labels become their
     position in ``classes``), then, if ``n`` is given, keep the first ``n // k`` samples of each
     of the k classes in file order (one more for the first ``n % k`` classes), preserving the
-    file order overall. This is how the authors built their trajectory subsets (DIGEST §3,
-    ``prob_current.py``: "first N/nc images per class").
+    file order overall. This is how the authors built their trajectory subsets (their
+    ``prob_current.py``, github.com/pratikac/grad-info, commit 4e1bd82: "first N/nc images per
+    class").
 
     Args:
         data_dir: Folder with the IDX files; None uses the embedded subset (10,000 train and
@@ -513,7 +515,8 @@ def mnist(
     )
 
 
-# The digits each network saw in the paper's runs (DIGEST §2.1, §2.3).
+# The digits each network saw in the paper's runs (the authors' ``loader.halfmnist`` defaults and
+# ``prob_current.py``, github.com/pratikac/grad-info, commit 4e1bd82).
 _PAPER_CLASSES: dict[ModelName, tuple[int, ...]] = {
     ModelName.SMALL_LENET: tuple(range(10)),
     ModelName.SMALL_FC: (0, 1),
@@ -530,7 +533,7 @@ def mnist_for(
     scale: str | Scale = "paper",
     resize: str | Resize = "area",
 ) -> MnistData:
-    """Load MNIST the way the paper fed it to one of its networks (DIGEST §2.1).
+    """Load MNIST the way the paper fed it to one of its networks (§IV).
 
     - ``small-lenet``: 28 × 28, all ten digits.
     - ``small-fc``: 7 × 7, digits 0 and 1 only (the code's ``halfmnist`` defaults; the network

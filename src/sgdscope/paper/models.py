@@ -1,8 +1,8 @@
 """The four networks of Chaudhari & Soatto (ICLR 2018), with the authors' exact architectures.
 
 Rebuilt from the authors' ``models.py`` at commit ``4e1bd82`` of ``pratikac/grad-info``
-(DIGEST §2.1). Parameter counts ``d`` (all weights, biases and BatchNorm γ/β; BN running buffers
-are not parameters) match the paper where it states them:
+(github.com/pratikac/grad-info). Parameter counts ``d`` (all weights, biases and BatchNorm γ/β; BN
+running buffers are not parameters) match the paper where it states them:
 
 ==============  ==================  ================  =========================================
 name            input (per sample)  default classes   d
@@ -34,7 +34,7 @@ per model) is recorded in :class:`ModelInfo`.
 
 The fully connected nets flatten inside, so they accept N × 1 × 7 × 7, N × 7 × 7 or N × 49. All
 four are per-sample in eval mode (BatchNorm uses running statistics, dropout is off), which is
-the mode in which the paper measured D(x) (DIGEST §2.2).
+the mode in which the paper measured D(x) (§IV-A).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ __all__ = [
 
 
 class ModelName(str, Enum):
-    """The paper's four networks (DIGEST §2.1)."""
+    """The paper's four networks (§IV)."""
 
     SMALL_LENET = "small-lenet"
     SMALL_FC = "small-fc"
@@ -264,7 +264,7 @@ def parameter_count(model: nn.Module) -> int:
 def build(
     name: str | ModelName, num_classes: int | None = None, *, seed: int | None = None
 ) -> nn.Module:
-    """Build one of the paper's four networks (Chaudhari & Soatto, §IV; DIGEST §2.1).
+    """Build one of the paper's four networks (Chaudhari & Soatto, §IV).
 
     The parameter count is ``d = 13,338`` (small-lenet), ``3,978`` (small-fc),
     ``917`` / ``900`` (tiny-fc with 5 / 4 classes) and ``26,982`` / ``29,412`` (small-allcnn with

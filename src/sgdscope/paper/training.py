@@ -1,10 +1,11 @@
 """Train the paper's networks as the authors did: momentum SGD, batch 128, lr 0.1, step schedule.
 
-DIGEST §2.1: cross-entropy, ``SGD(momentum=0.9)`` (heavy ball: the code has no ``nesterov=True``
-although the paper says Nesterov), batch 128, base lr 0.1 "with appropriate annealing" (the
-schedule itself is not recoverable), weight decay only where the model sets it (1e-4 for
-small-allcnn). Checkpoints are kept at 20 %, 40 % and 100 % of training, the points at which the
-paper measured D(x) (Figs 1–2, Remark 13).
+§IV and the authors' ``train.py`` (github.com/pratikac/grad-info, commit 4e1bd82): cross-entropy,
+``SGD(momentum=0.9)`` (heavy ball: the code has no ``nesterov=True`` although the paper says
+Nesterov), batch 128, base lr 0.1 "with appropriate annealing" (the schedule itself is not
+recoverable), weight decay only where the model sets it (1e-4 for small-allcnn). Checkpoints are
+kept at 20 %, 40 % and 100 % of training, the points at which the paper measured D(x) (Figs 1–2,
+Remark 13).
 
 **Resumable and reproducible.** Every epoch draws its sample order from a generator seeded by
 ``(seed, epoch)`` and reseeds torch's global RNG (dropout) the same way, so an epoch does the same
@@ -17,7 +18,7 @@ uninterrupted run bit for bit. An interruption loses at most the epoch in progre
 data in batches (what the authors' ``train_full`` loader and every PyTorch ``DataLoader`` with
 ``shuffle=True`` do); ``"with"`` draws every batch of b indices independently and uniformly from
 all N samples, the with-replacement model under which the mini-batch noise covariance is D/b
-(eq. 2, DIGEST §1.1).
+(eq. 2, App. A).
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ def default_schedule(epochs: int, lr: float) -> tuple[tuple[int, float], ...]:
     """Step schedule used when none is given: lr until 50 %, lr/10 until 75 %, then lr/100.
 
     Written in the authors' ``--lrs`` format ``((epoch_end, lr), ...)``: the first entry with
-    ``epoch < epoch_end`` applies (DIGEST §3, ``exptutils.schedule``). The paper's own schedule
-    is unknown (DIGEST §2.1); this is the common "divide by 10 twice" choice.
+    ``epoch < epoch_end`` applies (the authors' ``exptutils.schedule``). The paper's own schedule
+    is unknown (it is not in the paper, and run names omit it); this is the common "divide by 10
+    twice" choice.
     """
     return ((max(1, epochs // 2), lr), (max(1, (3 * epochs) // 4), lr / 10), (epochs, lr / 100))
 
@@ -83,7 +85,7 @@ def lr_at(schedule: tuple[tuple[int, float], ...], epoch: int) -> float:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train (DIGEST §2.1 defaults).
+    """How to train (defaults: §IV and the authors' ``train.py``).
 
     Attributes:
         epochs: Number of passes over the training set (the authors' B; 50 for small-allcnn).
@@ -319,7 +321,7 @@ def train(
     resume: bool = True,
     data_tag: str | None = None,
 ) -> TrainResult:
-    """Train ``model`` with momentum SGD and keep checkpoints at 20/40/100 % (DIGEST §2.1).
+    """Train ``model`` with momentum SGD and keep checkpoints at 20/40/100 % (Remark 13).
 
     Args:
         model: The network (e.g. ``sgdscope.paper.models.build("small-lenet", seed=0)``); it is

@@ -1,8 +1,9 @@
 """Slow, obviously correct reference implementations for the gradient-noise engine.
 
-These follow the authors' own method (DIGEST §2.2, ``compute_sigma.py``): a batch-size-1 loop of
-``loss.backward()`` calls, and D accumulated as rank-1 updates ``S += (g_k − g)(g_k − g)ᵀ`` of a
-dense d × d matrix. Tests use them as oracles and benchmarks as the paper's baseline.
+These follow the authors' own method (``compute_sigma.py``, github.com/pratikac/grad-info, commit
+4e1bd82): a batch-size-1 loop of ``loss.backward()`` calls, and D accumulated as rank-1 updates
+``S += (g_k − g)(g_k − g)ᵀ`` of a dense d × d matrix. Tests use them as oracles and benchmarks as
+the paper's baseline.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A plain, obviously correct Euler–Maruyama loop, one particle at a time (STYLE pattern 3).
+"""A plain, obviously correct Euler–Maruyama loop, one particle at a time.
 
 Slow on purpose: numpy, a Python loop over steps and particles, no batching. Tests compare the
 batched :func:`sgdscope.simulate_sde` with it on the same Brownian increments.

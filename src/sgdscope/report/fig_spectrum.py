@@ -27,7 +27,7 @@ def plot_spectrum(
     Left, a log-log histogram of the eigenvalues clipped at the rank threshold, in the style
     of Chaudhari & Soatto's Fig. 1 (later spectra drawn darker), and λ_i against i on log-log axes
     with the threshold, which shows whether the spectrum is low-rank or a power law cut off by the
-    threshold (DIGEST §5).
+    threshold (Xie et al., NeurIPS 2023, report a power-law covariance spectrum).
 
     Args:
         spectra: One spectrum or several (e.g. checkpoints at 20 %, 40 %, 100 % of training).

@@ -1,8 +1,8 @@
-"""The paper's numbers for Figs 1–2 (DIGEST §2.2) and the verdicts of ``reproduce spectra``.
+"""The paper's numbers for Figs 1–2 (§IV-A) and the verdicts of ``reproduce spectra``.
 
 Absolute eigenvalues depend on the input scaling (raw 0–255 MNIST, ZCA for CIFAR) and on details
 the authors did not publish, so the verdicts rest on scale-free quantities: rank as a fraction of
-d, and std/mean of the eigenvalues, in each of the three readings of DIGEST §2.2 (all d raw, all d
+d, and std/mean of the eigenvalues, in each of the three readings of the paper's ± (all d raw, all d
 clipped at the threshold, only those above it).
 """
 
@@ -277,7 +277,7 @@ def compare(numbers: dict, skipped: dict[str, str]) -> list[Comparison]:
 
 
 def notes(numbers: dict) -> list[str]:
-    """Findings beside the table: threshold sensitivity, power law, protocol (DIGEST §2.2, §5)."""
+    """Findings beside the table: threshold sensitivity, power law, protocol (§IV-A)."""
     if not numbers:
         return []
     out = [
@@ -299,7 +299,7 @@ def notes(numbers: dict) -> list[str]:
             slopes.append(f"{PANELS[k].figure} s = {f['power_law_slope']:.2f}")
     if thr:
         out.append(
-            "The rank depends on the threshold (DIGEST §5, item 1): "
+            "The rank depends on the threshold: "
             + "; ".join(thr)
             + ". The paper's threshold is a relative cut-off of about d·ε_float32 ≈ 1e-3 "
             "(small-lenet: 1.6e-3), so 'rank' reads as the number of eigenvalues within three "
@@ -310,7 +310,7 @@ def notes(numbers: dict) -> list[str]:
             "Above the threshold the rank-ordered eigenvalues fall like a power law λ_i ∝ i^(−s) "
             "(least-squares slope on log–log axes): " + "; ".join(slopes) + ". The spectrum is "
             "a smooth power law cut off by the threshold rather than a few large eigenvalues and "
-            "a gap (Xie et al. 2023, DIGEST §5): see the right panels of the figures."
+            "a gap (as Xie et al., NeurIPS 2023, report): see the right panels of the figures."
         )
     costs = [
         f"{PANELS[k].figure} "

@@ -1,4 +1,4 @@
-r"""Fig. 3 measured on a recorded tiny-fc run, and what the paper lacked (DIGEST §2.3, §5).
+r"""Fig. 3 measured on a recorded tiny-fc run, and what the paper lacked (§IV-B).
 
 :func:`analyse` chains the library's analyses on the recorded weights (it computes nothing the
 library already offers): the increment spectrum (Fig. 3a, Remark 17), the autocorrelation with
@@ -32,7 +32,7 @@ from ..trajectory.analysis import (
 
 #: Bartlett's 99 % two-sided quantile, the level of the paper's outer band (2.576/√n).
 Z99 = 2.576
-#: The paper's Fig. 3c range of ‖∇f‖/√d and its "about 3×" drop (DIGEST §2.3).
+#: The paper's Fig. 3c range of ‖∇f‖/√d and its "about 3×" drop (§IV-B).
 PAPER_GRAD_RANGE = (1e-3, 3e-3)
 PAPER_GRAD_DROP = 3.0
 
@@ -310,7 +310,7 @@ def _weight_norm(traj: Trajectory, x: np.ndarray) -> dict[str, float]:
     """‖W₁‖ of the first (pre-BN) layer at the first and last record.
 
     BN makes f invariant to its scale, and without weight decay SGD only grows it: a slow drift
-    (DIGEST §5 item 4).
+    that alone gives long-lag autocorrelation and low-frequency power.
     """
     lay = traj.meta["layout"]
     size = int(np.prod(lay["shapes"][0]))

@@ -1,4 +1,4 @@
-"""The paper-against-measured rows and the notes of ``reproduce trajectory`` (DIGEST §2.3, §5).
+"""The paper-against-measured rows and the notes of ``reproduce trajectory`` (§IV-B, Fig. 3).
 
 Each row states its threshold in its note, so that a reader can disagree with the verdict.
 """
@@ -18,7 +18,7 @@ def _skipped(key: str, claim: str, paper: str, why: str) -> Comparison:
 
 
 def comparisons(an: Analysis, *, settings_epochs: int, reduced: bool) -> list[Comparison]:
-    """One row per Fig. 3 claim (Remarks 17–18, Fig. 3c) and per DIGEST §5 test."""
+    """One row per Fig. 3 claim (Remarks 17–18, Fig. 3c) and per test the paper lacked."""
     nums, rows = an.numbers, []
     short = " (reduced run)" if reduced else ""
 
@@ -41,7 +41,7 @@ def comparisons(an: Analysis, *, settings_epochs: int, reduced: bool) -> list[Co
                 (
                     "High-pass, not low-frequency modes (ratio ≤ 1/1.5): increments of a confined "
                     "(mean-reverting) process lose power at low frequency, as those of an "
-                    "equilibrium OU process do (DIGEST §5 item 4)."
+                    "equilibrium OU process do."
                 ),
             )
         else:
@@ -103,7 +103,7 @@ def comparisons(an: Analysis, *, settings_epochs: int, reduced: bool) -> list[Co
             f"to T/2 = {lags[-1]} exist in this {nums['records']}-epoch record"
             f"{', not 10⁵' if lags[-1] < 10_000 else ''}. Bartlett's band, which accounts for "
             "each weight's own memory, is the fair one: outside the white-noise band shows slow "
-            "dynamics, not by itself non-equilibrium (DIGEST §5 item 4)."
+            "dynamics, not by itself non-equilibrium."
         )
         rows.append(Comparison("fig3b.long_lag_ac", claim, paper, measured, verdict, note))
 
@@ -134,7 +134,8 @@ def comparisons(an: Analysis, *, settings_epochs: int, reduced: bool) -> list[Co
             f"Level {'within' if level else 'outside'} a factor 2 of the paper's range, drop "
             f"{'within' if drop else 'outside'} 1.5–6×. The level scales with the input "
             "scaling (unit here; the authors' 7×7 inputs were overflowed 0–255 bytes), and the "
-            "paper's curve joins two runs (DIGEST §2.3)."
+            "paper's curve joins two runs (plot_grad in the authors' plot_current.py, "
+            "pratikac/grad-info@4e1bd82)."
         )
         rows.append(Comparison("fig3c.grad_norm", claim, paper, measured, verdict, note))
 
@@ -143,10 +144,10 @@ def comparisons(an: Analysis, *, settings_epochs: int, reduced: bool) -> list[Co
 
 
 def _beyond(an: Analysis, nums: dict[str, Any]) -> list[Comparison]:
-    """The equilibrium test, the MSD exponent and the circulation (DIGEST §5)."""
+    """The equilibrium test, the MSD exponent and the circulation."""
     rows = []
     claim = "Thm 22 / Lemma 7: SGD runs out of equilibrium (j ≠ 0); direct test of detailed balance"
-    paper = "not measured; inferred from the FFT and AC (DIGEST §5 proposes this sharper test)"
+    paper = "not measured; inferred from the FFT and AC, not from a direct test of detailed balance"
     eq = an.equilibrium
     if eq is None:
         why = an.skipped.get("equilibrium_test", "")
@@ -176,7 +177,7 @@ def _beyond(an: Analysis, nums: dict[str, Any]) -> list[Comparison]:
                 "flux.circulation",
                 "Lemma 7: most likely trajectories are closed loops: net circulation of the "
                 "probability flux in the top-2 PCA plane",
-                "not measured (prob_current.py estimates no current, DIGEST §3)",
+                "not measured (the authors' prob_current.py estimates no current)",
                 measured,
                 Verdict.REPRODUCED if f.p_value < _ALPHA else Verdict.NOT_REPRODUCED,
                 f"Threshold p < {_ALPHA}; {f.n_blocks} blocks reversed at random (Battle et al. "
@@ -184,7 +185,7 @@ def _beyond(an: Analysis, nums: dict[str, Any]) -> list[Comparison]:
                 "exclude currents in other directions.",
             )
         )
-    claim = "Kunin et al. (DIGEST §5): weights diffuse anomalously, MSD ∝ τ^c with c ≠ 1"
+    claim = "Kunin et al. (arXiv 2107.09133): weights diffuse anomalously, MSD ∝ τ^c with c ≠ 1"
     if an.msd is None:
         rows.append(_skipped("msd.exponent", claim, "c ≠ 1", an.skipped.get("msd", "")))
     else:
@@ -216,9 +217,10 @@ def notes(an: Analysis, settings: Any, numbers: dict[str, Any]) -> list[str]:
     """Findings worth reading: gradient mode, data, the OU alternative (§5 item 4), timing."""
     out = [
         "Full gradient: the recorder stores the eval-mode gradient of f (BatchNorm running "
-        "statistics, the loss whose D the spectra experiment measures, DESIGN.md); the "
+        "statistics, the loss whose D the spectra experiment measures, eq. 2); the "
         "authors' full_dw was the train-mode mean of the epoch's 16 mini-batch gradients with "
-        "batch statistics (DIGEST §3 item 7), the drift SGD actually follows (eq. 3, Thm 22). "
+        "batch statistics (prob_current.py, pratikac/grad-info@4e1bd82), the drift SGD actually "
+        "follows (eq. 3, Thm 22). "
         "Both are reported; the verdict of Fig. 3c uses the train-mode one, as the paper did.",
         f"Data: {numbers['data']['source']}, digits {settings.classes}, first "
         f"{settings.n // len(settings.classes)} images per digit in file order, 7×7 by 4×4 "
@@ -239,8 +241,8 @@ def notes(an: Analysis, settings: Any, numbers: dict[str, Any]) -> list[str]:
         )
     eq, w = an.equilibrium, numbers["pre_bn_weight_norm"]
     ou = (
-        "DIGEST §5 item 4 (an equilibrium OU process with near-flat directions also gives long "
-        "autocorrelations and coloured increments): "
+        "Equilibrium alternative (an equilibrium OU process with near-flat directions also "
+        "gives long autocorrelations and coloured increments): "
     )
     if eq is not None:
         comp = eq.components

@@ -1,4 +1,4 @@
-r"""The long tiny-fc run of Fig. 3, recorded epoch by epoch and resumable (DIGEST §2.3).
+r"""The long tiny-fc run of Fig. 3, recorded epoch by epoch and resumable (§IV-B).
 
 One call of :func:`record_run` trains tiny-fc (49–16–BN–ReLU–C) with heavy-ball SGD on 7 × 7
 MNIST: ``burnin`` epochs, then one record per epoch through
@@ -15,11 +15,11 @@ without recording, which on the CPU reproduces the recorded weights bit for bit.
 
 **Two full gradients.** The recorder stores the eval-mode gradient of
 :math:`f(x)=\frac1N\sum_k\ell_k(x)` (BatchNorm running statistics): the loss whose D the spectra
-experiment measures (DESIGN.md). The authors' ``full_dw`` (DIGEST §3, item 7) was the mean of the
-epoch's mini-batch gradients in *train* mode (BN batch statistics), i.e. the mean drift that SGD
-actually follows (the ∇f of eq. 3 and Thm 22); its norm is recorded as the scalar
-``grad_norm_train``, computed on the epoch's own partition without touching the running
-statistics.
+experiment measures (eq. 2). The authors' ``full_dw`` (``prob_current.py``,
+github.com/pratikac/grad-info, commit 4e1bd82) was the mean of the epoch's mini-batch gradients in
+*train* mode (BN batch statistics), i.e. the mean drift that SGD actually follows (the ∇f of eq. 3
+and Thm 22); its norm is recorded as the scalar ``grad_norm_train``, computed on the epoch's own
+partition without touching the running statistics.
 """
 
 from __future__ import annotations
@@ -93,9 +93,9 @@ def train_mode_gradient(
 
     :math:`\bar g = \frac1B\sum_{b}\nabla f_b(x)`, the mean over the epoch's B mini-batches of the
     mini-batch-mean cross-entropy gradient, with BatchNorm in train mode (batch statistics),
-    flattened in ``named_parameters()`` order (DIGEST §3, item 7). It runs on a copy of the model
-    whose BatchNorm keeps no running statistics, so the model's buffers are untouched; equal-size
-    batches are vectorised with :func:`torch.func.vmap`.
+    flattened in ``named_parameters()`` order (as the authors' ``full_dw``). It runs on a copy of
+    the model whose BatchNorm keeps no running statistics, so the model's buffers are untouched;
+    equal-size batches are vectorised with :func:`torch.func.vmap`.
     """
     ghost = copy.deepcopy(model)
     replace_all_batch_norm_modules_(ghost)

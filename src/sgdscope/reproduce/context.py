@@ -22,7 +22,8 @@ class RunContext:
             folder; None skips the CIFAR panels (reported as not testable here).
         cifar100_dir: The same for CIFAR-100.
         mnist_resize: How 7 × 7 MNIST is made: ``"area"`` (4 × 4 block means) or ``"authors"``
-            (the byte wrap + bilinear resize of the authors' ``halfmnist``, DIGEST §2.2).
+            (the byte wrap + bilinear resize of the authors' ``halfmnist``,
+            github.com/pratikac/grad-info, commit 4e1bd82).
         seed: Seed of weights, data order and estimators.
         progress: Draw rich progress bars.
     """

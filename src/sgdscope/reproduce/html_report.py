@@ -8,15 +8,15 @@
   base64 ``data:`` URIs, the style sheet and a tiny script are inline, and a
   Content-Security-Policy forbids every network request, so nothing outside the file is ever
   fetched. The page holds a summary, the "paper against measured" table of every experiment
-  (DIGEST §2.2–2.3, §1.8) with colour-coded verdicts, the figures with captions, the notes, and
-  at the end the configuration, run times and versions.
+  (§IV-A–B, §V, Figs 1–4, Remarks 11–18) with colour-coded verdicts, the figures with captions, the
+  notes, and at the end the configuration, run times and versions.
 - ``OUT/report/results.json``: the same numbers, machine-readable::
 
       {"generated": "2025-01-01T12:00:00+00:00",
        "experiments": [ExperimentResult.to_dict(), ...],
        "verdicts": {"reproduced": 3, "partly reproduced": 1, ...}}
 
-The report renders results and never recomputes them (STYLE.md, pattern 8). Reduced runs
+The report renders results and never recomputes them. Reduced runs
 (``--quick``) carry a visible "REDUCED RUN" label on their section and on each of their figures.
 A figure file that is missing gives a visible placeholder naming the file, not a crash.
 

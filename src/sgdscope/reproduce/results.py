@@ -6,7 +6,8 @@ combined ``OUT/report/results.json`` are built from those files alone, so an exp
 rerun on its own and the report re-rendered from what is on disk (``sgdscope reproduce report``).
 
 A :class:`Comparison` is one row of the "paper against measured" table: one number or claim of
-DIGEST §2.2–2.3 (the paper's value as printed), what this run measured, and a :class:`Verdict`.
+the paper (§IV-A–B, Figs 1–4, Remarks 11–18; the paper's value as printed), what this run measured,
+and a :class:`Verdict`.
 """
 
 from __future__ import annotations

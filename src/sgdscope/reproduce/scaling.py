@@ -1,19 +1,20 @@
 """``reproduce scaling``: Remarks 11 and 12 of the paper, on small-lenet / MNIST.
 
-**Remark 11** (DIGEST §1.6). SGD runs at temperature β⁻¹ = η/(2b) (Lemma 2, eq. 3), so the
+**Remark 11**. SGD runs at temperature β⁻¹ = η/(2b) (Lemma 2, eq. 3), so the
 entropic term of the free energy (eq. 11) stays the same when the learning rate η scales
 linearly with the batch size b. Test: train small-lenet with
 :func:`sgdscope.paper.training.train` at every b of :attr:`Settings.batch_sizes` with
-η = min(0.1 · b/128, 1) (fixed η/b; the authors' ``train_dual_batch.py`` capped η at 1, DIGEST
-§2.4), and a control set at fixed η = 0.1 (η/b varying), the same number of epochs for all. If
-Remark 11 holds, the final test error varies less across b at fixed η/b than at fixed η. The
-noise actually present is measured too: Remark 15's noise scale (η/2b) · tr D(x)/d (eq. 14) at
-the 40 % checkpoint, with D(x) from per-sample gradients (:meth:`sgdscope.GradientNoise.trace`).
+η = min(0.1 · b/128, 1) (fixed η/b; the authors' ``train_dual_batch.py`` capped η at 1,
+github.com/pratikac/grad-info, commit 4e1bd82), and a control set at fixed η = 0.1 (η/b varying),
+the same number of epochs for all. If Remark 11 holds, the final test error varies less across b at
+fixed η/b than at fixed η. The noise actually present is measured too: Remark 15's noise scale
+(η/2b) · tr D(x)/d (eq. 14) at the 40 % checkpoint, with D(x) from per-sample gradients
+(:meth:`sgdscope.GradientNoise.trace`).
 
-**Remark 12** (DIGEST §1.6, §5 item 7). Without replacement the mini-batch covariance carries a
+**Remark 12**. Without replacement the mini-batch covariance carries a
 finite-population factor, β'⁻¹ = η/(2b) · (1 − b/N) < β⁻¹ (App. A), so sampling *with*
 replacement should regularise more, the more so the larger b/N. (The ITA text says "with
-replacement ... close to (2)"; from App. A that is a typo for "without", DIGEST §4.) Test: at
+replacement ... close to (2)"; from App. A that is a typo for "without".) Test: at
 equal (η, b), train with ``sampling="with"`` and ``"without"`` on a class-balanced subset of N
 images at a small and a large b/N (b = N/4), at constant η = 0.1 · b/128 (so β⁻¹ is the same
 for both b and only b/N differs) and for the same number of steps; compare the steady-state
@@ -71,9 +72,9 @@ class Settings:
         epochs: Epochs of every Remark 11 run (the same for every b, as in Goyal et al. 2017).
         n_train: Class-balanced MNIST training subset of Remark 11; None for the whole split.
         n_test: Class-balanced test subset; None for the whole test split.
-        base_lr: η at ``base_batch`` (0.1 at 128, DIGEST §2.1).
+        base_lr: η at ``base_batch`` (0.1 at 128, §IV).
         base_batch: The batch size at which η = ``base_lr``.
-        lr_cap: Largest η of the linear rule (1, as ``train_dual_batch.py``, DIGEST §2.4).
+        lr_cap: Largest η of the linear rule (1, as the authors' ``train_dual_batch.py``).
         replacement_n: N, the training subset of Remark 12.
         replacement_batches: Batch sizes of Remark 12: one small and one large b/N.
         replacement_steps: At least this many SGD steps per Remark 12 run (the epochs follow).
@@ -176,7 +177,8 @@ def scaled_lr(batch_size: int, settings: Settings) -> float:
     r"""Learning rate of the linear rule, :math:`\min(\eta_0\,b/b_0,\ \eta_{\max})` (Remark 11).
 
     Keeps the temperature :math:`\beta^{-1}=\eta/(2b)` of Lemma 2 (eq. 3) fixed up to the cap,
-    which the authors' ``train_dual_batch.py`` set at 1 (DIGEST §2.4).
+    which the authors' ``train_dual_batch.py`` set at 1 (github.com/pratikac/grad-info, commit
+    4e1bd82).
 
     Example:
         >>> scaled_lr(512, Settings())
@@ -192,7 +194,7 @@ def batch_noise(grads: Tensor, config: TrainConfig, epochs: int, window: int = 1
     (:func:`sgdscope.paper.training.epoch_batches`, epochs ``0 .. epochs − 1``), forms
     :math:`S = \sum_{j=1}^{w} (\bar g_{B_j} - g)` over non-overlapping groups of ``window``
     successive batches inside each epoch (incomplete groups and batches smaller than b are
-    skipped) and returns the mean of :math:`\|S\|^2`. Closed forms (App. A; DIGEST §1.1), with
+    skipped) and returns the mean of :math:`\|S\|^2`. Closed forms (App. A), with
     :math:`\operatorname{tr}D = \frac1N\sum_k\|g_k-g\|^2`:
 
     - with replacement: :math:`w\,\operatorname{tr}D/b`;
@@ -486,7 +488,7 @@ def _compare_sampler(measured: dict, n: int, b: int) -> Comparison:
             f"{measured['projections']} directions). The per-step factor holds, but per-epoch "
             "reshuffling makes successive batches dependent: their sum over an epoch is the "
             "full gradient, with no noise at all, so the noise accumulated over an epoch is far "
-            "below the (1 − b/N) model, which treats steps as independent (DIGEST §5, item 7)."
+            "below the (1 − b/N) model, which treats steps as independent."
         ),
     )
 
@@ -658,7 +660,7 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
         ),
         (
             "Remark 12: the paper's wording 'with replacement ... close to (2)' is a typo for "
-            "'without' (DIGEST §4); the (1 − b/N) factor belongs to sampling without "
+            "'without' (App. A); the (1 − b/N) factor belongs to sampling without "
             "replacement. The factor describes one step only: with per-epoch reshuffling the "
             "batches of an epoch partition the data, so their noise cancels over the epoch "
             f"(measured variance ratio without/with over one epoch: "
@@ -670,7 +672,7 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
             "Temperatures are quoted for plain SGD; all runs use heavy-ball momentum 0.9 (as "
             "the authors), which multiplies β⁻¹ by 1/(1 − μ) = 10 in the SDE limit for every "
             "run alike. D is measured in eval mode while training noise comes from train-mode "
-            "BatchNorm and dropout (DIGEST §3, implicit detail 1)."
+            "BatchNorm and dropout (§IV-A)."
         ),
     ]
     result = ExperimentResult(

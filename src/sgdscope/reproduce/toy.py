@@ -1,6 +1,6 @@
 r"""``reproduce toy``: Fig. 4 (Example 19), Theorem 22, Assumption 4 and Lemma 20 on toy problems.
 
-**Example 19 / Fig. 4** (DIGEST §1.8). The double well
+**Example 19 / Fig. 4** (§V). The double well
 :math:`\Phi = \tfrac14(x_1^2-1)^2 + \tfrac12x_2^2` with D = I, β = 1 and the drift
 :math:`b = -\nabla\Phi + j`, :math:`j = \lambda e^{\Phi - r^4/4}(-x_2, x_1)`
 (:func:`sgdscope.examples.double_well`). For every λ the stationary density is :math:`e^{-\Phi}`
@@ -19,8 +19,8 @@ distance from each minimum of Φ to the nearest zero of the drift of the same ty
 exponent of that shift against β⁻¹ at the smallest β⁻¹.
 
 **Assumption 4** (eq. 9, ∇·j = 0). Example 19 satisfies ∇·(jρ^{ss}) = 0 but not ∇·j = 0 for
-λ ≠ 0 (DIGEST §1.8, §4): ∇·j = λe^{Φ−r⁴/4}x₁x₂(2 − x₁²). Both are measured on the solved steady
-state and, as an oracle, by autograd on the closed-form j and ρ = e^{−Φ}.
+λ ≠ 0 (by direct computation): ∇·j = λe^{Φ−r⁴/4}x₁x₂(2 − x₁²). Both are measured on the solved
+steady state and, as an oracle, by autograd on the closed-form j and ρ = e^{−Φ}.
 
 **Lemma 20** (eqs. 15–16). For a random 2-D Hessian F and diffusion D,
 :func:`sgdscope.linear_decomposition` gives F = (D + Q)U with Q antisymmetric and j = −QUx; the
@@ -667,7 +667,7 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
             measured=a4_measured,
             verdict=va4,
             note="Example 19 has ∇·(jρ_ss) = 0 (so ρ_ss = e^{−Φ}) but ∇·j = "
-            "λe^{Φ−r⁴/4}x₁x₂(2 − x₁²) ≠ 0 (DIGEST §1.8, §4): the assumption fails for λ ≠ 0. "
+            "λe^{Φ−r⁴/4}x₁x₂(2 − x₁²) ≠ 0 (by direct computation): the assumption fails for λ ≠ 0. "
             "Ratios are ρ-weighted E|∇·j| / E Σ|∂ᵢjᵢ|; the closed forms use autograd on j and "
             "ρ = e^{−Φ}. For λ = 0, j = 0 and the assumption holds trivially.",
         ),

@@ -1,13 +1,14 @@
 r"""``sgdscope reproduce trajectory``: Fig. 3 of Chaudhari & Soatto (2018), and what it lacked.
 
-The authors' Oct-12 run (DIGEST §2.3): tiny-fc (49–16–BN–ReLU–4, d = 900) on 7 × 7 MNIST, digits
-0–3, the first 512 training images of each (N = 2,048), heavy-ball SGD (momentum 0.9, batch 128,
-16 steps per epoch, per-epoch reshuffle), constant lr 0.1 (the code's; ``recording_lr=1e-3`` gives
-the paper's text), 10⁵ epochs of which the first 10³ are burn-in, weights recorded every epoch.
+The authors' Oct-12 run (the run their ``plot_current.py`` plots, github.com/pratikac/grad-info,
+commit 4e1bd82): tiny-fc (49–16–BN–ReLU–4, d = 900) on 7 × 7 MNIST, digits 0–3, the first 512
+training images of each (N = 2,048), heavy-ball SGD (momentum 0.9, batch 128, 16 steps per epoch,
+per-epoch reshuffle), constant lr 0.1 (the code's; ``recording_lr=1e-3`` gives the paper's text),
+10⁵ epochs of which the first 10³ are burn-in, weights recorded every epoch.
 
 Measured: the spectrum of the increments (Fig. 3a, Remark 17), the autocorrelation of the weights
 with the ±1.96/√n and ±2.576/√n bands (Fig. 3b, Remark 18), the EWMA of ‖∇f‖/√d (Fig. 3c), and
-what the paper lacked (DIGEST §5): :func:`~sgdscope.trajectory.analysis.equilibrium_test` (the
+what the paper lacked: :func:`~sgdscope.trajectory.analysis.equilibrium_test` (the
 asymmetry of the lagged covariance against a reversible OU null), the probability flux of the
 top-2 PCA plane with its circulation, and the MSD exponent (Kunin et al.).
 
@@ -51,7 +52,7 @@ _WHERE = "trajectory.Settings"
 
 @dataclass(frozen=True)
 class Settings:
-    """Sizes of the trajectory run (defaults: the authors' Oct-12 run, DIGEST §2.3).
+    """Sizes of the trajectory run (defaults: the authors' Oct-12 run).
 
     Attributes:
         epochs: Total epochs, burn-in included (10⁵).
@@ -115,7 +116,7 @@ class Settings:
 
     @classmethod
     def full(cls) -> Settings:
-        """The authors' protocol: 10⁵ epochs, 10³ burn-in, lr 0.1 throughout (DIGEST §2.3)."""
+        """The authors' protocol: 10⁵ epochs, 10³ burn-in, lr 0.1 throughout (the code's lr)."""
         return cls()
 
     @property

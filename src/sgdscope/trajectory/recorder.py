@@ -1,7 +1,7 @@
 r"""Recording a real training run: :class:`TrajectoryRecorder`.
 
-The recorder copies the flat weight vector x (DESIGN.md: the concatenation, in
-``model.named_parameters()`` order, of the parameters that require grad) into a preallocated
+The recorder copies the flat weight vector x (as in README.md and docs/noise.md: the concatenation,
+in ``model.named_parameters()`` order, of the parameters that require grad) into a preallocated
 buffer of ``chunk_size`` rows, on the model's device, every ``every`` optimizer steps. A full buffer
 is handed to a background thread that writes it as one chunk of the crash-safe store
 (:mod:`sgdscope.trajectory.store`) while training goes on with the next buffer. So the training

@@ -1,4 +1,4 @@
-r"""Mean squared displacement and the anomalous-diffusion exponent (Kunin et al. 2021; DIGEST §5).
+r"""Mean squared displacement and the anomalous-diffusion exponent (Kunin et al. 2021).
 
 Long after the loss stops improving, Kunin et al. ("(Rethinking) the limiting dynamics of SGD",
 arXiv 2107.09133) find that weights keep moving with :math:`\mathrm{MSD}(\tau)\propto\tau^{c}`

@@ -1,8 +1,10 @@
 r"""``equilibrium_test``: is a trajectory in detailed balance, and how sure can one be?
 
-It implements the null model that DIGEST §5 (item 4) proposes against the paper's reading of
-Fig. 3: fit a linear (OU) model, force Q = 0 (Lemma 20), simulate surrogates from it, and compare
-the real trajectory's irreversibility, flux, spectrum and autocorrelation with theirs.
+It implements an equilibrium null model against the paper's reading of Fig. 3 (§IV-B, Remarks
+17–18), since an equilibrium OU process with slow directions also has coloured increments and
+long-lag autocorrelation: fit a linear (OU) model, force Q = 0 (Lemma 20), simulate surrogates from
+it, and compare the real trajectory's irreversibility, flux, spectrum and autocorrelation with
+theirs.
 """
 
 from __future__ import annotations
@@ -338,7 +340,7 @@ def equilibrium_test(
        also validates them, then a light pass that applies the projection.
     2. Fit the linear model of :func:`~sgdscope.trajectory.analysis.ou.fit_ou`, i.e. F, D and
        (Lemma 20) Q, U = S⁻¹, and build its null: Q forced to 0, F₀ = DU, same stationary
-       covariance S (DIGEST §5).
+       covariance S.
     3. Compute four statistics, each larger when the data are further from that null:
        *irreversibility* :math:`\|S^{-1/2}\sum_\tau(C(\tau)-C(\tau)^\top)S^{-1/2}\|_F^2`;
        *circulation*, the |Lévy area| per step of the coarse-grained path (Battle et al. 2016)

@@ -10,7 +10,7 @@ cells: each transition from cell a (centre :math:`r_a`) to cell b contributes
           = \frac{1}{T-1}\sum_t (c_t-\bar r)\times(c_{t+1}-\bar r),
 
 (the second form, the coarse-grained Lévy area per step, is an identity), positive for
-counter-clockwise rotation. For an OU process (DIGEST §1.7) its fine-grid limit is
+counter-clockwise rotation. For an OU process (§V-A, Lemma 20) its fine-grid limit is
 :math:`E[x_t\times x_{t+1}] = C(1)_{10}-C(1)_{01} \approx 2\Delta\,Q_{01}`, so its sign is the
 sign of :math:`Q_{01}` (with β⁻¹ absorbed in D and Q).
 

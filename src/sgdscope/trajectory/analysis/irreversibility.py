@@ -2,10 +2,10 @@ r"""Irreversibility of the lagged covariance and the Gaussian entropy-production
 
 A stationary process in detailed balance is statistically invariant under time reversal, so its
 lagged covariance :math:`C(\tau) = E[(x_{t+\tau}-m)(x_t-m)^\top]` is symmetric at every lag.
-For the OU process of DIGEST §1.7, :math:`C(\tau) = e^{-F\tau}S` and
-:math:`C(\tau)-C(\tau)^\top = 0` for all τ exactly when Q = 0 (DIGEST §5, Adhikari et al. 2023).
-The null distribution of the statistic comes from surrogates of the reversible linear model
-(:mod:`~sgdscope.trajectory.analysis.ou`), refitted like the data.
+For the OU process of §V-A (eq. 15, Lemma 20), :math:`C(\tau) = e^{-F\tau}S` and
+:math:`C(\tau)-C(\tau)^\top = 0` for all τ exactly when Q = 0 (Adhikari et al. 2023, arXiv
+2306.03521). The null distribution of the statistic comes from surrogates of the reversible linear
+model (:mod:`~sgdscope.trajectory.analysis.ou`), refitted like the data.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ whose sampled law is the VAR(1) process :math:`x_{t+1} - m = A (x_t - m) + \vare
 :math:`A = e^{-F\Delta}` and stationary covariance S solving :math:`FS + SF^\top = 2D`
 (β⁻¹ is absorbed into D). Lemma 20 of Chaudhari & Soatto (2018) splits
 :math:`F = (D + Q)U` with :math:`U = S^{-1}` and Q antisymmetric; the force is
-:math:`j(x) = -QUx` and the process is in detailed balance exactly when Q = 0 (DIGEST §1.7).
+:math:`j(x) = -QUx` and the process is in detailed balance exactly when Q = 0 (§V-A).
 
-The null model of DIGEST §5 ("simulate (3) with F and D estimated … but Q forced to 0") keeps D and
+The null model (the SDE (3) with the fitted F and D but Q forced to 0, i.e. equilibrium) keeps D and
 S and drops Q: :math:`F_0 = DU`. In whitened coordinates :math:`\tilde x = S^{-1/2}x` the fitted
 drift is :math:`\tilde F = \tilde D + \tilde Q` (symmetric plus antisymmetric part) and the null's
 transition matrix :math:`e^{-\tilde D\Delta}` is symmetric, so the null splits into independent

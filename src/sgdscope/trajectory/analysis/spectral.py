@@ -1,4 +1,4 @@
-r"""Spectra, autocorrelations and the smoothed gradient norm: the paper's Fig. 3 (DIGEST §2.3).
+r"""Spectra, autocorrelations and the smoothed gradient norm: the paper's Fig. 3 (§IV-B).
 
 For Brownian motion the increments :math:`x_{k+1}-x_k` are white, so their spectrum is flat, and
 the autocorrelation of a stationary reversible process decays without oscillating. Chaudhari &
@@ -65,7 +65,8 @@ class PowerSpectrum:
         lower: (F,) lower end of the bootstrap band of the mean over coordinates.
         upper: (F,) upper end of that band.
         confidence: Level of the band (0.68 by default, seaborn ``tsplot``'s default that the
-            paper's figure used, DIGEST §2.3).
+            paper's figure used: ``sns.tsplot`` in the authors' ``plot_current.py``,
+            github.com/pratikac/grad-info, commit 4e1bd82).
         increments: Whether the spectrum is of the increments :math:`x_{k+1}-x_k` (else of the
             positions).
         segment_length: Welch segment length, or None for one periodogram of the whole series.
@@ -110,10 +111,10 @@ def power_spectrum(
 
     For each coordinate i, the two-sided spectral density of :math:`y^i_k = x^i_{k+1}-x^i_k`
     (increments) or of :math:`x^i_k`, either as one periodogram
-    :math:`|\mathrm{rfft}(y^i - \bar y^i)|^2/T` (the paper's FFT, DIGEST §2.3, squared and
-    normalised) or Welch-averaged. The band is a percentile bootstrap of the mean over
-    coordinates (coordinates resampled with replacement), as in the paper's Fig. 3a. White
-    increments (Brownian motion with step variance σ²) give a flat spectrum at level σ².
+    :math:`|\mathrm{rfft}(y^i - \bar y^i)|^2/T` (the paper's FFT, ``plot_current.py`` in the
+    authors' code, squared and normalised) or Welch-averaged. The band is a percentile bootstrap of
+    the mean over coordinates (coordinates resampled with replacement), as in the paper's Fig. 3a.
+    White increments (Brownian motion with step variance σ²) give a flat spectrum at level σ².
 
     Args:
         traj: A Trajectory or an array of shape (T, d).
@@ -294,7 +295,8 @@ def ewma(x: Any, *, com: float = 100.0) -> np.ndarray:
 
     :math:`y_t = \sum_{s\le t}(1-\alpha)^{t-s}x_s \big/ \sum_{s\le t}(1-\alpha)^{t-s}` with
     :math:`\alpha = 1/(1+\mathrm{com})`; the paper smoothed ‖∇f‖/√d with ``pd.ewma(com=100)``
-    (DIGEST §2.3, Fig. 3c).
+    (Fig. 3c; ``plot_current.py`` in the authors' code, github.com/pratikac/grad-info, commit
+    4e1bd82).
 
     Args:
         x: 1-D series.
