@@ -11,7 +11,7 @@ beside the checkpoints of the CPU run and are then used by
 ``sgdscope reproduce spectra --cifar-n-spectrum N``.
 
 Usage:
-    python scripts/cifar_subset_spectra.py pack --cifar-dir ../shared/data/cifar10 \
+    python scripts/cifar_subset_spectra.py pack --cifar-dir data/cifar10 \
         --out .carry/cifar_subset.npz [--n 10000]
     python scripts/cifar_subset_spectra.py measure --subset .carry/cifar_subset.npz \
         --checkpoints .carry/ckpt --work /tmp/work --n 5000,10000 --device cuda
