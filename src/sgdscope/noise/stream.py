@@ -255,7 +255,10 @@ class GradientStream:
             if torch.is_tensor(out):
                 act[0] += out.numel() * out.element_size()
 
-        handles = [m.register_forward_hook(hook) for m in self.model.modules()]
+        # leaf modules only: a container's output is its last child's, counted once
+        handles = [
+            m.register_forward_hook(hook) for m in self.model.modules() if not list(m.children())
+        ]
         try:
             x, _ = self.source.first(1)
             with torch.no_grad(), model_mode(self.model, self.eval_mode):
@@ -265,12 +268,16 @@ class GradientStream:
                 h.remove()
         if self.backend is Backend.VMAP:
             per_sample = self.dim * (2 * self.grad_itemsize + 8) + 4 * act[0]
+            target = min(
+                _CHUNK_TARGET_BYTES.get(self.device.type, _CHUNK_TARGET_BYTES["cpu"]),
+                self.memory_budget // 8,
+            )
         else:
-            per_sample = 6 * act[0] + 1
-        target = min(
-            _CHUNK_TARGET_BYTES.get(self.device.type, _CHUNK_TARGET_BYTES["cpu"]),
-            self.memory_budget // 8,
-        )
+            # activations kept for the backward, the output gradients, and the work of one
+            # layer's rows; larger chunks amortise the O(d·k) traffic of each product over
+            # more samples, so the hooks path takes an eighth of the budget
+            per_sample = 4 * act[0] + 1
+            target = self.memory_budget // 8
         return int(max(1, min(4096, target // max(per_sample, 1), self.n)))
 
     # --------------------------------------------------------------------------- chunks
