@@ -513,3 +513,15 @@ def test_a_product_over_the_budget_is_refused_before_it_starts():
     ):
         noise.operator() @ torch.zeros(483, 64, dtype=F64)
     assert noise.passes == 0  # refused before any pass over the data
+
+
+def test_gram_shrinks_its_chunks_when_one_chunk_of_pieces_would_not_fit():
+    X, y = image_data(48)
+    model = small_cnn().eval()
+    ref = sg.GradientNoise(model, cross_entropy(), (X, y), cache=False).spectrum(method="gram")
+    # one chunk of all 48 samples, but a budget that holds the Gram pieces of only a few
+    tight = sg.GradientNoise(
+        model, cross_entropy(), (X, y), chunk_size=48, cache=False, memory_budget=160_000
+    )
+    spec = tight.spectrum(method="gram", eigenvectors=2)
+    np.testing.assert_allclose(spec.eigenvalues, ref.eigenvalues, rtol=1e-9, atol=1e-14)

@@ -181,24 +181,27 @@ def group_gram_matrices(
     c = stream.chunk_size
     first = reps(next(stream.chunks("Gram pieces", 0, min(c, n))))
     per_sample = nbytes(first) / first[1]
-    if 2 * nbytes(first) > rep_budget:
+    if 2 * per_sample > rep_budget:
         raise MemoryBudgetError(
-            f"spectrum(method='gram') keeps the Gram pieces of two chunks of {c} samples "
-            f"({format_bytes(2 * nbytes(first))}), over the {format_bytes(rep_budget)} left of the "
-            "memory budget after the N × N matrix. Use a smaller chunk_size, fewer samples, or "
-            "method='randomized'."
+            f"spectrum(method='gram') keeps the Gram pieces of at least two samples "
+            f"({format_bytes(2 * per_sample)}), over the {format_bytes(rep_budget)} left of the "
+            "memory budget after the N × N matrix. Use fewer samples or method='randomized', or "
+            "raise memory_budget."
         )
+    if 2 * nbytes(first) > rep_budget:  # smaller chunks for this computation only
+        c = max(1, int(rep_budget // (3 * per_sample)))
+        first = reps(next(stream.chunks("Gram pieces", 0, min(c, n), chunk_size=c)))
     panel = max(c, int(rep_budget // max(per_sample, 1) // c) * c - c)
     start = 0
     while start < n:
         stop = min(start + panel, n)
         held = [first] if start == 0 else []
         begin = start + (first[1] if start == 0 else 0)
-        held += [reps(ch) for ch in stream.chunks("Gram panel", begin, stop)]
+        held += [reps(ch) for ch in stream.chunks("Gram panel", begin, stop, chunk_size=c)]
         for i, a in enumerate(held):
             for b in held[: i + 1]:
                 fill(a, b)
-        for ch in stream.chunks("Gram rows", stop, n):
+        for ch in stream.chunks("Gram rows", stop, n, chunk_size=c):
             other = reps(ch)
             for a in held:
                 fill(other, a)

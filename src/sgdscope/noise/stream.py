@@ -320,13 +320,22 @@ class GradientStream:
                 "sample's input and target, and the loss (log of zero?) before measuring D."
             )
 
-    def chunks(self, description: str, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
+    def chunks(
+        self,
+        description: str,
+        start: int = 0,
+        stop: int | None = None,
+        *,
+        chunk_size: int | None = None,
+    ) -> Iterator[Chunk]:
         """Yield the :class:`Chunk` s covering samples [start, stop), from the cache when complete.
 
         A chunk's blocks may hold views of reused buffers: they are valid until the next chunk.
+        ``chunk_size`` overrides the stream's for this iteration (the Gram panels use it when a
+        chunk's pieces would not fit).
         """
         stop = self.n if stop is None else stop
-        c = self.chunk_size
+        c = self.chunk_size if chunk_size is None else chunk_size
         if self._cache_complete:
             for s in range(start, stop, c):
                 G = self._cache[s : min(s + c, stop)]
