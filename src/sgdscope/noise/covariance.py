@@ -191,7 +191,10 @@ def group_gram_matrices(
     if 2 * nbytes(first) > rep_budget:  # smaller chunks for this computation only
         c = max(1, int(rep_budget // (3 * per_sample)))
         first = reps(next(stream.chunks("Gram pieces", 0, min(c, n), chunk_size=c)))
-    panel = max(c, int(rep_budget // max(per_sample, 1) // c) * c - c)
+    # the panel's pieces, plus one streamed chunk's pieces and its working memory (activations,
+    # output gradients, one layer's rows: an eighth of the budget, the chunk size's own rule)
+    room = rep_budget - c * per_sample - stream.memory_budget // 8
+    panel = max(c, int(room // max(per_sample, 1) // c) * c)
     start = 0
     while start < n:
         stop = min(start + panel, n)
