@@ -192,8 +192,8 @@ def group_gram_matrices(
         c = max(1, int(rep_budget // (3 * per_sample)))
         first = reps(next(stream.chunks("Gram pieces", 0, min(c, n), chunk_size=c)))
     # the panel's pieces, plus one streamed chunk's pieces and its working memory (activations,
-    # output gradients, one layer's rows: an eighth of the budget, the chunk size's own rule)
-    room = rep_budget - c * per_sample - stream.memory_budget // 8
+    # output gradients, one layer's rows: a quarter of the budget, twice the chunk rule's eighth)
+    room = rep_budget - c * per_sample - stream.memory_budget // 4
     panel = max(c, int(room // max(per_sample, 1) // c) * c)
     start = 0
     while start < n:
