@@ -8,6 +8,7 @@ import torch
 
 import sgdscope as sg
 from sgdscope.noise.losses import sequence_cross_entropy
+from sgdscope.reference.noise import per_sample_gradients_loop
 
 transformers = pytest.importorskip("transformers")
 
@@ -100,21 +101,7 @@ def test_bert_with_padding_mask_and_token_types():
     noise = sg.GradientNoise(model, loss, data, chunk_size=3)
     assert noise.backend == "hooks", noise._stream.backend_reason
     # reference: one backward per sample (vmap cannot run BERT's data-dependent mask handling)
-    inputs, targets = data
-    params = [p for p in model.parameters() if p.requires_grad]
-    rows = []
-    for i in range(10):
-        out = model(**{k: v[i : i + 1] for k, v in inputs.items()})
-        grads = torch.autograd.grad(loss(out, targets[i : i + 1]).sum(), params, allow_unused=True)
-        rows.append(
-            torch.cat(
-                [
-                    (torch.zeros_like(p) if g is None else g).reshape(-1)
-                    for p, g in zip(params, grads, strict=True)
-                ]
-            )
-        )
-    G = torch.stack(rows)
+    G = per_sample_gradients_loop(model, loss, *data)
     torch.testing.assert_close(
         noise.per_sample_gradients(), G, rtol=1e-4, atol=1e-5 * G.abs().max()
     )

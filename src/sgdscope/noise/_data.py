@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
-__all__ = ["DataSource", "call_model", "primary_output", "to_device"]
+__all__ = ["DataSource", "call_model", "primary_output", "take", "to_device"]
 
 TARGET_KEY = "labels"
 """The key that holds the targets in a dict batch (the Hugging Face convention)."""
@@ -57,6 +57,11 @@ def _map(inputs: Any, fn) -> Any:
     if isinstance(inputs, tuple):
         return tuple(fn(v) if torch.is_tensor(v) else v for v in inputs)
     return fn(inputs)
+
+
+def take(inputs: Any, idx: torch.Tensor | slice) -> Any:
+    """The samples ``idx`` of a batch's inputs (every tensor's rows; 0-d tensors pass through)."""
+    return _map(inputs, lambda t: t[idx] if t.ndim else t)
 
 
 def to_device(inputs: Any, device: torch.device) -> Any:
@@ -163,7 +168,7 @@ class DataSource:
         """The inputs and targets of the samples ``idx`` (a 1-D integer tensor), stacked."""
         if self._tensors is not None:
             x, y = self._tensors
-            return _map(x, lambda t: t[idx]), y[idx]
+            return take(x, idx), y[idx]
         items = [self._dataset[int(i)] for i in idx]
         batch = self._collate(items)
         if isinstance(batch, dict):

@@ -4,6 +4,8 @@ The kernel is a pure function of (parameters, inputs, targets). Chaudhari & Soat
 computed the same g_k with a batch-size-1 loop of ``loss.backward()`` calls; vmap computes a
 whole chunk in one call. It is the engine's second, independent way to the same numbers (the
 first is :mod:`._hooks`) and the one used when the forward draws random numbers.
+:func:`per_sample_gradients_loop` is the third and slowest, one backward per sample: the
+reference the hooks are checked against on the first samples, and the tests' oracle.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from .._params import LossFn
+from ._data import call_model, take
 
-__all__ = ["make_per_sample_gradients"]
+__all__ = ["make_per_sample_gradients", "per_sample_gradients_loop"]
 
 
 def _as_call(inputs: Any) -> tuple[tuple, dict]:
@@ -27,6 +30,42 @@ def _as_call(inputs: Any) -> tuple[tuple, dict]:
     if isinstance(inputs, tuple):
         return inputs, {}
     return (inputs,), {}
+
+
+def per_sample_gradients_loop(
+    model: nn.Module,
+    loss_fn: Callable[..., torch.Tensor],
+    inputs: Any,
+    targets: torch.Tensor,
+    params: Sequence[str] | None = None,
+) -> torch.Tensor:
+    """Per-sample gradients by one backward pass per sample, shape (N, d), in named_parameters order.
+
+    ``inputs`` is a tensor, a tuple or a dict of tensors (as :class:`~sgdscope.GradientNoise`
+    takes them); a parameter a sample's loss does not reach gets a zero gradient. The model is
+    used in whatever mode it is in (call ``model.eval()`` first to match the default of
+    :class:`~sgdscope.GradientNoise`), and its ``.grad`` fields are left alone.
+    """
+    named = [
+        (n, p)
+        for n, p in model.named_parameters()
+        if (p.requires_grad if params is None else n in params)
+    ]
+    rows = []
+    with torch.enable_grad():
+        for i in range(targets.shape[0]):
+            out = call_model(model, take(inputs, slice(i, i + 1)))
+            loss = loss_fn(out, targets[i : i + 1]).sum()
+            grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+            rows.append(
+                torch.cat(
+                    [
+                        (torch.zeros_like(p) if g is None else g).reshape(-1)
+                        for (_, p), g in zip(named, grads, strict=True)
+                    ]
+                )
+            )
+    return torch.stack(rows).detach()
 
 
 def make_per_sample_gradients(

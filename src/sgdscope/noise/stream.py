@@ -10,8 +10,8 @@ chunking of the N samples, and how a chunk's per-sample gradients are produced:
   independent of N and of d beyond the parameters themselves;
 - ``backend="vmap"``: ``torch.func`` vmap(grad) over the chunk, which materialises the chunk's
   (n, d) gradients (needed when the forward is random, e.g. dropout in train mode);
-- ``backend="auto"``: hooks, after checking on the first samples that they reproduce the vmap
-  gradients; otherwise vmap, with a warning that says why.
+- ``backend="auto"``: hooks, after checking on the first samples that they reproduce a
+  one-sample-at-a-time backward loop; otherwise vmap, with a warning that says why.
 
 It also accumulates the first two moments in one pass, shifted against cancellation (the
 first chunk's mean is the shift s): ḡ = s + (1/N) Σ (g_k − s) and
@@ -36,15 +36,9 @@ from .._progress import progress_bar
 from ._data import DataSource, call_model, to_device
 from ._hooks import HookedGradients, UnbatchedOutput
 from .blocks import GradBlock, Materialised
-from .per_sample import make_per_sample_gradients
+from .per_sample import make_per_sample_gradients, per_sample_gradients_loop
 
 __all__ = ["Backend", "Chunk", "GradientStream"]
-
-
-def _index(inputs: Any, i: int) -> Any:
-    if isinstance(inputs, dict):
-        return {k: v[i : i + 1] if torch.is_tensor(v) and v.ndim else v for k, v in inputs.items()}
-    return tuple(v[i : i + 1] if torch.is_tensor(v) and v.ndim else v for v in inputs)
 
 
 _CHUNK_TARGET_BYTES = {"cpu": 256 * 1024**2, "cuda": 2 * 1024**3}
@@ -175,26 +169,6 @@ class GradientStream:
                     "backend='hooks' (the default), which recomputes as training does."
                 ) from err
 
-    def _loop_reference(self, x: Any, y: torch.Tensor) -> torch.Tensor:
-        """Per-sample gradients of a few samples by one backward each: the check of the hooks."""
-        named = dict(self.model.named_parameters())
-        params = [named[n] for n in self.names]
-        rows = []
-        with model_mode(self.model, self.eval_mode), torch.enable_grad():
-            for i in range(int(y.shape[0])):
-                xi = x[i : i + 1] if torch.is_tensor(x) else _index(x, i)
-                loss = self.loss_fn(call_model(self.model, xi), y[i : i + 1]).sum()
-                grads = torch.autograd.grad(loss, params, allow_unused=True)
-                rows.append(
-                    torch.cat(
-                        [
-                            (torch.zeros_like(p) if g is None else g).reshape(-1)
-                            for p, g in zip(params, grads, strict=True)
-                        ]
-                    )
-                )
-        return torch.stack(rows).detach()
-
     def _choose_backend(self, backend: Backend, stochastic: bool) -> tuple[Backend, str]:
         if backend is Backend.VMAP:
             return backend, "requested"
@@ -213,15 +187,9 @@ class GradientStream:
                 blocks, _, _ = self._hooks(x, y)
             hooked = {n: b.materialise(self.grad_dtype) for n, b in blocks.items()}
         except (UnbatchedOutput, RuntimeError) as err:
-            if backend is Backend.HOOKS:
-                raise ValueError(f"backend='hooks': {err}. Use backend='vmap'.") from err
-            msg = f"per-layer hooks failed on the first samples ({err})"
-            warnings.warn(
-                f"sgdscope: {msg}; using vmap per-sample gradients instead (exact, more memory).",
-                stacklevel=4,
-            )
-            return Backend.VMAP, msg
-        G = self._loop_reference(x, y)
+            return self._fall_back(backend, f"per-layer hooks failed on the first samples ({err})")
+        with model_mode(self.model, self.eval_mode):  # the slow exact way, on three samples
+            G = per_sample_gradients_loop(self.model, self.loss_fn, x, y, params=self.names)
         bad = []
         overall = G.abs().max().item()
         for name in self.names:
@@ -234,18 +202,23 @@ class GradientStream:
         if not bad:
             reason = "per-layer hooks reproduce a per-sample backward loop on the first samples"
             return Backend.HOOKS, reason if backend is Backend.AUTO else "requested"
-        msg = (
+        return self._fall_back(
+            backend,
             f"per-layer hooks do not reproduce the per-sample gradients of {bad[:5]}"
             f"{' …' if len(bad) > 5 else ''} on the first samples (a parameter used outside its "
-            "module's forward, or a forward that mixes samples inside a module)"
+            "module's forward, or a forward that mixes samples inside a module)",
         )
+
+    @staticmethod
+    def _fall_back(backend: Backend, why: str) -> tuple[Backend, str]:
+        """vmap instead of hooks, said in a warning; an error when hooks were asked for."""
         if backend is Backend.HOOKS:
-            raise ValueError(f"backend='hooks': {msg}. Use backend='vmap'.")
+            raise ValueError(f"backend='hooks': {why}. Use backend='vmap'.")
         warnings.warn(
-            f"sgdscope: {msg}; using vmap per-sample gradients instead (exact, more memory).",
-            stacklevel=4,
+            f"sgdscope: {why}; using vmap per-sample gradients instead (exact, more memory).",
+            stacklevel=5,
         )
-        return Backend.VMAP, msg
+        return Backend.VMAP, why
 
     def _auto_chunk_size(self) -> int:
         """Samples per chunk so that gradients plus activations fit the chunk target."""
@@ -356,9 +329,8 @@ class GradientStream:
                 yield self._compute(torch.arange(s, s + m), x, y, out)
                 self._samples_computed += m
                 advance()
-        if whole:
-            if self._cache is not None:
-                self._cache_complete = True
+        if whole and self._cache is not None:
+            self._cache_complete = True
 
     # --------------------------------------------------------------------------- moments
     def moments(self) -> tuple[torch.Tensor, float, float]:

@@ -8,38 +8,14 @@ the paper's baseline.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from ..noise.per_sample import per_sample_gradients_loop
+
 __all__ = ["covariance_by_rank_one_updates", "per_sample_gradients_loop"]
-
-
-def per_sample_gradients_loop(
-    model: nn.Module,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    params: Sequence[str] | None = None,
-) -> torch.Tensor:
-    """Per-sample gradients by one backward pass per sample, shape (N, d), in named_parameters order.
-
-    The model is used in whatever mode it is in (call ``model.eval()`` first to match the default
-    of :class:`~sgdscope.GradientNoise`).
-    """
-    named = [
-        (n, p)
-        for n, p in model.named_parameters()
-        if (p.requires_grad if params is None else n in params)
-    ]
-    rows = []
-    for i in range(inputs.shape[0]):
-        model.zero_grad(set_to_none=True)
-        loss = loss_fn(model(inputs[i : i + 1]), targets[i : i + 1]).sum()
-        grads = torch.autograd.grad(loss, [p for _, p in named])
-        rows.append(torch.cat([g.reshape(-1) for g in grads]))
-    return torch.stack(rows)
 
 
 def covariance_by_rank_one_updates(
