@@ -16,6 +16,7 @@ forward-mode AD or a per-sample loop.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
@@ -193,12 +194,7 @@ class HookedGradients:
                 full = full_of.get(id(p))
                 if full in selected:
                     out.append((path, local, full))
-        seen, unique = set(), []
-        for item in out:
-            if item not in seen:
-                seen.add(item)
-                unique.append(item)
-        return unique
+        return list(dict.fromkeys(out))  # each use once, in module order
 
     @staticmethod
     def _called_modules(model: nn.Module, owner, probe) -> set[str]:
@@ -234,8 +230,13 @@ class HookedGradients:
 
         return hook
 
-    def __call__(self, inputs: Any, targets: torch.Tensor) -> tuple[dict[str, GradBlock], Any]:
-        """Blocks for every selected parameter, and the per-sample losses (detached)."""
+    def __call__(
+        self, inputs: Any, targets: torch.Tensor
+    ) -> tuple[dict[str, GradBlock], torch.Tensor, dict[str, torch.Tensor]]:
+        """Blocks for every selected parameter, the per-sample losses, and Σ_i g_i per parameter.
+
+        The sums are the batch gradient, which the backward computes anyway.
+        """
         for unit in self.units:
             unit.calls = []
             self._handles.append(
@@ -320,7 +321,7 @@ class HookedGradients:
                     1, 2
                 )
 
-            d_in = m.in_channels * int(torch.tensor(kernel).prod())
+            d_in = m.in_channels * math.prod(kernel)
             if "weight" in loc:
                 out[loc["weight"]] = LinearFactors(patches, B, d_in)
             if "bias" in loc:

@@ -57,17 +57,23 @@ class Precision(str, Enum):
     MIXED = "mixed"
 
 
-def noise_floor(stream: GradientStream, correction: int) -> float:
+def rounding_floor(centred_sq: float, n: int, mean_sq: float, denom: int, dtype) -> float:
     r"""Eigenvalues of D below this cannot be told from rounding of the per-sample gradients.
 
-    Each g_k is held in the model's dtype, with relative rounding ε (unit roundoff). The computed
-    D then differs from the exact one by δD with ‖δD‖₂ ≤ 2ε · (1/(N − c)) Σ_k ‖g_k‖² (to first
-    order), and by Weyl's inequality every eigenvalue moves by at most ‖δD‖₂. This floor does not
-    grow with d, unlike the paper's λ_max · d · ε_float32, which reaches λ_max at d ≈ 8.4M.
+    Each g_k is held in ``dtype``, with relative rounding ε (unit roundoff). The computed D then
+    differs from the exact one by δD with ‖δD‖₂ ≤ 2ε · (1/(N − c)) Σ_k ‖g_k‖² (to first order),
+    and by Weyl's inequality every eigenvalue moves by at most ‖δD‖₂. With Σ_k ‖g_k‖² =
+    Σ_k ‖g_k − ḡ‖² + N ‖ḡ‖² (``centred_sq``, ``mean_sq``). This floor does not grow with d, unlike
+    the paper's λ_max · d · ε_float32, which reaches λ_max at d ≈ 8.4M.
     """
+    eps = float(torch.finfo(dtype).eps) / 2
+    return 2 * eps * (centred_sq + n * mean_sq) / denom
+
+
+def noise_floor(stream: GradientStream, correction: int) -> float:
+    """:func:`rounding_floor` of the whole D, from the stream's moments."""
     _mean, sq, mean_sq = stream.moments()
-    eps = float(torch.finfo(stream.grad_dtype).eps) / 2
-    return 2 * eps * (sq + stream.n * mean_sq) / (stream.n - correction)
+    return rounding_floor(sq, stream.n, mean_sq, stream.n - correction, stream.grad_dtype)
 
 
 def exact_bytes(stream: GradientStream, method: SpectrumMethod, vectors: int) -> int:
@@ -325,12 +331,11 @@ def compute_group_spectra(
     )  # fmt: skip
     Ks = group_gram_matrices(stream, compute, stream.memory_budget - fixed, groups)
     mean = stream.moments()[0]
-    eps = float(torch.finfo(stream.grad_dtype).eps) / 2
     results, wanted, values_of = {}, {}, {}
     for g, K in Ks.items():
         gbar = torch.cat([mean[layout.slice(p)] for p in groups[g]])
         sq = float(K.trace())  # Σ_k ‖g_k,g − ḡ_g‖²
-        floor = 2 * eps * (sq + n * float(gbar @ gbar)) / denom
+        floor = rounding_floor(sq, n, float(gbar @ gbar), denom, stream.grad_dtype)
         values, U = eigh_descending(K / denom)
         r = min(n - 1, dims[g]) if k is None else min(k, n - 1, dims[g])
         values_of[g] = (np.clip(values[:r], 0.0, None), sq / denom, floor)
