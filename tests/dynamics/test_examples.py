@@ -87,7 +87,7 @@ def test_known_force_and_critical_points(make):
         assert b.abs().max() < 1e-12
 
 
-def test_double_well_violates_assumption4_with_the_digest_formula():
+def test_double_well_violates_assumption4_with_the_closed_form_divergence():
     lam = 0.5
     ex = examples.double_well(lam)
     x = _points(ex)
