@@ -173,7 +173,8 @@ def measure(name, args):
     fwd_bwd()
     row["fwd_bwd_s"] = time.perf_counter() - t0
     noise.mean_gradient()
-    X = torch.randn(d, args.k, dtype=torch.float64, device=device)
+    probe_dtype = torch.float64 if args.precision == "float64" else torch.float32
+    X = torch.randn(d, args.k, dtype=probe_dtype, device=device)
     op = noise.operator(precision=args.precision)
     t0 = time.perf_counter()  # one product, timed and measured together (the tracker's
     row["peak_N"] = peak_of(lambda: op @ X, device)  # per-op cost is small against these ops)

@@ -76,24 +76,27 @@ def noise_floor(stream: GradientStream, correction: int) -> float:
     return rounding_floor(sq, stream.n, mean_sq, stream.n - correction, stream.grad_dtype)
 
 
-def exact_bytes(stream: GradientStream, method: SpectrumMethod, vectors: int) -> int:
+def exact_bytes(
+    stream: GradientStream, method: SpectrumMethod, vectors: int, vector_itemsize: int = 8
+) -> int:
     """Bytes an exact method allocates before its data pass.
 
     Dense: D, its eigenvectors and LAPACK work (3 d² float64). Gram: K and its eigh (4 N²
-    float64), the d × r eigenvectors and their N × r coefficients, and room for the Gram pieces
+    float64), the d × r eigenvectors (``vector_itemsize`` bytes each: 8, or 4 under mixed
+    precision) and their N × r coefficients, and room for the Gram pieces
     of at least two chunks (estimated as materialised per-sample gradients, capped at a quarter
     of the budget: factored layers need less).
     """
     if method is SpectrumMethod.DENSE:
         return 3 * stream.dim**2 * 8 + stream.dim * 8
-    return gram_fixed_bytes(stream, vectors) + min(
+    return gram_fixed_bytes(stream, vectors, vector_itemsize) + min(
         2 * stream.chunk_size * stream.dim * stream.grad_itemsize, stream.memory_budget // 4
     )
 
 
-def gram_fixed_bytes(stream: GradientStream, vectors: int) -> int:
+def gram_fixed_bytes(stream: GradientStream, vectors: int, vector_itemsize: int = 8) -> int:
     """The Gram method's allocations that do not depend on the panel size."""
-    return 4 * stream.n**2 * 8 + vectors * (stream.dim + stream.n) * 8
+    return 4 * stream.n**2 * 8 + vectors * (stream.dim * vector_itemsize + stream.n * 8)
 
 
 def choose_method(
@@ -192,7 +195,7 @@ def _normalise_in_place(Vt: torch.Tensor, values: np.ndarray, denom: int) -> tor
     """v = Gᶜᵀu / √((N − c) λ), in place (no masked copy of the d × r block); 0 where λ = 0."""
     scale = torch.as_tensor(values, dtype=torch.float64, device=Vt.device) * denom
     inv = torch.where(scale > 0, scale.clamp_min(np.finfo(np.float64).tiny).rsqrt(), 0.0)
-    return Vt.mul_(inv)
+    return Vt.mul_(inv.to(Vt.dtype))
 
 
 def compute_spectrum(
@@ -232,9 +235,10 @@ def compute_spectrum(
         )  # fmt: skip
     if method is SpectrumMethod.GRAM:
         n = stream.n
-        fixed = gram_fixed_bytes(stream, vectors)
+        itemsize = torch.finfo(compute).bits // 8
+        fixed = gram_fixed_bytes(stream, vectors, itemsize)
         _require(
-            exact_bytes(stream, method, vectors), stream.memory_budget,
+            exact_bytes(stream, method, vectors, itemsize), stream.memory_budget,
             f"spectrum(method='gram') with N = {n}, d = {stream.dim} and {vectors} eigenvectors "
             "(an N × N matrix, its eigh, and d × r eigenvectors)",
             "Ask for fewer eigenvectors (eigenvectors=16 or False), use fewer samples, or "

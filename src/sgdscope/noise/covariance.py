@@ -48,7 +48,8 @@ class CovarianceOperator(BaseOperator):
         stream: The :class:`~.stream.GradientStream` whose D this is.
         correction: 0 divides by N, 1 by N − 1.
         compute_dtype: dtype of the products inside a chunk (float64, or float32 for "mixed"
-            precision); accumulation across chunks is always float64.
+            precision). The result is accumulated across chunks in X's dtype: float64 for a
+            float64 X (the default), float32 for a float32 X (half the d × k memory).
     """
 
     SELF_ADJOINT = True
@@ -221,7 +222,12 @@ def gram_vectors(stream: GradientStream, U: torch.Tensor, dtype: torch.dtype) ->
 def group_gram_vectors(
     stream: GradientStream, wanted: dict[str, tuple[list[str], torch.Tensor]], dtype: torch.dtype
 ) -> dict[str, torch.Tensor]:
-    """Gᶜ_gᵀ U_g (d_g, r_g) for every group g = (its parameter names, U_g (N, r_g)), in one pass."""
+    """Gᶜ_gᵀ U_g (d_g, r_g) for every group g = (its parameter names, U_g (N, r_g)), in one pass.
+
+    The result is accumulated and returned in ``dtype``: float64, or the gradients' float32 under
+    mixed precision, which halves the d × r block (9 GB instead of 18 GB for 64 eigenvectors of a
+    36M-parameter model) at a relative error of about √(chunks) · 2⁻²⁴.
+    """
     layout = stream.layout
     mean = stream.moments()[0]
     outs, offsets = {}, {}
@@ -232,13 +238,13 @@ def group_gram_vectors(
             numel = layout.slice(p).stop - layout.slice(p).start
             offsets[g][p] = slice(pos, pos + numel)
             pos += numel
-        outs[g] = torch.zeros(pos, U.shape[1], dtype=torch.float64, device=stream.device)
+        outs[g] = torch.zeros(pos, U.shape[1], dtype=dtype, device=stream.device)
     for chunk in stream.chunks("eigenvectors"):
         for g, (members, U) in wanted.items():
             Uc = U[chunk.start : chunk.start + chunk.n].to(dtype)
             for p in members:
-                outs[g][offsets[g][p]] += chunk.blocks[p].backproject(Uc).double()
+                outs[g][offsets[g][p]] += chunk.blocks[p].backproject(Uc).to(dtype)
     for g, (members, U) in wanted.items():
         gbar = torch.cat([mean[layout.slice(p)] for p in members])
-        outs[g].addr_(gbar, U.sum(0), alpha=-1.0)
+        outs[g].addr_(gbar.to(dtype), U.sum(0).to(dtype), alpha=-1.0)
     return outs
