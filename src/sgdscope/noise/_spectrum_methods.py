@@ -160,6 +160,8 @@ def _estimated_costs(
     t1 = time.perf_counter()
     torch.linalg.eigh(A + A.T)
     rate = max(time.perf_counter() - t1, 1e-6) / 256**3
+    # every rank must choose the same method: the slowest rank's rates decide
+    pass_s, rate = stream.reducer.max("the auto method's timings", [pass_s, rate])
     n = stream.n
     per_sample = stream.dim * stream.grad_itemsize  # Gram pieces: at most the materialised row
     room = max(stream.memory_budget - gram_fixed_bytes(stream, vectors), 1)

@@ -16,6 +16,8 @@ accumulated parameter by parameter and chunk pair by chunk pair (:func:`gram_mat
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from .._memory import MemoryBudgetError, format_bytes
@@ -86,6 +88,23 @@ class CovarianceOperator(BaseOperator):
         out = torch.zeros_like(X)
         keep_budget = stream.memory_budget // 4
         p_total = torch.zeros_like(gX)
+        stream.reducer.run("D products", lambda: self._local(Xc, gX, out, p_total, keep_budget),
+                           replicated=(X,))  # fmt: skip
+        stream.reducer.sum_("D products", out, p_total)
+        out.addr_(mean, p_total, alpha=-1.0)  # − ḡ (1ᵀP), summed over the chunks
+        return out.div_(stream.n - self.correction)
+
+    def _local(
+        self,
+        Xc: torch.Tensor,
+        gX: torch.Tensor,
+        out: torch.Tensor,
+        p_total: torch.Tensor,
+        keep_budget: int,
+    ) -> None:
+        """Gᶜᵀ P into ``out`` and 1ᵀP into ``p_total`` over this rank's chunks."""
+        stream, layout = self.stream, self.stream.layout
+        item = torch.empty((), dtype=self.compute_dtype).element_size()
         for chunk in stream.chunks("D products"):
             # A factored block's rows are formed once and kept for the second half of the
             # product while the chunk's kept rows fit a quarter of the budget (independent of N).
@@ -110,8 +129,6 @@ class CovarianceOperator(BaseOperator):
                 else:
                     target += rows.T @ Pc if rows is not None else block.backproject(Pc)
             p_total += P.sum(0)
-        out.addr_(mean, p_total, alpha=-1.0)  # − ḡ (1ᵀP), summed over the chunks
-        return out.div_(stream.n - self.correction)
 
 
 def dense_covariance(stream: GradientStream, correction: int = 0) -> torch.Tensor:
@@ -119,14 +136,17 @@ def dense_covariance(stream: GradientStream, correction: int = 0) -> torch.Tenso
     d = stream.dim
     S = torch.zeros(d, d, dtype=torch.float64, device=stream.device)
     total = torch.zeros(d, dtype=torch.float64, device=stream.device)
-    shift = None
-    for chunk in stream.chunks("dense D"):
-        Gs = chunk.materialise(torch.float64)
-        if shift is None:
-            shift = Gs.mean(0)
-        Gs -= shift
-        S.addmm_(Gs.T, Gs)
-        total += Gs.sum(0)
+    chunks = stream.chunks("dense D")
+    first, shift = stream.agreed_shift("dense D", chunks)
+
+    def local() -> None:
+        for chunk in itertools.chain([first], chunks):
+            Gs = chunk.materialise(torch.float64).sub_(shift)
+            S.addmm_(Gs.T, Gs)
+            total.add_(Gs.sum(0))
+
+    stream.reducer.run("dense D", local)
+    stream.reducer.sum_("dense D", S, total)
     delta = total / stream.n
     S.sub_(torch.outer(delta, delta), alpha=stream.n).div_(stream.n - correction)
     return 0.5 * (S + S.T)
@@ -153,6 +173,10 @@ def group_gram_matrices(
     Raises:
         MemoryBudgetError: If not even two chunks' pieces fit ``rep_budget``.
     """
+    if stream.reducer.distributed:
+        from ._sharded_gram import sharded_group_gram_matrices
+
+        return sharded_group_gram_matrices(stream, dtype, rep_budget, groups)
     n = stream.n
     mean = stream.moments()[0]
     layout = stream.layout
@@ -239,11 +263,19 @@ def group_gram_vectors(
             offsets[g][p] = slice(pos, pos + numel)
             pos += numel
         outs[g] = torch.zeros(pos, U.shape[1], dtype=dtype, device=stream.device)
-    for chunk in stream.chunks("eigenvectors"):
-        for g, (members, U) in wanted.items():
-            Uc = U[chunk.start : chunk.start + chunk.n].to(dtype)
-            for p in members:
-                outs[g][offsets[g][p]] += chunk.blocks[p].backproject(Uc).to(dtype)
+    first = stream.reducer.offset  # this rank's rows of U
+
+    def local() -> None:
+        for chunk in stream.chunks("eigenvectors"):
+            for g, (members, U) in wanted.items():
+                rows = slice(first + chunk.start, first + chunk.start + chunk.n)
+                Uc = U[rows].to(dtype)
+                for p in members:
+                    outs[g][offsets[g][p]] += chunk.blocks[p].backproject(Uc).to(dtype)
+
+    replicated = [U for _, U in wanted.values()]
+    stream.reducer.run("eigenvectors", local, replicated=replicated)
+    stream.reducer.sum_("eigenvectors", *outs.values())
     for g, (members, U) in wanted.items():
         gbar = torch.cat([mean[layout.slice(p)] for p in members])
         outs[g].addr_(gbar.to(dtype), U.sum(0).to(dtype), alpha=-1.0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 import warnings
+import zlib
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -37,6 +38,7 @@ from ._spectrum_methods import (
     noise_floor,
 )
 from .covariance import CovarianceOperator, dense_covariance
+from .distributed import Reducer, unwrap_data_parallel
 from .density import SpectralDensity, rademacher_probes, stochastic_lanczos_quadrature
 from .groups import resolve_groups
 from .spectrum import FLOAT32_EPS, PAPER, Spectrum
@@ -118,60 +120,86 @@ class GradientNoise:
         progress: bool = False,
         check_finite: bool = True,
         backend: str | Backend = "auto",
+        process_group=None,
     ) -> None:
         where = "GradientNoise"
         if not isinstance(model, nn.Module):
             raise TypeError(
                 f"the 'model' parameter of {where} must be an nn.Module, got {type(model).__name__}."
             )
-        self.model = model
+        self._reducer = reducer = Reducer(process_group, where=where)
+        self.model = model = unwrap_data_parallel(model, where=where)
         self.loss_fn = loss_fn
-        self.source = DataSource(data, where=where)
-        first = next(iter(model.parameters()), None)
-        self.device = (
-            torch.device(device)
-            if device is not None
-            else (first.device if first is not None else torch.device("cpu"))
-        )
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(
-                f"the 'dtype' parameter of {where} must be torch.float32 or torch.float64, got {dtype}."
+
+        def check_inputs() -> tuple[Backend, list[str], bool, int]:
+            self.source = DataSource(data, where=where)
+            first = next(iter(model.parameters()), None)
+            self.device = (
+                torch.device(device)
+                if device is not None
+                else (first.device if first is not None else torch.device("cpu"))
             )
-        self.dtype = dtype
-        self.eval_mode = bool(eval_mode)
-        self.correction = check_int("correction", correction, where=where, low=0, high=1)
-        if self.source.n - self.correction < 1:
+            if dtype not in (torch.float32, torch.float64):
+                raise ValueError(
+                    f"the 'dtype' parameter of {where} must be torch.float32 or torch.float64, got {dtype}."
+                )
+            self.dtype = dtype
+            self.eval_mode = bool(eval_mode)
+            self.correction = check_int("correction", correction, where=where, low=0, high=1)
+            budget = (
+                default_budget(self.device)
+                if memory_budget is None
+                else check_int("memory_budget", memory_budget, where=where, low=1)
+            )
+            if cache not in ("auto", True, False):
+                raise ValueError(
+                    f"the 'cache' parameter of {where} must be 'auto', True or False, got {cache!r}."
+                )
+            names = select_params(model, params, where=where)
+            return (
+                check_option("backend", backend, Backend, where=where),
+                names,
+                self._check_model_and_loss(),
+                budget,
+            )
+
+        chosen, names, stochastic, budget = reducer.run(f"{where} set-up", check_inputs)
+        reducer.set_count(self.source.n)
+        # every rank plans with the smallest budget, so that every rank takes the same decisions
+        self.memory_budget = reducer.min_int("the memory budget", budget)
+        if self.n_samples - self.correction < 1:
             raise ValueError(
-                f"the 'data' parameter of {where} holds {self.source.n} sample(s); D with correction="
+                f"the 'data' parameter of {where} holds {self.n_samples} sample(s); D with correction="
                 f"{self.correction} needs at least {self.correction + 1}."
             )
-        self.memory_budget = (
-            default_budget(self.device)
-            if memory_budget is None
-            else check_int("memory_budget", memory_budget, where=where, low=1)
-        )
-        backend = check_option("backend", backend, Backend, where=where)
-        names = select_params(model, params, where=where)
-        stochastic = self._check_model_and_loss()
-        if cache not in ("auto", True, False):
-            raise ValueError(
-                f"the 'cache' parameter of {where} must be 'auto', True or False, got {cache!r}."
+
+        def build_stream() -> GradientStream:
+            stream = GradientStream(
+                model, loss_fn, self.source, names, device=self.device, eval_mode=self.eval_mode,
+                chunk_size=None if chunk_size is None else check_int("chunk_size", chunk_size, where=where, low=1),
+                memory_budget=self.memory_budget, cache=False, progress=bool(progress),
+                check_finite=bool(check_finite), stochastic=stochastic, backend=chosen,
+                reducer=reducer,
+            )  # fmt: skip
+            cache_bytes = stream.n_local * stream.dim * stream.grad_itemsize
+            if cache is True and cache_bytes > self.memory_budget:
+                raise MemoryBudgetError(
+                    f"the 'cache' parameter of {where} asks to keep N × d = {stream.n_local} × "
+                    f"{stream.dim} per-sample gradients ({format_bytes(cache_bytes)}), over the memory "
+                    f"budget of {format_bytes(self.memory_budget)}. Use cache='auto' or False, or "
+                    "raise memory_budget."
+                )
+            stream.cache = cache is True or (
+                cache == "auto" and cache_bytes <= self.memory_budget // 2
             )
-        self._stream = GradientStream(
-            model, loss_fn, self.source, names, device=self.device, eval_mode=self.eval_mode,
-            chunk_size=None if chunk_size is None else check_int("chunk_size", chunk_size, where=where, low=1),
-            memory_budget=self.memory_budget, cache=False, progress=bool(progress),
-            check_finite=bool(check_finite), stochastic=stochastic, backend=backend,
-        )  # fmt: skip
-        cache_bytes = self.n_samples * self.dim * self._stream.grad_itemsize
-        if cache is True and cache_bytes > self.memory_budget:
-            raise MemoryBudgetError(
-                f"the 'cache' parameter of {where} asks to keep N × d = {self.n_samples} × {self.dim} "
-                f"per-sample gradients ({format_bytes(cache_bytes)}), over the memory budget of "
-                f"{format_bytes(self.memory_budget)}. Use cache='auto' or False, or raise memory_budget."
-            )
-        self._stream.cache = cache is True or (
-            cache == "auto" and cache_bytes <= self.memory_budget // 2
+            return stream
+
+        self._stream = reducer.run(f"{where} set-up", build_stream)
+        layout = self._stream.layout
+        reducer.check_same(
+            "the parameters that make up x",
+            [layout.dim, zlib.crc32(repr((layout.names, layout.shapes)).encode())],
+            "every rank must build the same model and select the same parameters.",
         )
 
     # ------------------------------------------------------------------------------ set-up
@@ -201,7 +229,7 @@ class GradientNoise:
                 "eval_mode=True measures D with those statistics, i.e. without normalisation. Run "
                 "the model on data in train mode first (or train it), or pass eval_mode=False "
                 "only if the model has no BatchNorm that couples samples.",
-                stacklevel=3,
+                stacklevel=5  # the caller of GradientNoise(...),
             )
         x, y = self.source.first(2)
         x, y = to_device(x, self.device), y.to(self.device)
@@ -251,8 +279,23 @@ class GradientNoise:
 
     @property
     def n_samples(self) -> int:
-        """N, the number of samples."""
+        """N, the number of samples (of every rank under torch.distributed)."""
+        return self._reducer.n_total
+
+    @property
+    def n_local(self) -> int:
+        """The samples of this rank's shard (N in one process)."""
         return self.source.n
+
+    @property
+    def rank(self) -> int:
+        """This process's rank in the process group (0 in one process)."""
+        return self._reducer.rank
+
+    @property
+    def world_size(self) -> int:
+        """The number of ranks whose shards make up the data (1 in one process)."""
+        return self._reducer.world_size
 
     @property
     def chunk_size(self) -> int:
@@ -307,18 +350,20 @@ class GradientNoise:
     ) -> torch.Tensor:
         """Per-sample gradients g_k for the samples ``idx`` (all when None), shape (n, d).
 
+        Under torch.distributed, ``idx`` indexes this rank's shard (nothing is communicated).
+
         Raises:
             MemoryBudgetError: If n × d gradients exceed the memory budget.
         """
         if idx is None:
-            idx = torch.arange(self.n_samples)
+            idx = torch.arange(self.n_local)
         elif isinstance(idx, slice):
-            idx = torch.arange(self.n_samples)[idx]
+            idx = torch.arange(self.n_local)[idx]
         idx = torch.as_tensor(idx, dtype=torch.long).reshape(-1)
-        if idx.numel() and (idx.min() < 0 or idx.max() >= self.n_samples):
+        if idx.numel() and (idx.min() < 0 or idx.max() >= self.n_local):
             raise IndexError(
                 f"the 'idx' parameter of GradientNoise.per_sample_gradients must hold indices in "
-                f"[0, {self.n_samples}), got values in [{idx.min().item()}, {idx.max().item()}]."
+                f"[0, {self.n_local}), got values in [{idx.min().item()}, {idx.max().item()}]."
             )
         return self._stream.per_sample_gradients(idx)
 
@@ -437,6 +482,7 @@ class GradientNoise:
             vectors = self._affordable_vectors(method, vectors)
         if method is SpectrumMethod.RANDOMIZED and k is not None:
             vectors = min(vectors, k)
+        seed = self._reducer.common_seed(seed)  # replicas on every rank start alike
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
         rtol_eff = self._solver_rtol(rtol)
         spec = compute_spectrum(
@@ -544,6 +590,7 @@ class GradientNoise:
                 f"got {reorthogonalize!r}."
             )
         t0, op = time.perf_counter(), self.operator(precision)
+        seed = self._reducer.common_seed(seed)  # the same probes on every rank
         generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
         if seed is None:
             generator.seed()

@@ -20,6 +20,7 @@ first chunk's mean is the shift s): ḡ = s + (1/N) Σ (g_k − s) and
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -36,6 +37,7 @@ from .._progress import progress_bar
 from ._data import DataSource, call_model, to_device
 from ._hooks import HookedGradients, UnbatchedOutput
 from .blocks import GradBlock, Materialised
+from .distributed import Reducer
 from .per_sample import make_per_sample_gradients, per_sample_gradients_loop
 
 __all__ = ["Backend", "Chunk", "GradientStream"]
@@ -86,6 +88,8 @@ class GradientStream:
         check_finite: Check every chunk for NaN/inf and name the sample and parameter.
         stochastic: The forward draws random numbers (forces the vmap backend).
         backend: "auto", "hooks" or "vmap".
+        reducer: The ranks that hold the other shards of the data (None: one process); it must
+            know every rank's number of samples (:meth:`~.distributed.Reducer.set_count`).
     """
 
     def __init__(
@@ -104,13 +108,18 @@ class GradientStream:
         check_finite: bool,
         stochastic: bool,
         backend: Backend,
+        reducer: Reducer | None = None,
     ) -> None:
         self.model, self.loss_fn, self.source = model, loss_fn, source
+        if reducer is None:
+            reducer = Reducer()
+            reducer.set_count(source.n)
+        self.reducer = reducer
         self.names = list(names)
         self.device = device
         self.eval_mode = eval_mode
         self.memory_budget = memory_budget
-        self.progress = progress
+        self.progress = progress and reducer.is_writer  # rank 0 alone shows progress
         self.check_finite = check_finite
         named = dict(model.named_parameters())
         self.layout = ParamLayout.from_named((n, named[n]) for n in self.names)
@@ -134,7 +143,12 @@ class GradientStream:
     # ---------------------------------------------------------------------------- basics
     @property
     def n(self) -> int:
-        """N, the number of samples."""
+        """N, the number of samples (of every rank, under torch.distributed)."""
+        return self.reducer.n_total
+
+    @property
+    def n_local(self) -> int:
+        """The samples of this rank's shard (N in one process)."""
         return self.source.n
 
     @property
@@ -144,11 +158,11 @@ class GradientStream:
 
     @property
     def passes(self) -> float:
-        """Passes over the data made so far: samples computed, over N.
+        """Passes over the data made so far: samples computed, over this rank's samples.
 
         A partial pass counts its share; passes served from the cache do not count.
         """
-        return self._samples_computed / self.n
+        return self._samples_computed / self.n_local
 
     @property
     def grad_itemsize(self) -> int:
@@ -216,7 +230,7 @@ class GradientStream:
             raise ValueError(f"backend='hooks': {why}. Use backend='vmap'.")
         warnings.warn(
             f"sgdscope: {why}; using vmap per-sample gradients instead (exact, more memory).",
-            stacklevel=5,
+            stacklevel=7,  # the caller of GradientNoise(...)
         )
         return Backend.VMAP, why
 
@@ -251,7 +265,7 @@ class GradientStream:
             # more samples, so the hooks path takes an eighth of the budget
             per_sample = 4 * act[0] + 1
             target = self.memory_budget // 8
-        return int(max(1, min(4096, target // max(per_sample, 1), self.n)))
+        return int(max(1, min(4096, target // max(per_sample, 1), self.n_local)))
 
     # --------------------------------------------------------------------------- chunks
     def _compute(
@@ -301,13 +315,13 @@ class GradientStream:
         *,
         chunk_size: int | None = None,
     ) -> Iterator[Chunk]:
-        """Yield the :class:`Chunk` s covering samples [start, stop), from the cache when complete.
+        """Yield the :class:`Chunk` s covering this rank's samples [start, stop), from the cache when complete.
 
         A chunk's blocks may hold views of reused buffers: they are valid until the next chunk.
         ``chunk_size`` overrides the stream's for this iteration (the Gram panels use it when a
         chunk's pieces would not fit).
         """
-        stop = self.n if stop is None else stop
+        stop = self.n_local if stop is None else stop
         c = self.chunk_size if chunk_size is None else chunk_size
         if self._cache_complete:
             for s in range(start, stop, c):
@@ -318,9 +332,9 @@ class GradientStream:
                     {nm: Materialised(G[:, self.layout.slice(nm)]) for nm in self.names},
                 )
             return
-        whole = start == 0 and stop == self.n
+        whole = start == 0 and stop == self.n_local
         if self.cache and whole and self._cache is None:
-            self._cache = torch.empty(self.n, self.dim, dtype=self.grad_dtype, device=self.device)
+            self._cache = torch.empty(self.n_local, self.dim, dtype=self.grad_dtype, device=self.device)
         n_chunks = -(-(stop - start) // c)
         with progress_bar(description, n_chunks, enabled=self.progress) as advance:
             for s, x, y in self.source.chunks(c, start, stop):
@@ -333,27 +347,52 @@ class GradientStream:
             self._cache_complete = True
 
     # --------------------------------------------------------------------------- moments
+    def chunk_sums(self, chunk: Chunk) -> torch.Tensor:
+        """Σ_i g_i over a chunk, float64 (d,): the batch gradient when the backend gives it."""
+        return torch.cat(
+            [
+                chunk.sums[name].reshape(-1).double()
+                if chunk.sums is not None
+                else block.sums(torch.float64)
+                for name, block in chunk.blocks.items()
+            ]
+        )
+
+    def agreed_shift(self, what: str, chunks: Iterator[Chunk]) -> tuple[Chunk, torch.Tensor]:
+        """The first chunk, and the shift s: the mean of every rank's first chunk (float64, d).
+
+        Shifting every sample by the same s before summing keeps sums of squares free of
+        cancellation; under torch.distributed s is agreed on in one all-reduce of d + 1 numbers.
+        """
+
+        def first() -> tuple[Chunk, torch.Tensor]:
+            chunk = next(chunks)
+            return chunk, self.chunk_sums(chunk)
+
+        chunk, sums = self.reducer.run(what, first)
+        head = torch.cat([sums, sums.new_tensor([chunk.n])])
+        self.reducer.sum_(what, head)
+        return chunk, head[:-1] / head[-1]
+
     def moments(self) -> tuple[torch.Tensor, float, float]:
-        """(ḡ in float64, Σ_k ‖g_k − ḡ‖², ‖ḡ‖²), from one shifted pass (cached)."""
+        """(ḡ in float64, Σ_k ‖g_k − ḡ‖², ‖ḡ‖²), from one shifted pass (cached), over all ranks."""
         if self._moments is None:
             t0 = time.perf_counter()
+            what = "the mean gradient and trace"
             total = torch.zeros(self.dim, dtype=torch.float64, device=self.device)
             sq = torch.zeros((), dtype=torch.float64, device=self.device)
-            shift = None
-            for chunk in self.chunks("mean gradient and trace"):
-                sums = torch.cat(
-                    [
-                        chunk.sums[name].reshape(-1).double()
-                        if chunk.sums is not None
-                        else block.sums(torch.float64)
-                        for name, block in chunk.blocks.items()
-                    ]
-                )
-                if shift is None:
-                    shift = sums / chunk.n
-                for name, block in chunk.blocks.items():
-                    sq += block.sq_dist(shift[self.layout.slice(name)]).sum()
-                total += sums - chunk.n * shift
+            chunks = self.chunks(what)
+            first, shift = self.agreed_shift(what, chunks)
+
+            def local() -> None:
+                for chunk in itertools.chain([first], chunks):
+                    sums = self.chunk_sums(chunk)
+                    for name, block in chunk.blocks.items():
+                        sq.add_(block.sq_dist(shift[self.layout.slice(name)]).sum())
+                    total.add_(sums - chunk.n * shift)
+
+            self.reducer.run(what, local)
+            self.reducer.sum_(what, total, sq)
             delta = total / self.n
             mean = shift + delta
             self._moments = (mean, float(sq - self.n * (delta @ delta)), float(mean @ mean))
@@ -361,7 +400,7 @@ class GradientStream:
         return self._moments
 
     def per_sample_gradients(self, idx: torch.Tensor) -> torch.Tensor:
-        """The (len(idx), d) per-sample gradients of samples ``idx`` (the caller checks memory)."""
+        """The (len(idx), d) per-sample gradients of this rank's samples ``idx`` (memory checked)."""
         need = idx.numel() * self.dim * self.grad_itemsize
         if need > self.memory_budget:
             fit = self.memory_budget // (self.dim * self.grad_itemsize)

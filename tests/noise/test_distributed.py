@@ -1,0 +1,155 @@
+"""Distributed measurement on gloo processes equals one process on the concatenated data.
+
+Each test spawns 2 or 3 CPU processes (one thread each) that join a gloo group; every rank gets
+an uneven, contiguous shard. Models are float64, so that per-sample gradients do not depend on
+how the samples are batched (float32 batched kernels round differently per batch). The oracle is the single-process result on all the data, computed
+in the test process: every statistic must agree to float64 round-off, and every rank must hold
+bit-identical results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import sgdscope as sg
+from sgdscope.noise.distributed import RankError, Reducer, shard, shard_bounds
+
+from .cases import cross_entropy, image_data, small_cnn
+from .ranks import run_ranks
+
+COUNTS = [7, 12, 5]  # uneven shards of N = 24
+RTOL = 1e-10
+
+
+def _bounds(counts):
+    starts = np.cumsum([0, *counts])
+    return list(zip(starts[:-1], starts[1:], strict=True))
+
+
+def _aligned(V, ref):
+    """Eigenvectors up to sign: flip each column of V onto ref's."""
+    signs = np.sign(np.sum(V * ref, axis=0))
+    return V * np.where(signs == 0, 1, signs)
+
+
+def _statistics(noise, X):
+    """Everything global that the issue lists, as numpy arrays (picklable)."""
+    out = {
+        "mean": noise.mean_gradient().numpy(),
+        "trace": noise.trace(),
+        "noise_scale": noise.noise_scale(),
+        "product": noise.operator().matmat(X).numpy(),
+        "dense": noise.dense().numpy(),
+        "n_samples": noise.n_samples,
+    }
+    spec = noise.spectrum(method="dense")
+    out["dense_values"] = spec.eigenvalues
+    gram = noise.spectrum(method="gram", eigenvectors=3)
+    out["gram_values"], out["gram_vectors"] = gram.eigenvalues, gram.eigenvectors
+    rand = noise.spectrum(k=4, method="randomized", seed=0, tol=1e-10)
+    out["rand_values"], out["rand_vectors"] = rand.eigenvalues, rand.eigenvectors
+    groups = noise.group_spectra("layer", eigenvectors=2)
+    out["groups"] = {g: (s.eigenvalues, s.eigenvectors, s.trace) for g, s in groups.items()}
+    dens = noise.spectral_density(n_probes=3, steps=6, seed=1)
+    out["density"] = (dens.nodes, dens.weights)
+    return out
+
+
+def _conv_worker(rank, world, counts, chunk_size, budget):
+    x, y = image_data(sum(counts))
+    x = x.double()
+    a, b = _bounds(counts)[rank]
+    shard_data = (x[a:b], y[a:b])
+    noise = sg.GradientNoise(
+        small_cnn().double().eval(), cross_entropy(), shard_data, chunk_size=chunk_size, cache=False
+    )
+    X = torch.randn(noise.dim, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    out = _statistics(noise, X)
+    if budget is not None:  # the Gram matrices in several panel rounds
+        out["small"] = _gram_only(
+            sg.GradientNoise(small_cnn().double().eval(), cross_entropy(), shard_data, memory_budget=budget)
+        )
+    return out
+
+
+def _gram_only(noise):
+    spec = noise.spectrum(method="gram", eigenvectors=2)
+    groups = noise.group_spectra("layer")
+    return spec.eigenvalues, spec.eigenvectors, {g: s.eigenvalues for g, s in groups.items()}
+
+
+def _reference(model, loss, data, **kwargs):
+    noise = sg.GradientNoise(model, loss, data, **kwargs)
+    X = torch.randn(noise.dim, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    return _statistics(noise, X)
+
+
+def _compare(got, ref, rtol=RTOL):
+    scale = abs(ref["dense_values"][0])
+    assert got["n_samples"] == ref["n_samples"]
+    np.testing.assert_allclose(got["mean"], ref["mean"], rtol=rtol, atol=rtol * abs(ref["mean"]).max())
+    assert got["trace"] == pytest.approx(ref["trace"], rel=rtol)
+    assert got["noise_scale"] == pytest.approx(ref["noise_scale"], rel=rtol)
+    for key in ("product", "dense"):
+        np.testing.assert_allclose(got[key], ref[key], rtol=0, atol=rtol * abs(ref[key]).max())
+    for key in ("dense_values", "gram_values", "rand_values"):
+        np.testing.assert_allclose(got[key], ref[key], rtol=0, atol=rtol * scale)
+    for key in ("gram_vectors", "rand_vectors"):
+        np.testing.assert_allclose(_aligned(got[key], ref[key]), ref[key], rtol=0, atol=1e-7)
+    assert got["groups"].keys() == ref["groups"].keys()
+    for g, (values, vectors, trace) in ref["groups"].items():
+        v, V, t = got["groups"][g]
+        np.testing.assert_allclose(v, values, rtol=0, atol=rtol * values[0])
+        np.testing.assert_allclose(_aligned(V, vectors), vectors, rtol=0, atol=1e-7)
+        assert t == pytest.approx(trace, rel=rtol)
+    for a, b in zip(got["density"], ref["density"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9 * max(abs(b).max(), 1))
+
+
+def _identical(results):
+    """Every rank's result is bit-for-bit rank 0's."""
+    first = results[0]
+
+    def same(a, b):
+        if isinstance(a, dict):
+            return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        if isinstance(a, tuple | list):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+        if isinstance(a, np.ndarray):
+            return np.array_equal(a, b)
+        return a == b
+
+    return all(same(first, r) for r in results[1:])
+
+
+def _values(results):
+    bad = [r for r in results if r[0] != "ok"]
+    assert not bad, bad[0][-1] if len(bad[0]) > 3 else bad
+    return [r[1] for r in results]
+
+
+@pytest.mark.parametrize(
+    ("counts", "chunk_size", "budget"),
+    [
+        (COUNTS, 4, None),  # 3 uneven shards, several chunks each, one Gram panel
+        ([9, 15], None, 120_000),  # 2 shards, Gram panels of 5 samples: 3 rounds per shard
+    ],
+)
+def test_conv_net_every_statistic_equals_one_process(tmp_path, counts, chunk_size, budget):
+    results = _values(run_ranks(_conv_worker, len(counts), tmp_path, counts, chunk_size, budget))
+    assert _identical(results)
+    x, y = image_data(sum(counts))
+    x = x.double()
+    ref = _reference(small_cnn().double().eval(), cross_entropy(), (x, y), chunk_size=chunk_size, cache=False)
+    if budget is not None:
+        # 120 kB: Gram panels of (93 kB − 30 kB) / (3 · 483 · 8 B) = 5 samples, so 3 rounds
+        values, vectors, groups = results[0]["small"]
+        np.testing.assert_allclose(values, ref["gram_values"], rtol=0, atol=RTOL * values[0])
+        np.testing.assert_allclose(_aligned(vectors, ref["gram_vectors"][:, :2]),
+                                   ref["gram_vectors"][:, :2], rtol=0, atol=1e-7)  # fmt: skip
+        for g, v in groups.items():
+            np.testing.assert_allclose(v, ref["groups"][g][0], rtol=0, atol=RTOL * v[0])
+    _compare(results[0], ref)
