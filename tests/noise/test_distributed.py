@@ -153,3 +153,143 @@ def test_conv_net_every_statistic_equals_one_process(tmp_path, counts, chunk_siz
         for g, v in groups.items():
             np.testing.assert_allclose(v, ref["groups"][g][0], rtol=0, atol=RTOL * v[0])
     _compare(results[0], ref)
+
+
+# --------------------------------------------------------------------------- transformer, DDP
+class TinyTransformer(nn.Module):
+    """Embedding, one encoder layer (attention, LayerNorm, MLP), a mean-pooled linear head."""
+
+    def __init__(self, vocab: int = 12, width: int = 8, classes: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.encoder = nn.TransformerEncoderLayer(
+            width, nhead=2, dim_feedforward=12, dropout=0.0, batch_first=True
+        )
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, ids):
+        return self.head(self.encoder(self.embed(ids)).mean(1))
+
+
+def sequence_data(n: int):
+    g = torch.Generator().manual_seed(3)
+    return torch.randint(0, 12, (n, 5), generator=g), torch.randint(0, 4, (n,), generator=g)
+
+
+def tiny_transformer():
+    torch.manual_seed(0)
+    return TinyTransformer().double().eval()
+
+
+def _ddp_worker(rank, world, counts):
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids, y = sequence_data(sum(counts))
+    a, b = _bounds(counts)[rank]
+    ddp = DistributedDataParallel(tiny_transformer())
+    noise = sg.GradientNoise(ddp, cross_entropy(), (ids[a:b], y[a:b]), chunk_size=3)
+    X = torch.randn(noise.dim, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    out = _statistics(noise, X)
+    out["grad_untouched"] = all(p.grad is None for p in ddp.parameters())
+    # DDP still trains afterwards: one step's gradients are all-reduced (equal on every rank)
+    cross_entropy()(ddp(ids[a:b]), y[a:b]).sum().backward()
+    out["ddp_grad"] = torch.cat([p.grad.reshape(-1) for p in ddp.parameters()]).numpy()
+    return out
+
+
+def test_ddp_transformer_equals_one_process_and_ddp_still_trains(tmp_path):
+    counts = [4, 9]
+    results = _values(run_ranks(_ddp_worker, 2, tmp_path, counts))
+    assert _identical(results)
+    assert results[0]["grad_untouched"]
+    ids, y = sequence_data(sum(counts))
+    ref = _reference(tiny_transformer(), cross_entropy(), (ids, y), chunk_size=3)
+    _compare(results[0], ref)
+    # DDP's averaged gradient of the per-rank sums: the full-batch sum over the world size
+    model = tiny_transformer()
+    cross_entropy()(model(ids), y).sum().backward()
+    full = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).numpy()
+    np.testing.assert_allclose(results[0]["ddp_grad"], full / 2, rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------- faults
+def _nan_worker(rank, world):
+    x, y = image_data(12)
+    a, b = _bounds([4, 4, 4])[rank]
+    x = x[a:b].clone()
+    if rank == 1:
+        x[2] = float("nan")  # bad data on one shard
+    noise = sg.GradientNoise(small_cnn().eval(), cross_entropy(), (x, y[a:b]))
+    return noise.trace()
+
+
+def test_an_error_on_one_rank_stops_every_rank_with_its_message(tmp_path):
+    results = run_ranks(_nan_worker, 3, tmp_path, deadline=120)
+    assert [r[0] for r in results] == ["error"] * 3, results
+    assert {r[1] for r in results} == {"RankError"}
+    messages = {r[2] for r in results}
+    assert len(messages) == 1
+    (message,) = messages
+    assert message.startswith("rank 1 of 3 stopped in the mean gradient and trace")
+    assert "FloatingPointError" in message and "sample 2" in message
+
+
+def _crash_worker(rank, world, how):
+    import os
+    import time
+
+    x, y = image_data(12)
+    a, b = _bounds([4, 4, 4])[rank]
+    noise = sg.GradientNoise(small_cnn().eval(), cross_entropy(), (x[a:b], y[a:b]))
+    if rank == 2:
+        if how == "exit":
+            os._exit(3)  # killed without a word
+        time.sleep(8)  # stuck beyond the group's 2 s timeout
+    return noise.trace()
+
+
+@pytest.mark.parametrize("how", ["exit", "stuck"])
+def test_a_rank_that_dies_or_hangs_stops_the_others_within_the_timeout(tmp_path, how):
+    results = run_ranks(_crash_worker, 3, tmp_path, how, collective_timeout=2.0, deadline=90)
+    assert "hung" not in [r[0] for r in results]
+    for r in results[:2]:
+        assert r[0] == "error" and r[1] == "RankError", r
+        assert "stopped without reporting" in r[2]
+
+
+# ------------------------------------------------------------------------- one process
+def test_shards_concatenate_to_the_data_and_differ_by_at_most_one():
+    assert shard_bounds(10, 3) == [(0, 4), (4, 7), (7, 10)]
+    x, y = torch.arange(10.0)[:, None], torch.arange(10)
+    parts = [shard((x, y), r, 3) for r in range(3)]
+    assert torch.equal(torch.cat([p[1] for p in parts]), y)
+    d = {"input_ids": x, "labels": y}
+    assert torch.equal(shard(d, 2, 3)["labels"], y[7:])
+    ds = torch.utils.data.TensorDataset(x, y)
+    assert [int(ds_y) for _, ds_y in shard(ds, 1, 3)] == [4, 5, 6]
+    loader = shard(torch.utils.data.DataLoader(ds), 0, 3)
+    assert len(loader.dataset) == 4
+
+
+def test_shard_refuses_more_ranks_than_samples_and_a_bad_rank():
+    data = (torch.zeros(2, 1), torch.zeros(2))
+    with pytest.raises(ValueError, match="fewer than the 3 ranks"):
+        shard(data, 0, 3)
+    with pytest.raises(ValueError, match=r"'rank' parameter of shard must be in \[0, 2\), got 2"):
+        shard(data, 2, 2)
+
+
+def test_a_process_group_without_torch_distributed_is_refused():
+    with pytest.raises(ValueError, match="torch.distributed is not initialised"):
+        Reducer(object())
+
+
+def test_one_process_reducer_is_the_identity():
+    red = Reducer()
+    red.set_count(5)
+    t = torch.ones(3)
+    red.sum_("x", t)
+    assert red.n_total == 5 and red.offset == 0 and torch.equal(t, torch.ones(3))
+    assert red.run("x", lambda: 4) == 4 and red.common_seed(None) is None
+    with pytest.raises(KeyError):  # in one process the error itself comes out
+        red.run("x", lambda: {}["missing"])
