@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-__all__ = ["RankError", "Reducer", "shard", "shard_bounds", "unwrap_data_parallel"]
+__all__ = ["RankError", "Reducer", "shard", "shard_bounds", "subset", "unwrap_data_parallel"]
 
 T = TypeVar("T")
 
@@ -77,9 +77,7 @@ def shard(data, rank: int | None = None, world_size: int | None = None, *, group
     Raises:
         ValueError: On a rank outside [0, world_size) or more ranks than samples.
     """
-    from torch.utils.data import DataLoader, Dataset, Subset
-
-    from ._data import DataSource, take
+    from ._data import DataSource
 
     initialised = dist.is_available() and dist.is_initialized()
     if rank is None:
@@ -97,6 +95,15 @@ def shard(data, rank: int | None = None, world_size: int | None = None, *, group
             "every rank needs at least one sample. Use fewer processes or more data."
         )
     start, stop = shard_bounds(n, world_size)[rank]
+    return subset(data, start, stop)
+
+
+def subset(data, start: int, stop: int):
+    """Samples [start, stop) of ``data``, in the form it came in (any form :func:`shard` takes)."""
+    from torch.utils.data import DataLoader, Dataset, Subset
+
+    from ._data import take
+
     if isinstance(data, DataLoader):
         return DataLoader(Subset(data.dataset, range(start, stop)), collate_fn=data.collate_fn)
     if isinstance(data, Dataset):

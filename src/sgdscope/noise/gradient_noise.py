@@ -35,12 +35,14 @@ from ._spectrum_methods import (
     choose_method,
     compute_group_spectra,
     compute_spectrum,
+    exact_bytes,
     noise_floor,
 )
 from .covariance import CovarianceOperator, dense_covariance
 from .distributed import Reducer, unwrap_data_parallel
 from .density import SpectralDensity, rademacher_probes, stochastic_lanczos_quadrature
 from .groups import resolve_groups
+from .memory_plan import RANDOMIZED_COLUMNS, MemoryPlan, randomized_bytes
 from .spectrum import FLOAT32_EPS, PAPER, Spectrum
 from .stream import Backend, GradientStream
 
@@ -460,28 +462,12 @@ class GradientNoise:
             ConvergenceError: If the randomized solver does not converge and ``throw`` is True.
         """
         where = "GradientNoise.spectrum"
-        method = check_option("method", method, SpectrumMethod, where=where)
         precision = check_option("precision", precision, Precision, where=where)
-        max_rank = max(min(self.n_samples - 1, self.dim), 1)  # a centred covariance of N samples
-        if k is not None:
-            k = check_int(
-                "k", k, where=where, low=1, high=max_rank,
-                hint=f"D is a covariance of N = {self.n_samples} centred gradients in d = {self.dim} "
-                f"dimensions, so its rank is at most min(N − 1, d) = {max_rank}.",
-            )  # fmt: skip
         if rtol is not None and rtol != PAPER:
             check_real("rtol", rtol, where=where, low=0.0, low_open=True)
-        if isinstance(eigenvectors, bool):
-            vectors = (k if k is not None else max_rank) if eigenvectors else 0
-        else:
-            vectors = check_int("eigenvectors", eigenvectors, where=where, low=0, high=max_rank)
         t0 = time.perf_counter()
         passes0 = self.passes
-        method, reason = choose_method(self._stream, method, k, vectors if k is not None else 0)
-        if method is not SpectrumMethod.RANDOMIZED and k is None and eigenvectors is True:
-            vectors = self._affordable_vectors(method, vectors)
-        if method is SpectrumMethod.RANDOMIZED and k is not None:
-            vectors = min(vectors, k)
+        k, method, reason, vectors = self._choose(k, method, eigenvectors, where=where)
         seed = self._reducer.common_seed(seed)  # replicas on every rank start alike
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
         rtol_eff = self._solver_rtol(rtol)
@@ -494,6 +480,77 @@ class GradientNoise:
                   "backend": self.backend, "t0": t0, "passes0": passes0},
         )  # fmt: skip
         return spec
+
+    def _choose(
+        self, k: int | None, method, eigenvectors: bool | int, *, where: str
+    ) -> tuple[int | None, SpectrumMethod, str, int]:
+        """Check k and eigenvectors; the method (auto resolved), why, and the eigenvectors kept."""
+        method = check_option("method", method, SpectrumMethod, where=where)
+        max_rank = max(min(self.n_samples - 1, self.dim), 1)  # a centred covariance of N samples
+        if k is not None:
+            k = check_int(
+                "k", k, where=where, low=1, high=max_rank,
+                hint=f"D is a covariance of N = {self.n_samples} centred gradients in d = {self.dim} "
+                f"dimensions, so its rank is at most min(N − 1, d) = {max_rank}.",
+            )  # fmt: skip
+        if isinstance(eigenvectors, bool):
+            vectors = (k if k is not None else max_rank) if eigenvectors else 0
+        else:
+            vectors = check_int("eigenvectors", eigenvectors, where=where, low=0, high=max_rank)
+        method, reason = choose_method(self._stream, method, k, vectors if k is not None else 0)
+        if method is not SpectrumMethod.RANDOMIZED and k is None and eigenvectors is True:
+            vectors = self._affordable_vectors(method, vectors)
+        if method is SpectrumMethod.RANDOMIZED and k is not None:
+            vectors = min(vectors, k)
+        return k, method, reason, vectors
+
+    def memory_plan(
+        self,
+        k: int | None = None,
+        method: str | SpectrumMethod = "auto",
+        *,
+        eigenvectors: bool | int = True,
+        groups: str | dict | None = None,
+    ) -> MemoryPlan:
+        """What :meth:`spectrum` (and :meth:`group_spectra` with ``groups``) will allocate per rank.
+
+        Cheap: it runs no data pass, except that ``method="auto"`` beyond min(N, d) = 6000 times
+        one (the moments pass, which the spectrum needs anyway).
+
+        Args:
+            k: As in :meth:`spectrum`.
+            method: As in :meth:`spectrum`; ``plan.method`` is what "auto" resolves to.
+            eigenvectors: As in :meth:`spectrum`.
+            groups: The grouping of :meth:`group_spectra` to plan for too, or None.
+
+        Returns:
+            A frozen :class:`~sgdscope.noise.memory_plan.MemoryPlan`.
+        """
+        where = "GradientNoise.memory_plan"
+        k, method, reason, vectors = self._choose(k, method, eigenvectors, where=where)
+        stream, n, d = self._stream, self.n_samples, self.dim
+        if method is SpectrumMethod.DENSE:
+            solver = 3 * d * d * 8 + d * 8
+        elif method is SpectrumMethod.GRAM:
+            solver = exact_bytes(stream, method, vectors)
+        else:
+            solver = randomized_bytes(d, k)
+        groups_bytes = 0
+        if groups is not None:
+            resolved = resolve_groups(self.layout, groups, where=where)
+            groups_bytes = (len(resolved) + 3) * n * n * 8
+        cache = stream.n_local * d * stream.grad_itemsize if stream.cache else 0
+        chunk = stream.sample_bytes * stream.chunk_size
+        room_k = self.memory_budget - chunk - cache - groups_bytes
+        return MemoryPlan(
+            method=method.value, reason=reason, k=k, budget=self.memory_budget,
+            world_size=self.world_size, n_samples=n, n_local=self.n_local, dim=d,
+            chunk_size=stream.chunk_size, chunk_bytes=chunk, cache_bytes=cache,
+            solver_bytes=solver, groups_bytes=groups_bytes,
+            largest_k=int(np.clip(room_k // (RANDOMIZED_COLUMNS * d * 8), 0, max(min(n - 1, d), 1))),
+            largest_chunk=int(np.clip((self.memory_budget - solver - groups_bytes - cache)
+                                      // max(stream.sample_bytes, 1), 0, self.n_local)),
+        )  # fmt: skip
 
     def group_spectra(
         self,

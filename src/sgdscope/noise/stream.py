@@ -131,7 +131,9 @@ class GradientStream:
         self.grad_dtype = self._trainable[self.names[0]].dtype
         self._vmap = make_per_sample_gradients(model, loss_fn, self.names, stochastic=stochastic)
         self.backend, self.backend_reason = self._choose_backend(backend, stochastic)
-        self.chunk_size = chunk_size if chunk_size is not None else self._auto_chunk_size()
+        self.sample_bytes, auto = self._chunk_rule()
+        """Working memory of one sample in a chunk (estimated): the memory plan's unit."""
+        self.chunk_size = chunk_size if chunk_size is not None else auto
         self.cache = cache
         self._cache: torch.Tensor | None = None
         self._cache_complete = False
@@ -234,8 +236,8 @@ class GradientStream:
         )
         return Backend.VMAP, why
 
-    def _auto_chunk_size(self) -> int:
-        """Samples per chunk so that gradients plus activations fit the chunk target."""
+    def _chunk_rule(self) -> tuple[int, int]:
+        """(working bytes per sample, samples per chunk so that a chunk fits the chunk target)."""
         act = [0]
 
         def hook(_m, _i, out):
@@ -265,7 +267,8 @@ class GradientStream:
             # more samples, so the hooks path takes an eighth of the budget
             per_sample = 4 * act[0] + 1
             target = self.memory_budget // 8
-        return int(max(1, min(4096, target // max(per_sample, 1), self.n_local)))
+        size = int(max(1, min(4096, target // max(per_sample, 1), self.n_local)))
+        return int(per_sample), size
 
     # --------------------------------------------------------------------------- chunks
     def _compute(
