@@ -354,7 +354,7 @@ def _run(model_name, checkpoint, data_dir, n_samples, k, method, params, per_gro
         )
     rtol = "paper" if paper else None  # the paper's networks: its threshold; else the noise floor
     try:
-        spec = noise.spectrum(k=k, method=plan.method, seed=seed, rtol=rtol, precision=precision)
+        spec = noise.spectrum(k=k, method=method, seed=seed, rtol=rtol, precision=precision)
         groups = (
             noise.group_spectra(per_group, k=k, precision=precision) if per_group else None
         )
