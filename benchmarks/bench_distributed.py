@@ -23,10 +23,9 @@ import torch.distributed as dist
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, machine  # noqa: E402
-
-import sgdscope as sg  # noqa: E402
-from sgdscope.noise.distributed import shard  # noqa: E402
+import sgdscope as sg
+from _common import RESULTS, machine
+from sgdscope.noise.distributed import shard
 
 
 def _model(width: int) -> nn.Module:
@@ -123,7 +122,9 @@ def main() -> None:
             f"{r['dk_float64_bytes'] / 1e6:.1f} MB"
         )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"distributed_{args.tag}.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
+    (RESULTS / f"distributed_{args.tag}.json").write_text(
+        json.dumps({"machine": info, "rows": rows}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,14 @@ def _entry(target, rank: int, world: int, folder: str, timeout_s: float, args: t
     dist.destroy_process_group()
 
 
-def run_ranks(target, world: int, folder: Path, *args, collective_timeout: float = 60.0,
-              deadline: float = 240.0) -> list[tuple]:
+def run_ranks(
+    target,
+    world: int,
+    folder: Path,
+    *args,
+    collective_timeout: float = 60.0,
+    deadline: float = 240.0,
+) -> list[tuple]:
     """``target(rank, world, *args)`` on ``world`` spawned processes; one result tuple per rank.
 
     Each result is ``("ok", value)`` or ``("error", type name, message, traceback)``; a rank that
@@ -43,9 +49,7 @@ def run_ranks(target, world: int, folder: Path, *args, collective_timeout: float
     folder.mkdir(parents=True, exist_ok=True)
     ctx = mp.get_context("spawn")
     procs = [
-        ctx.Process(
-            target=_entry, args=(target, r, world, str(folder), collective_timeout, args)
-        )
+        ctx.Process(target=_entry, args=(target, r, world, str(folder), collective_timeout, args))
         for r in range(world)
     ]
     for p in procs:

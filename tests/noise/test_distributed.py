@@ -9,13 +9,15 @@ bit-identical results.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import sgdscope as sg
-from sgdscope.noise.distributed import RankError, Reducer, shard, shard_bounds
+from sgdscope.noise.distributed import Reducer, shard, shard_bounds
 
 from .cases import cross_entropy, image_data, small_cnn
 from .ranks import run_ranks
@@ -26,7 +28,7 @@ RTOL = 1e-10
 
 def _bounds(counts):
     starts = np.cumsum([0, *counts])
-    return list(zip(starts[:-1], starts[1:], strict=True))
+    return list(itertools.pairwise(starts))
 
 
 def _aligned(V, ref):
@@ -70,7 +72,9 @@ def _conv_worker(rank, world, counts, chunk_size, budget):
     out = _statistics(noise, X)
     if budget is not None:  # the Gram matrices in several panel rounds
         out["small"] = _gram_only(
-            sg.GradientNoise(small_cnn().double().eval(), cross_entropy(), shard_data, memory_budget=budget)
+            sg.GradientNoise(
+                small_cnn().double().eval(), cross_entropy(), shard_data, memory_budget=budget
+            )
         )
     return out
 
@@ -90,7 +94,9 @@ def _reference(model, loss, data, **kwargs):
 def _compare(got, ref, rtol=RTOL):
     scale = abs(ref["dense_values"][0])
     assert got["n_samples"] == ref["n_samples"]
-    np.testing.assert_allclose(got["mean"], ref["mean"], rtol=rtol, atol=rtol * abs(ref["mean"]).max())
+    np.testing.assert_allclose(
+        got["mean"], ref["mean"], rtol=rtol, atol=rtol * abs(ref["mean"]).max()
+    )
     assert got["trace"] == pytest.approx(ref["trace"], rel=rtol)
     assert got["noise_scale"] == pytest.approx(ref["noise_scale"], rel=rtol)
     for key in ("product", "dense"):
@@ -143,7 +149,9 @@ def test_conv_net_every_statistic_equals_one_process(tmp_path, counts, chunk_siz
     assert _identical(results)
     x, y = image_data(sum(counts))
     x = x.double()
-    ref = _reference(small_cnn().double().eval(), cross_entropy(), (x, y), chunk_size=chunk_size, cache=False)
+    ref = _reference(
+        small_cnn().double().eval(), cross_entropy(), (x, y), chunk_size=chunk_size, cache=False
+    )
     if budget is not None:
         # 120 kB: Gram panels of (93 kB − 30 kB) / (3 · 483 · 8 B) = 5 samples, so 3 rounds
         values, vectors, groups = results[0]["small"]
@@ -280,7 +288,7 @@ def test_shard_refuses_more_ranks_than_samples_and_a_bad_rank():
 
 
 def test_a_process_group_without_torch_distributed_is_refused():
-    with pytest.raises(ValueError, match="torch.distributed is not initialised"):
+    with pytest.raises(ValueError, match=r"torch\.distributed is not initialised"):
         Reducer(object())
 
 

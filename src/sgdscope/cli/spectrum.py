@@ -1,5 +1,7 @@
-"""``sgdscope spectrum``: the eigenspectrum and rank of D(x) for one of the paper's networks or a
-user's own model, in one process or under ``torchrun`` (data-parallel, one shard per rank).
+"""``sgdscope spectrum``: the eigenspectrum and rank of D(x), in one process or under torchrun.
+
+The model is one of the paper's networks or a user's own; under ``torchrun`` the data is split
+into one contiguous shard per rank (data parallelism).
 
 A user's model comes from a *factory*, ``--model package.module:function``: a function of no
 arguments that returns ``(model, loss_fn, data)``: an ``nn.Module``, a per-sample loss
@@ -85,7 +87,6 @@ def _parse_bytes(ctx, param, value: str | None) -> int | None:
 def load_factory(spec: str):
     """The model, loss and data of a factory ``package.module:function`` (usage errors named)."""
     import importlib
-
     import sys
 
     module_name, _, attr = spec.partition(":")
@@ -355,9 +356,7 @@ def _run(model_name, checkpoint, data_dir, n_samples, k, method, params, per_gro
     rtol = "paper" if paper else None  # the paper's networks: its threshold; else the noise floor
     try:
         spec = noise.spectrum(k=k, method=method, seed=seed, rtol=rtol, precision=precision)
-        groups = (
-            noise.group_spectra(per_group, k=k, precision=precision) if per_group else None
-        )
+        groups = noise.group_spectra(per_group, k=k, precision=precision) if per_group else None
     except RankError as err:
         raise click.ClickException(str(err)) from err
     seconds = time.perf_counter() - t0
@@ -372,8 +371,13 @@ def _run(model_name, checkpoint, data_dir, n_samples, k, method, params, per_gro
         precision=precision,
         world_size=noise.world_size,
         seconds_total=seconds,
-        memory_plan={"total": plan.total, "budget": plan.budget, "solver": plan.solver_bytes,
-                     "chunk": plan.chunk_bytes, "cache": plan.cache_bytes},  # fmt: skip
+        memory_plan={
+            "total": plan.total,
+            "budget": plan.budget,
+            "solver": plan.solver_bytes,
+            "chunk": plan.chunk_bytes,
+            "cache": plan.cache_bytes,
+        },
         layout=noise.layout.to_dict(),
     )
     _write(out / "eigenvalues.npy", lambda p: np.save(p, spec.eigenvalues))
@@ -415,9 +419,7 @@ def _report(console, spec, groups, rtol, k, seconds, noise, out) -> None:
     table.add_row("trace D", f"{spec.trace:.4e}")
     if groups:
         top = sorted(groups.items(), key=lambda kv: -kv[1].trace)[:5]
-        table.add_row(
-            "largest groups (tr D)", ", ".join(f"{g}: {s.trace:.3e}" for g, s in top)
-        )
+        table.add_row("largest groups (tr D)", ", ".join(f"{g}: {s.trace:.3e}" for g, s in top))
     table.add_row(
         "time",
         f"{seconds:.1f} s ({noise.passes:g} data pass(es), {spec.iterations} eigensolver pass(es))",

@@ -5,12 +5,14 @@ from .covariance import CovarianceOperator
 from .density import SpectralDensity
 from .eigensolvers import ConvergenceError
 from .gradient_noise import GradientNoise, SpectrumMethod
+from .memory_plan import MemoryPlan
 from .spectrum import Spectrum
 
 __all__ = [
     "ConvergenceError",
     "CovarianceOperator",
     "GradientNoise",
+    "MemoryPlan",
     "ParamLayout",
     "SpectralDensity",
     "Spectrum",

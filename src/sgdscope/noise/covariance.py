@@ -73,7 +73,7 @@ class CovarianceOperator(BaseOperator):
         return self.stream.layout
 
     def _matmat(self, X: torch.Tensor) -> torch.Tensor:
-        stream, layout = self.stream, self.stream.layout
+        stream = self.stream
         item = torch.empty((), dtype=self.compute_dtype).element_size()
         need = X.numel() * (8 + (item if item != 8 else 0))  # the result, and X in compute dtype
         if need > stream.memory_budget:

@@ -85,9 +85,7 @@ def shard(data, rank: int | None = None, world_size: int | None = None, *, group
     if world_size is None:
         world_size = dist.get_world_size(group) if initialised else 1
     if not 0 <= rank < world_size:
-        raise ValueError(
-            f"the 'rank' parameter of shard must be in [0, {world_size}), got {rank}."
-        )
+        raise ValueError(f"the 'rank' parameter of shard must be in [0, {world_size}), got {rank}.")
     n = DataSource(data, where="shard").n
     if n < world_size:
         raise ValueError(
@@ -143,15 +141,15 @@ def unwrap_data_parallel(model: torch.nn.Module, *, where: str) -> torch.nn.Modu
     try:
         from torch.distributed.fsdp import FullyShardedDataParallel
     except ImportError:  # pragma: no cover - builds without distributed
-        FullyShardedDataParallel = ()  # noqa: N806
+        FullyShardedDataParallel = ()
     try:
         from torch.distributed.fsdp import FSDPModule
     except ImportError:  # pragma: no cover - torch < 2.6
-        FSDPModule = ()  # noqa: N806
+        FSDPModule = ()
     try:
         from torch.distributed.tensor import DTensor
     except ImportError:  # pragma: no cover
-        DTensor = ()  # noqa: N806
+        DTensor = ()
     for name, m in model.named_modules():
         if isinstance(m, FullyShardedDataParallel) or (FSDPModule and isinstance(m, FSDPModule)):
             sharded.append(name or type(m).__name__)
@@ -389,9 +387,7 @@ class Reducer:
         for t in range(1, self.world_size):
             origin_sent = (self.rank - t + 1) % self.world_size
             src = (self.rank - t) % self.world_size
-            recv = torch.empty(
-                (lengths[src], *panel.shape[1:]), dtype=panel.dtype, device=device
-            )
+            recv = torch.empty((lengths[src], *panel.shape[1:]), dtype=panel.dtype, device=device)
             ops = []
             if lengths[origin_sent]:
                 ops.append(dist.P2POp(dist.isend, send, self._global(nxt), self.group))
@@ -404,4 +400,3 @@ class Reducer:
                     self._collective(what, w.wait)
             send = recv
             yield src, recv.to(panel.device)
-

@@ -39,8 +39,8 @@ from ._spectrum_methods import (
     noise_floor,
 )
 from .covariance import CovarianceOperator, dense_covariance
-from .distributed import Reducer, unwrap_data_parallel
 from .density import SpectralDensity, rademacher_probes, stochastic_lanczos_quadrature
+from .distributed import Reducer, unwrap_data_parallel
 from .groups import resolve_groups
 from .memory_plan import RANDOMIZED_COLUMNS, MemoryPlan, randomized_bytes
 from .spectrum import FLOAT32_EPS, PAPER, Spectrum
@@ -88,6 +88,13 @@ class GradientNoise:
             and parameter. False skips it.
         backend: How per-sample gradients are computed: "auto" (per-layer hooks when they
             reproduce vmap on the first samples, else vmap), "hooks" or "vmap".
+        process_group: Under ``torch.distributed``: the group whose ranks each hold a shard of
+            the data (None: the default group when one is initialised, else one process). The
+            data given on each rank is then that rank's shard, N is the total over the ranks,
+            and every statistic is summed across them (one all-reduce, as a DDP step), the same
+            on every rank; an error on one rank stops every rank with its message
+            (:mod:`sgdscope.noise.distributed`, docs/distributed.md). A model wrapped in
+            ``DistributedDataParallel`` is accepted as it is; FSDP-sharded parameters are refused.
 
     Raises:
         ValueError: On a loss that returns a scalar, a forward that couples samples, train-mode
@@ -231,7 +238,7 @@ class GradientNoise:
                 "eval_mode=True measures D with those statistics, i.e. without normalisation. Run "
                 "the model on data in train mode first (or train it), or pass eval_mode=False "
                 "only if the model has no BatchNorm that couples samples.",
-                stacklevel=5  # the caller of GradientNoise(...),
+                stacklevel=5,  # the caller of GradientNoise(...),
             )
         x, y = self.source.first(2)
         x, y = to_device(x, self.device), y.to(self.device)

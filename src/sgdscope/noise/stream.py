@@ -337,7 +337,9 @@ class GradientStream:
             return
         whole = start == 0 and stop == self.n_local
         if self.cache and whole and self._cache is None:
-            self._cache = torch.empty(self.n_local, self.dim, dtype=self.grad_dtype, device=self.device)
+            self._cache = torch.empty(
+                self.n_local, self.dim, dtype=self.grad_dtype, device=self.device
+            )
         n_chunks = -(-(stop - start) // c)
         with progress_bar(description, n_chunks, enabled=self.progress) as advance:
             for s, x, y in self.source.chunks(c, start, stop):
