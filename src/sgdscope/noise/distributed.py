@@ -365,7 +365,8 @@ class Reducer:
         """``seed``, or for None a random seed drawn on rank 0 and shared, so replicas agree."""
         if seed is not None or not self.distributed:
             return seed
-        drawn = int(torch.randint(0, 2**52, (1,)).item()) if self.rank == 0 else 0
+        # a fresh generator's entropy: the global RNG is left alone
+        drawn = torch.Generator().seed() % 2**52 if self.rank == 0 else 0
         return int(self.max("the random seed", [float(drawn)])[0])
 
     # ------------------------------------------------------------------------ ring
