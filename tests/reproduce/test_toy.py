@@ -11,6 +11,13 @@ import torch
 from sgdscope.reproduce import toy
 from sgdscope.reproduce.context import RunContext
 from sgdscope.reproduce.results import ExperimentResult, Verdict
+from sgdscope.reproduce.toy.claims import (
+    assumption4_verdict,
+    example19_verdict,
+    linear_verdict,
+    shift_verdict,
+)
+from sgdscope.reproduce.toy.measure import chi2_test, divergence_ratio
 
 TINY = toy.Settings(
     lams=(0.0, 1.5),
@@ -70,41 +77,41 @@ def test_end_to_end_numbers_match_the_closed_forms(tiny_run):
 def test_example19_verdict_known_cases():
     lams = [0.0, 0.5, 1.5]
     good = ([1e-4] * 3, [0.001, 0.26, 0.57], [0.5, 0.3, 0.8])
-    assert toy.example19_verdict(lams, *good, alpha=0.01)[0] is Verdict.REPRODUCED
+    assert example19_verdict(lams, *good, alpha=0.01)[0] is Verdict.REPRODUCED
     bad_sde = (good[0], good[1], [0.5, 1e-6, 0.8])
-    v, why = toy.example19_verdict(lams, *bad_sde, alpha=0.01)
+    v, why = example19_verdict(lams, *bad_sde, alpha=0.01)
     assert v is Verdict.PARTLY and "fails the χ² test" in why
     bad_phi = ([1e-4, 0.3, 1e-4], good[1], good[2])
-    assert toy.example19_verdict(lams, *bad_phi, alpha=0.01)[0] is Verdict.PARTLY
+    assert example19_verdict(lams, *bad_phi, alpha=0.01)[0] is Verdict.PARTLY
     no_current = (good[0], [0.001, 0.001, 0.57], good[2])
-    assert toy.example19_verdict(lams, *no_current, alpha=0.01)[0] is Verdict.NOT_REPRODUCED
+    assert example19_verdict(lams, *no_current, alpha=0.01)[0] is Verdict.NOT_REPRODUCED
     both_bad = ([1, 1, 1], good[1], [0, 0, 0])
-    assert toy.example19_verdict(lams, *both_bad, alpha=0.01)[0] is Verdict.NOT_REPRODUCED
+    assert example19_verdict(lams, *both_bad, alpha=0.01)[0] is Verdict.NOT_REPRODUCED
 
 
 def test_shift_verdict_known_cases():
     b = [1.0, 0.5, 0.25, 0.125]
-    v, p = toy.shift_verdict(b, [0.3 * x for x in b])  # exactly ∝ β⁻¹
+    v, p = shift_verdict(b, [0.3 * x for x in b])  # exactly ∝ β⁻¹
     assert v is Verdict.REPRODUCED and p == pytest.approx(1.0)
-    v, p = toy.shift_verdict(b, [math.sqrt(x) for x in b])  # grows, but as β^{-1/2}
+    v, p = shift_verdict(b, [math.sqrt(x) for x in b])  # grows, but as β^{-1/2}
     assert v is Verdict.PARTLY and p == pytest.approx(0.5)
-    assert toy.shift_verdict(b, [0.2] * 4)[0] is Verdict.NOT_REPRODUCED  # no dependence
-    assert toy.shift_verdict(b, [0.4, 0.3, math.nan, 0.1])[0] is Verdict.NOT_REPRODUCED
-    assert toy.shift_verdict(b, [0.0] * 4)[0] is Verdict.NOT_REPRODUCED
+    assert shift_verdict(b, [0.2] * 4)[0] is Verdict.NOT_REPRODUCED  # no dependence
+    assert shift_verdict(b, [0.4, 0.3, math.nan, 0.1])[0] is Verdict.NOT_REPRODUCED
+    assert shift_verdict(b, [0.0] * 4)[0] is Verdict.NOT_REPRODUCED
 
 
 def test_assumption4_verdict_known_cases():
     lams = [0.0, 0.5]
-    assert toy.assumption4_verdict(lams, [1.0, 0.43], [1e-3, 1e-3]) is Verdict.NOT_REPRODUCED
-    assert toy.assumption4_verdict(lams, [1.0, 1e-3], [1e-3, 1e-3]) is Verdict.REPRODUCED
-    assert toy.assumption4_verdict(lams, [1.0, 0.43], [1e-3, 0.2]) is Verdict.NOT_TESTABLE
-    assert toy.assumption4_verdict([0.0], [1.0], [1e-3]) is Verdict.NOT_TESTABLE
+    assert assumption4_verdict(lams, [1.0, 0.43], [1e-3, 1e-3]) is Verdict.NOT_REPRODUCED
+    assert assumption4_verdict(lams, [1.0, 1e-3], [1e-3, 1e-3]) is Verdict.REPRODUCED
+    assert assumption4_verdict(lams, [1.0, 0.43], [1e-3, 0.2]) is Verdict.NOT_TESTABLE
+    assert assumption4_verdict([0.0], [1.0], [1e-3]) is Verdict.NOT_TESTABLE
 
 
 def test_linear_verdict_known_cases():
-    assert toy.linear_verdict(0.1, 1e-17, (False, True), 0.01) is Verdict.REPRODUCED
-    assert toy.linear_verdict(0.1, 1e-17, (False, True), 0.2) is Verdict.PARTLY
-    assert toy.linear_verdict(0.1, 1e-3, (False, False), 0.01) is Verdict.NOT_REPRODUCED
+    assert linear_verdict(0.1, 1e-17, (False, True), 0.01) is Verdict.REPRODUCED
+    assert linear_verdict(0.1, 1e-17, (False, True), 0.2) is Verdict.PARTLY
+    assert linear_verdict(0.1, 1e-3, (False, False), 0.01) is Verdict.NOT_REPRODUCED
 
 
 def _exact_samples(n: int, seed: int) -> np.ndarray:
@@ -127,11 +134,11 @@ def test_chi2_accepts_exact_samples_and_rejects_wrong_ones():
     def phi1(t):
         return 0.25 * (t * t - 1) ** 2
 
-    pvals = [toy._chi2(_exact_samples(5000, s), 8, phi1)[2] for s in range(5)]
+    pvals = [chi2_test(_exact_samples(5000, s), 8, phi1)[2] for s in range(5)]
     assert min(pvals) > 1e-3 and np.mean(pvals) > 0.2
     shifted = _exact_samples(5000, 9) + np.array([0.2, 0.0])
-    assert toy._chi2(shifted, 8, phi1)[2] < 1e-6
-    stat, dof, _ = toy._chi2(_exact_samples(100, 1), 8, phi1)
+    assert chi2_test(shifted, 8, phi1)[2] < 1e-6
+    stat, dof, _ = chi2_test(_exact_samples(100, 1), 8, phi1)
     assert dof < 63 and stat >= 0  # small expected counts pooled
 
 
@@ -146,7 +153,7 @@ def test_chi2_accepts_exact_samples_and_rejects_wrong_ones():
 )
 def test_divergence_ratio_on_known_fields(field, expected):
     pts = np.random.default_rng(0).normal(size=(50, 2))
-    assert toy._divergence_ratios(field, pts, np.ones(50)) == pytest.approx(expected, abs=1e-12)
+    assert divergence_ratio(field, pts, np.ones(50)) == pytest.approx(expected, abs=1e-12)
 
 
 @pytest.mark.parametrize(

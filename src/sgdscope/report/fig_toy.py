@@ -15,7 +15,7 @@ from ..dynamics.examples import Example
 from ..dynamics.fokker_planck import CriticalKind, Evolution, SteadyState
 from ._style import new_figure, save_figure
 
-__all__ = ["plot_drift", "plot_toy"]
+__all__ = ["draw_drift", "plot_drift", "plot_toy"]
 
 
 def _xy(ss: SteadyState):
@@ -34,8 +34,8 @@ def _window(ss: SteadyState, level: float) -> tuple[slice, slice]:
     return out[0], out[1]
 
 
-def _drift_panel(ax, example: Example, ss: SteadyState, drift: np.ndarray) -> None:
-    """Streamlines of the drift (width ∝ speed) over filled contours of Φ: the paper's Fig. 4.
+def draw_drift(ax, example: Example, ss: SteadyState, drift: np.ndarray) -> None:
+    """Draw the drift's streamlines (width ∝ speed) over filled contours of Φ into ``ax`` (Fig. 4).
 
     Drawn, like the paper's figure, on the region that holds the mass (ρ ≥ 0.1 max ρ, plus a
     margin), so that the line widths show the speed where the process lives.
@@ -74,7 +74,7 @@ def plot_drift(example: Example, ss: SteadyState, drift: np.ndarray, path: str |
         The path written.
     """
     fig, ax = new_figure(1, 1, width=5.0, height=4.5)
-    _drift_panel(ax, example, ss, drift)
+    draw_drift(ax, example, ss, drift)
     ax.set_title(example.description.split(":")[0])
     return save_figure(fig, path)
 
@@ -125,7 +125,7 @@ def plot_toy(
     x, y = _xy(ss)
     resolved = ss.density > 1e-4 * ss.density.max()
 
-    _drift_panel(axes[0], example, ss, drift)
+    draw_drift(axes[0], example, ss, drift)
     axes[0].set_title("(a) drift and Φ (Fig. 4)")
 
     ax = axes[1]
