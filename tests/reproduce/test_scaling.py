@@ -88,7 +88,7 @@ def test_scaled_lr_is_linear_then_capped():
 
 def test_quick_and_full_settings():
     quick, full = Settings.quick(), Settings.full()
-    assert quick.reduced and not full.reduced
+    assert quick.is_reduced and not full.is_reduced
     assert full.batch_sizes == (32, 64, 128, 256, 512)
     assert "b ∈ {32, 128, 512}" in quick.describe_reduction()
 
