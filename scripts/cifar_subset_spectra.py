@@ -5,7 +5,7 @@ The full CIFAR-10 archive (170 MB) cannot travel to the lent GPU machine (64 MiB
 images as bytes, their labels, and the GCN + ZCA map fitted on all 50,000 training images (its
 mean in float64, the symmetric d × d matrix W = U diag((λ + ε)^(−1/2)) Uᵀ as its upper triangle
 in float32). ``measure`` runs there: it rebuilds the whitened inputs, copies the checkpoints, and
-calls the same code as ``sgdscope reproduce spectra`` (``_inputs_for_d`` and ``_measure``), so
+calls the same code as ``sgdscope reproduce spectra`` (``inputs_for_d`` and ``measure_spectrum``), so
 the spectrum caches it writes (``epoch_XXXX.n{N}[.augment1].spectrum.npz``) can be dropped
 beside the checkpoints of the CPU run and are then used by
 ``sgdscope reproduce spectra --cifar-n-spectrum N``.
@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from sgdscope.paper import cifar
-from sgdscope.reproduce import spectra
-from sgdscope.reproduce._spectra_claims import PANELS
 from sgdscope.reproduce.context import RunContext
+from sgdscope.reproduce.spectra import PANELS, Settings
+from sgdscope.reproduce.spectra.measure import Data, inputs_for_d, measure_spectrum
 
 
 def pack(cifar_dir: Path, out: Path, n: int) -> None:
@@ -68,7 +68,7 @@ def measure(subset: Path, checkpoints: Path, work: Path, ns: list[int], device: 
     packed = np.load(subset)
     x = whiten(torch.from_numpy(packed["images"]), packed)
     y = torch.from_numpy(packed["labels"]).long()
-    data = spectra._Data((x, y), None, "packed subset")
+    data = Data((x, y), None, "packed subset")
     ctx = RunContext(out=work, device=device, progress=False)
     folder = work / "train"
     folder.mkdir(parents=True, exist_ok=True)
@@ -76,11 +76,11 @@ def measure(subset: Path, checkpoints: Path, work: Path, ns: list[int], device: 
     for ckpt in sorted(checkpoints.glob("epoch_*.pt")):
         shutil.copy(ckpt, folder / ckpt.name)
         for n in ns:
-            s = replace(spectra.Settings.full(), cifar_n_spectrum=n)
+            s = replace(Settings.full(), cifar_n_spectrum=n)
             for key in ("fig2a", "fig2c"):
                 spec = PANELS[key]
-                xy = spectra._inputs_for_d(spec, data, s, ctx)
-                sp, seconds, _ = spectra._measure(spec, folder / ckpt.name, xy, ctx, s)
+                xy = inputs_for_d(spec, data, s, ctx)
+                sp, seconds, _ = measure_spectrum(spec, folder / ckpt.name, xy, ctx, s)
                 stats = sp.stats("paper")
                 row = {"checkpoint": ckpt.name, "panel": key, "n": n, "method": sp.method,
                        "rank": sp.rank("paper"), "rank_percent": 100 * sp.rank_fraction("paper"),

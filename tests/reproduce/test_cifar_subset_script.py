@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from sgdscope.paper import cifar, models
-from sgdscope.reproduce import spectra
-from sgdscope.reproduce._spectra_claims import PANELS
 from sgdscope.reproduce.context import RunContext
+from sgdscope.reproduce.spectra import PANELS, Settings
+from sgdscope.reproduce.spectra.measure import load_spectrum, measure_spectrum
 
 from ..paper.test_cifar import _build
 
@@ -54,9 +54,9 @@ def test_packed_subset_rebuilds_the_pipelines_inputs_and_its_spectra(tmp_path, s
     ref_dir.mkdir(parents=True)
     (ref_dir / "epoch_0001.pt").write_bytes((ckpts / "epoch_0001.pt").read_bytes())
     ctx = RunContext(out=tmp_path / "ref", progress=False)
-    ref, _, _ = spectra._measure(PANELS["fig2a"], ref_dir / "epoch_0001.pt", (x[:12], y[:12]), ctx,
-                                 spectra.Settings.full())  # fmt: skip
-    got, _ = spectra._load_spectrum(work / "train" / "epoch_0001.n12.spectrum.npz")
+    ref, _, _ = measure_spectrum(PANELS["fig2a"], ref_dir / "epoch_0001.pt", (x[:12], y[:12]), ctx,
+                                 Settings.full())  # fmt: skip
+    got, _ = load_spectrum(work / "train" / "epoch_0001.n12.spectrum.npz")
     assert got.rank() == ref.rank()
     np.testing.assert_allclose(got.eigenvalues[:5], ref.eigenvalues[:5], rtol=1e-3)
     assert got.info["device"] == "cpu"

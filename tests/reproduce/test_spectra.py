@@ -9,9 +9,11 @@ from sgdscope.paper import data, models
 from sgdscope.paper.training import load_weights
 from sgdscope.reference.noise import per_sample_gradients_loop
 from sgdscope.reproduce import spectra
-from sgdscope.reproduce._spectra_claims import PANELS, compare
 from sgdscope.reproduce.context import RunContext
 from sgdscope.reproduce.results import ExperimentResult, Verdict
+from sgdscope.reproduce.spectra.claims import compare
+from sgdscope.reproduce.spectra.measure import Checkpoint, Overlap, Panel, Reading
+from sgdscope.reproduce.spectra.settings import PANELS
 
 TINY = spectra.Settings(
     panels=("fig1b", "fig2a"),
@@ -19,7 +21,6 @@ TINY = spectra.Settings(
     mnist_n_train=400,
     n_spectrum=120,
     overlap_k=5,
-    reduced=True,
 )
 
 
@@ -85,18 +86,21 @@ def test_rerun_reuses_cached_spectra(tiny_run):
     )
 
 
-def _panel(rank_pcts, ratios=(7.0,), overlap=0.9, d=1000):
-    ckpts = {}
+def _panel(rank_pcts, ratios=(7.0,), overlap=0.9, d=1000, raw_mean=1.0):
+    ckpts = []
     for e, pct in zip((2, 4, 10), rank_pcts, strict=True):
         mean = 1.0
-        ckpts[str(e)] = {
-            "rank": round(pct * d / 100), "rank_percent": pct, "dim": d, "n_samples": 500,
-            "rank_is_certain": True, "trace": pct,
-            "stats": {"raw": {"mean": mean, "std": ratios[0] * mean},
-                      "clipped": {"mean": mean, "std": ratios[0] * mean / 2},
-                      "above": {"mean": mean, "std": 1.0}},
-        }  # fmt: skip
-    return {"checkpoints": ckpts, "overlaps": {"2-10": {"k": 5, "overlap": overlap}}}
+        readings = {
+            "raw": Reading(raw_mean, ratios[0] * mean),
+            "clipped": Reading(mean, ratios[0] * mean / 2),
+            "above": Reading(mean, 1.0),
+        }
+        ckpts.append(Checkpoint(
+            epoch=e, dim=d, n_samples=500, rank=round(pct * d / 100), rank_percent=pct,
+            rank_is_certain=True, trace=pct, readings=readings, ranks_at_rtol={},
+            power_law_slope=None,
+        ))  # fmt: skip
+    return Panel(tuple(ckpts), {"2-10": Overlap(5, overlap, 5 / d)}, 0.0, frozenset({"cpu"}))
 
 
 def test_verdict_logic_on_known_cases():
@@ -125,9 +129,7 @@ def test_cross_panel_claims():
     close = _panel((1.5, 1.5, 1.5), (20.0,))  # larger spread, but rank not much smaller
     rows = {c.key: c for c in compare({"fig1a": le, "fig1b": close}, {})}
     assert rows["fig1.caption"].verdict is Verdict.PARTLY
-    cifar = _panel((0.34, 0.34, 0.34))
-    for c in cifar["checkpoints"].values():
-        c["stats"]["raw"]["mean"] = 100.0
+    cifar = _panel((0.34, 0.34, 0.34), raw_mean=100.0)
     rows = {c.key: c for c in compare({"fig1a": le, "fig2a": cifar}, {})}
     assert rows["remark14.cifar_vs_mnist"].verdict is Verdict.REPRODUCED
     assert rows["remark14.augment"].verdict is Verdict.NOT_TESTABLE
