@@ -13,7 +13,7 @@ from sgdscope.reproduce import scaling, spectra, toy, trajectory
 TINY = {
     spectra: spectra.Settings(
         panels=("fig1a", "fig1b", "fig2a"), mnist_epochs=2, mnist_n_train=300,
-        n_spectrum=80, overlap_k=5, reduced=True,
+        n_spectrum=80, overlap_k=5,
     ),
     trajectory: trajectory.Settings(
         epochs=120, burnin=20, n=256, checkpoint_every=40, n_surrogates=19, embedded=True
@@ -25,7 +25,7 @@ TINY = {
     scaling: scaling.Settings(
         batch_sizes=(16, 64), epochs=1, n_train=256, n_test=100, replacement_n=128,
         replacement_batches=(8, 32), replacement_steps=8, noise_samples=32, projections=16,
-        noise_epochs=20, reduced=True,
+        noise_epochs=20,
     ),
 }  # fmt: skip
 

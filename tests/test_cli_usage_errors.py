@@ -2,6 +2,7 @@
 and the fix (never a traceback), options work after the subcommand, a full run says what it costs
 before it starts, and progress is readable in a log file."""
 
+import dataclasses
 import importlib
 import io
 import json
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 
 from sgdscope import _progress
 from sgdscope.cli import main
-from sgdscope.reproduce import toy
+from sgdscope.reproduce import EXPERIMENTS
 
 from .trajectory._analysis_processes import rotated_ou
 
@@ -153,7 +154,7 @@ def test_spectra_subcommand_options_and_shared_options_together(tmp_path, captur
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     ((ctx, _, overrides),) = captured
-    assert overrides == {"n_spectrum": 50, "reduced": True} and not ctx.progress and ctx.quick
+    assert overrides == {"n_spectrum": 50} and not ctx.progress and ctx.quick
 
 
 def test_a_full_cpu_run_says_how_long_it_takes_before_it_starts(tmp_path, monkeypatch):
@@ -163,7 +164,7 @@ def test_a_full_cpu_run_says_how_long_it_takes_before_it_starts(tmp_path, monkey
     def run(ctx, settings=None):
         raise Started
 
-    monkeypatch.setattr(toy, "run", run)
+    monkeypatch.setitem(EXPERIMENTS, "toy", dataclasses.replace(EXPERIMENTS["toy"], run=run))
     res = _invoke(["reproduce", "--out", tmp_path, "toy"])
     assert isinstance(res.exception, Started)  # the estimate came before the work
     text = " ".join(res.output.split())
@@ -176,7 +177,7 @@ def test_a_full_cpu_run_says_how_long_it_takes_before_it_starts(tmp_path, monkey
 def test_the_estimate_of_all_four_experiments():
     from sgdscope.reproduce.context import RunContext
 
-    text = cli_reproduce._full_cpu_estimate(RunContext(out="o"), cli_reproduce.EXPERIMENTS, None)
+    text = cli_reproduce._full_cpu_estimate(RunContext(out="o"), tuple(EXPERIMENTS), None)
     assert "about 3.1 h" in text and "trajectory ≈ 76 min" in text  # 60 + 76 + 1.5 + 50 min
     assert (
         cli_reproduce._full_cpu_estimate(RunContext(out="o", device="cuda"), ("toy",), None) is None

@@ -14,20 +14,20 @@ from sgdscope.paper.data import mnist
 from sgdscope.paper.models import build
 from sgdscope.paper.training import TrainConfig, epoch_batches
 from sgdscope.reproduce import trajectory as T
-from sgdscope.reproduce._trajectory_analysis import (
+from sgdscope.reproduce.context import RunContext
+from sgdscope.reproduce.results import RESULT_FILE, ExperimentResult, Verdict
+from sgdscope.reproduce.trajectory.measure import (
     bartlett_outside,
     moving,
     spectral_shape,
     spectrum_numbers,
 )
-from sgdscope.reproduce._trajectory_run import (
+from sgdscope.reproduce.trajectory.record import (
     STATE,
     STORE,
     record_run,
     train_mode_gradient,
 )
-from sgdscope.reproduce.context import RunContext
-from sgdscope.reproduce.results import RESULT_FILE, ExperimentResult, Verdict
 from sgdscope.trajectory import load_trajectory
 from sgdscope.trajectory.analysis import power_spectrum
 
@@ -66,7 +66,8 @@ def test_end_to_end_writes_result_figures_and_every_comparison(tiny_run):
     saved = ExperimentResult.load(folder / RESULT_FILE)
     assert saved.to_dict() == json.loads(json.dumps(result.to_dict(), default=str))
     assert result.name == "trajectory" and result.reduced
-    assert "reduced" in result.reduced_note
+    assert result.reduced_note.startswith("230 epochs, burn-in 20, n 512 (full 2048)")
+    assert result.reduced_note.endswith("; embedded MNIST subset")
     assert {c.key for c in result.comparisons} == KEYS
     assert all(isinstance(c.verdict, Verdict) and c.measured and c.note for c in result.comparisons)
     names = {f.path for f in result.figures}
@@ -292,12 +293,18 @@ def test_moving_drops_coordinates_that_move_by_round_off_only():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"burnin": -1}, r"'burnin' parameter of trajectory.Settings must be an int in \[0, inf\]"),
+        (
+            {"burnin": -1},
+            r"'burnin' parameter of sgdscope.reproduce.trajectory.Settings must be an int in \[0, inf\]",
+        ),
         ({"epochs": 10, "burnin": 8}, r"'epochs' .* in \[11, inf\], got 10\. At least 3"),
-        ({"lr": 0.0}, r"'lr' parameter of trajectory.Settings"),
+        ({"lr": 0.0}, r"'lr' parameter of sgdscope.reproduce.trajectory.Settings"),
         ({"recording_lr": -1e-3}, r"'recording_lr' parameter"),
-        ({"n": 3}, r"'n' parameter of trajectory.Settings must be an int in \[4, inf\]"),
-        ({"scale": "bytes"}, r"'scale' parameter of trajectory.Settings"),
+        (
+            {"n": 3},
+            r"'n' parameter of sgdscope.reproduce.trajectory.Settings must be an int in \[4, inf\]",
+        ),
+        ({"scale": "bytes"}, r"'scale' parameter of sgdscope.reproduce.trajectory.Settings"),
         ({"batch_size": 0}, r"'batch_size' parameter"),
         ({"momentum": 1.0}, r"'momentum' parameter"),
         ({"checkpoint_every": 0}, r"'checkpoint_every' parameter"),

@@ -8,7 +8,6 @@ CPU cores; ``sgdscope reproduce [OPTIONS] spectra|trajectory|toy|scaling`` runs 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -19,19 +18,12 @@ from rich.table import Table
 
 from ._options import check_cifar_dir, check_device, check_mnist_dir, make_out
 
-EXPERIMENTS = ("spectra", "trajectory", "toy", "scaling")
 _VERDICT_STYLE = {
     "reproduced": "green",
     "partly reproduced": "yellow",
     "not reproduced": "red",
     "not testable here": "dim",
 }
-
-
-def _module(name: str):
-    from ..reproduce import scaling, spectra, toy, trajectory
-
-    return {"spectra": spectra, "trajectory": trajectory, "toy": toy, "scaling": scaling}[name]
 
 
 # Wall times of the full protocol on the CPU, measured for docs/REPRODUCTION.md on 2026-11-26: two
@@ -68,63 +60,37 @@ def _full_cpu_estimate(run_ctx, names: tuple[str, ...], overrides: dict | None) 
     )
 
 
-def _reused(name: str, result) -> tuple[float | None, str | None]:
-    """Seconds this call spent, and what was reused from earlier calls (None: nothing)."""
-    numbers = result.numbers
-    if name == "spectra":
-        panels = numbers.get("panels", {})
-        cached = [
-            k for k, p in panels.items() if p["spectrum_seconds_this_call"] < p["spectrum_seconds"]
-        ]
-        d_reused = sum(
-            p["spectrum_seconds"] - p["spectrum_seconds_this_call"] for p in panels.values()
-        )
-        earlier = numbers.get("seconds_reused_from_earlier_calls", 0.0)
-        parts = []
-        if earlier - d_reused > 0.5:
-            parts.append(
-                f"training resumed from last.pt ({earlier - d_reused:.0f} s of earlier epochs)"
-            )
-        if cached:
-            parts.append(
-                f"D of {', '.join(cached)} from the *.spectrum.npz caches ({d_reused:.0f} s)"
-            )
-        return numbers.get("seconds_this_call"), "; ".join(parts) or None
-    if name == "trajectory":
-        t = numbers.get("timing", {})
-        start = t.get("resumed_from_epoch") or 0
-        if start:
-            return result.seconds, (
-                f"epochs 1–{start} from state.pt and the trajectory store "
-                f"({t.get('replayed_epochs', 0)} recorded epochs replayed to restore the state)"
-            )
-        return result.seconds, None
-    if name == "scaling":
-        runs = [
-            *numbers.get("remark11", {}).get("fixed_ratio", []),
-            *numbers.get("remark11", {}).get("fixed_lr", []),
-        ]
-        for pair in numbers.get("remark12", {}).get("runs", {}).values():
-            runs.extend(pair.values())
-        done = [r for r in runs if r.get("resumed_from") and r["resumed_from"] >= r["epochs"]]
-        part = [r for r in runs if r.get("resumed_from") and r["resumed_from"] < r["epochs"]]
-        if done or part:
-            return result.seconds, (
-                f"{len(done)} of {len(runs)} training runs finished earlier (from last.pt)"
-                + (f", {len(part)} resumed mid-way" if part else "")
-            )
-        return result.seconds, None
-    return result.seconds, None
+def _print_result(console: Console, run_ctx, experiment, result) -> None:
+    """The experiment's table of claims and what this call did."""
+    table = Table(show_header=True, header_style="bold", expand=False)
+    for col in ("claim", "paper", "measured", "verdict"):
+        table.add_column(col, overflow="fold", max_width=48 if col != "verdict" else 18)
+    for c in result.comparisons:
+        style = _VERDICT_STYLE.get(c.verdict.value, "")
+        table.add_row(c.claim, c.paper, c.measured, f"[{style}]{c.verdict.value}[/]")
+    console.print(table)
+    seconds, reused = experiment.this_call(result)
+    took = f"{seconds:.0f} s this call" if seconds is not None else "done"
+    console.print(
+        f"{experiment.name}: {took}"
+        + (f"; reused from earlier calls: {reused}" if reused else "")
+        + f"; written to {run_ctx.out / experiment.name}"
+    )
 
 
-def _run(ctx_obj: dict, run_ctx, names: tuple[str, ...], overrides: dict | None = None) -> None:
+def _run(
+    ctx_obj: dict, run_ctx, names: tuple[str, ...] | None, overrides: dict | None = None
+) -> None:
+    """Run the experiments ``names`` (None: all, in report order) and render the report."""
     from .._checkpoint import CheckpointError
     from ..paper.cifar import CifarFormatError
     from ..paper.idx import IdxFormatError
+    from ..reproduce import EXPERIMENTS
     from ..reproduce.html_report import render_report
     from ..reproduce.markdown_report import render_markdown
 
     console: Console = ctx_obj["console"]
+    names = tuple(EXPERIMENTS) if names is None else names
     estimate = _full_cpu_estimate(run_ctx, names, overrides)
     if estimate:
         console.print(estimate)
@@ -132,26 +98,9 @@ def _run(ctx_obj: dict, run_ctx, names: tuple[str, ...], overrides: dict | None 
     try:
         for name in names:
             console.rule(f"[bold]reproduce {name}[/]" + (" (quick)" if run_ctx.quick else ""))
-            module = _module(name)
-            settings = None
-            if overrides:
-                base = module.Settings.quick() if run_ctx.quick else module.Settings.full()
-                settings = dataclasses.replace(base, **overrides)
-            result = module.run(run_ctx, settings)
-            table = Table(show_header=True, header_style="bold", expand=False)
-            for col in ("claim", "paper", "measured", "verdict"):
-                table.add_column(col, overflow="fold", max_width=48 if col != "verdict" else 18)
-            for c in result.comparisons:
-                style = _VERDICT_STYLE.get(c.verdict.value, "")
-                table.add_row(c.claim, c.paper, c.measured, f"[{style}]{c.verdict.value}[/]")
-            console.print(table)
-            seconds, reused = _reused(name, result)
-            took = f"{seconds:.0f} s this call" if seconds is not None else "done"
-            console.print(
-                f"{name}: {took}"
-                + (f"; reused from earlier calls: {reused}" if reused else "")
-                + f"; written to {run_ctx.out / name}"
-            )
+            experiment = EXPERIMENTS[name]
+            settings = experiment.settings_for(run_ctx, overrides) if overrides else None
+            _print_result(console, run_ctx, experiment, experiment.run(run_ctx, settings))
             page = render_report(run_ctx.out)  # after each experiment: nothing finished is lost
             render_markdown(run_ctx.out)
         if not names:
@@ -290,14 +239,14 @@ def reproduce(ctx, **params):
     """
     ctx.obj = {"console": Console(), "params": params}
     if ctx.invoked_subcommand is None:
-        _run(ctx.obj, _context(params), EXPERIMENTS)
+        _run(ctx.obj, _context(params), None)
 
 
 def _subcommand(name: str, doc: str) -> click.Command:
     @_shared_options(sub=True)
     @click.pass_obj
     def command(obj, **given) -> None:
-        _run(obj, _context(_merge(obj, given)), EXPERIMENTS if name == "all" else (name,))
+        _run(obj, _context(_merge(obj, given)), None if name == "all" else (name,))
 
     command.__doc__ = doc
     return click.command(name)(command)
@@ -320,8 +269,6 @@ def spectra(obj, n_spectrum, cifar_n_spectrum, **given) -> None:
     """Figures 1–2: D(x)'s eigenspectrum and rank at 20/40/100 % of training, per network."""
     overrides = {"n_spectrum": n_spectrum, "cifar_n_spectrum": cifar_n_spectrum}
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if overrides:  # fewer samples than the paper's: the report labels the run as reduced
-        overrides["reduced"] = True
     _run(obj, _context(_merge(obj, given)), ("spectra",), overrides)
 
 

@@ -30,10 +30,18 @@ def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.5, height: fl
     return fig, axes
 
 
-def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Save ``fig`` (PNG unless the suffix says otherwise), close it and return the path."""
+def save_figure(fig: Figure, path: str | Path, *, banner: str = "") -> Path:
+    """Save ``fig`` (PNG unless the suffix says otherwise), close it and return the path.
+
+    Args:
+        fig: The figure.
+        path: Output file.
+        banner: A red heading above the figure (e.g. the label of a reduced run); none if empty.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if banner:
+        fig.suptitle(banner, fontsize=7, color="C3")
     with plt.rc_context(STYLE):
         fig.tight_layout()
         fig.savefig(path)

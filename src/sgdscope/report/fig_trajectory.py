@@ -1,7 +1,8 @@
 """Figures of trajectory diagnostics: the paper's Fig. 3 panels, MSD, the flux field, the verdict.
 
 Each function renders a result of :mod:`sgdscope.trajectory.analysis` (it never recomputes it),
-writes one PNG and returns its path.
+writes one PNG and returns its path; ``banner`` puts a red heading above the figure (e.g. the
+label of a reduced run).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 
-def plot_power_spectrum(ps: PowerSpectrum, path: str | Path) -> Path:
+def plot_power_spectrum(ps: PowerSpectrum, path: str | Path, *, banner: str = "") -> Path:
     """Mean spectrum over coordinates with its bootstrap band (Fig. 3a), log-frequency axis."""
     fig, ax = new_figure()
     f = ps.frequency[1:]
@@ -46,10 +47,10 @@ def plot_power_spectrum(ps: PowerSpectrum, path: str | Path) -> Path:
         f"mean over {ps.n_coordinates} coordinates, {100 * ps.confidence:.0f}% bootstrap band",
         fontsize=9,
     )
-    return save_figure(fig, path)
+    return save_figure(fig, path, banner=banner)
 
 
-def plot_autocorrelation(ac: Autocorrelation, path: str | Path) -> Path:
+def plot_autocorrelation(ac: Autocorrelation, path: str | Path, *, banner: str = "") -> Path:
     """Mean autocorrelation with the ±1.96/√n and ±2.576/√n bands (Fig. 3b)."""
     fig, ax = new_figure()
     lo, hi = np.percentile(ac.per_coordinate, [16, 84], axis=0)
@@ -64,10 +65,10 @@ def plot_autocorrelation(ac: Autocorrelation, path: str | Path) -> Path:
     ax.set_ylabel("autocorrelation")
     ax.set_title("bands: ±1.96/√n (dashed), ±2.576/√n (dotted)", fontsize=9)
     ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return save_figure(fig, path, banner=banner)
 
 
-def plot_gradient_norm(gn: GradientNorm, path: str | Path) -> Path:
+def plot_gradient_norm(gn: GradientNorm, path: str | Path, *, banner: str = "") -> Path:
     """‖∇f‖/√d and its EWMA (Fig. 3c)."""
     fig, ax = new_figure()
     ax.plot(gn.steps, gn.value, color="0.7", lw=0.6, label="‖∇f‖/√d")
@@ -76,10 +77,10 @@ def plot_gradient_norm(gn: GradientNorm, path: str | Path) -> Path:
     ax.set_xlabel("step")
     ax.set_ylabel("‖∇f‖/√d")
     ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return save_figure(fig, path, banner=banner)
 
 
-def plot_msd(m: MSD, path: str | Path) -> Path:
+def plot_msd(m: MSD, path: str | Path, *, banner: str = "") -> Path:
     """MSD against lag on log-log axes, with the fitted power law and a τ¹ guide."""
     fig, ax = new_figure()
     ax.loglog(m.lags, m.msd, "o", ms=3, color="C0", label="MSD")
@@ -91,10 +92,10 @@ def plot_msd(m: MSD, path: str | Path) -> Path:
     ax.set_xlabel("lag τ (snapshots)")
     ax.set_ylabel("mean squared displacement")
     ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return save_figure(fig, path, banner=banner)
 
 
-def plot_flux(flux: ProbabilityFlux, path: str | Path) -> Path:
+def plot_flux(flux: ProbabilityFlux, path: str | Path, *, banner: str = "") -> Path:
     """Occupancy of the plane's cells with the coarse-grained flux arrows (Battle et al. 2016)."""
     fig, ax = new_figure(width=5.0, height=4.5)
     xe, ye = flux.x_edges, flux.y_edges
@@ -109,10 +110,10 @@ def plot_flux(flux: ProbabilityFlux, path: str | Path) -> Path:
     ax.set_xlabel("coordinate 1")
     ax.set_ylabel("coordinate 2")
     ax.grid(False)
-    return save_figure(fig, path)
+    return save_figure(fig, path, banner=banner)
 
 
-def plot_equilibrium(res: EquilibriumTest, path: str | Path) -> Path:
+def plot_equilibrium(res: EquilibriumTest, path: str | Path, *, banner: str = "") -> Path:
     """The irreversibility statistic against its surrogate distribution, with the verdict."""
     fig, ax = new_figure(width=6.0, height=4.5)
     null = res.irreversibility.null
@@ -122,4 +123,4 @@ def plot_equilibrium(res: EquilibriumTest, path: str | Path) -> Path:
     ax.set_ylabel("count")
     ax.legend(fontsize=8)
     ax.set_title("\n".join(textwrap.wrap(res.verdict, 90)), fontsize=7, loc="left")
-    return save_figure(fig, path)
+    return save_figure(fig, path, banner=banner)

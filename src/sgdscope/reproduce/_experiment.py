@@ -104,12 +104,15 @@ class AbstractSettings(abc.ABC):
     fields, :meth:`describe_reduction`. :meth:`full` is the paper's protocol, the defaults.
 
     One rule decides whether a run is reduced, for every experiment: its settings differ from
-    :meth:`full` (:attr:`is_reduced`), or it read the embedded MNIST subset instead of the whole
-    data set (:meth:`reduction`).
+    :meth:`full` in a field that changes what is measured (:attr:`is_reduced`; the fields that
+    do not are listed in :attr:`NOT_REDUCING`), or it read the embedded MNIST subset instead of
+    the whole data set (:meth:`reduction`).
     """
 
     #: Where the settings are given, for error messages (e.g. ``"sgdscope.reproduce.toy.Settings"``).
     WHERE: ClassVar[str]
+    #: Fields that do not change what is measured (e.g. how often a run saves a resume point).
+    NOT_REDUCING: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         self.validate()
@@ -133,18 +136,26 @@ class AbstractSettings(abc.ABC):
         """:meth:`quick` for a ``--quick`` run, else :meth:`full`."""
         return cls.quick() if ctx.quick else cls.full()
 
+    def changed(self) -> list[str]:
+        """The fields that differ from :meth:`full`, except those in :attr:`NOT_REDUCING`."""
+        full = type(self).full()
+        return [
+            f.name
+            for f in dataclasses.fields(self)
+            if f.name not in self.NOT_REDUCING and getattr(self, f.name) != getattr(full, f.name)
+        ]
+
     @property
     def is_reduced(self) -> bool:
-        """Whether these settings differ from :meth:`full` (the paper's protocol)."""
-        return self != type(self).full()
+        """Whether these settings change what is measured against :meth:`full` (the paper's)."""
+        return bool(self.changed())
 
     def describe_reduction(self) -> str:
         """What these settings change against :meth:`full`, in words (each field and its full value)."""
         full = type(self).full()
         return ", ".join(
-            f"{f.name} {getattr(self, f.name)!r} (full {getattr(full, f.name)!r})"
-            for f in dataclasses.fields(self)
-            if getattr(self, f.name) != getattr(full, f.name)
+            f"{name} {getattr(self, name)!r} (full {getattr(full, name)!r})"
+            for name in self.changed()
         )
 
     def reduction(self, *, embedded_data: bool = False, **detail: Any) -> str:

@@ -39,11 +39,11 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, replace_all_batch_norm_modules_, vmap
 
-from .._checkpoint import load_checkpoint
-from .._params import model_mode
-from .._progress import progress_bar
-from ..paper.training import TrainConfig, changed_settings, epoch_batches, lr_at
-from ..trajectory import TrajectoryRecorder, load_trajectory
+from ..._checkpoint import load_checkpoint
+from ..._params import model_mode
+from ..._progress import progress_bar
+from ...paper.training import TrainConfig, changed_settings, epoch_batches, lr_at
+from ...trajectory import TrajectoryRecorder, load_trajectory
 
 STATE = "state.pt"  #: the resume point of the run (model, optimizer, epoch, burn-in history).
 STORE = "traj"  #: the trajectory store inside the run folder.
@@ -153,6 +153,171 @@ def _train_epoch(
     return float(total) / len(y), int(wrong) / len(y)
 
 
+@dataclass
+class _Session:
+    """The state of one :func:`record_run` call, which its steps share and update."""
+
+    folder: Path
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    x: Tensor
+    y: Tensor
+    config: TrainConfig
+    burnin: int
+    checkpoint_every: int
+    run_settings: dict[str, Any]
+    history: dict[str, list[float]]
+    start: int = 0  # epoch of state.pt when the call started
+    seconds: float = 0.0  # training time of earlier calls
+    timed: int = 0  # epochs trained by earlier calls
+    rec: TrajectoryRecorder | None = None
+    recorded: int = 0  # records in the store when it was opened
+    replayed: int = 0
+    epochs_this_session: int = 0
+    t_session: float = 0.0
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+
+def _new_session(
+    folder: Path,
+    model: nn.Module,
+    data: tuple[Tensor, Tensor],
+    config: TrainConfig,
+    device: torch.device,
+    **fixed: Any,
+) -> _Session:
+    """Move model and data to ``device`` and resume from ``state.pt`` when the folder has one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.to(device)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov
+    )
+    history: dict[str, list[float]] = {
+        k: [] for k in ("epoch", "loss", "error", "grad_norm_eval", "grad_norm_train")
+    }
+    x, y = data[0].to(device), data[1].to(device)
+    s = _Session(folder, model, opt, x, y, config, history=history, **fixed)
+    state_path = folder / STATE
+    if state_path.is_file():
+        state = load_checkpoint(
+            state_path, remedy=f"delete {os.fspath(folder)!r} to start the run afresh"
+        )
+        diff = changed_settings(state["settings"], s.run_settings)
+        if diff:
+            raise ValueError(
+                f"{os.fspath(state_path)!r} belongs to a trajectory run with other settings "
+                f"({', '.join(diff)} differ); write to another output folder, or delete "
+                f"{os.fspath(folder)!r} to start afresh."
+            )
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        s.start, s.seconds, s.timed = state["epoch"], state["seconds"], state["epochs_timed"]
+        s.history = state["history"]
+    return s
+
+
+def _open_recorder(s: _Session) -> TrajectoryRecorder:
+    """The store ``traj/``, resumed; refuse it when it holds fewer epochs than ``state.pt``."""
+    config = s.config
+    rec = TrajectoryRecorder(
+        s.folder / STORE,
+        s.model,
+        every=1,
+        optimizer=s.opt,
+        lr=lr_at(config.lr_schedule, s.burnin),
+        batch_size=config.batch_size,
+        momentum=config.momentum,
+        n=s.n,
+        seed=config.seed,
+        replacement=config.sampling.value == "with",
+        gradient_data=(s.x, s.y),
+        loss_fn=_per_sample_ce,
+        gradient_every=1,
+        chunk_size=min(s.checkpoint_every, 2048),
+        queue_size=1,
+        resume=True,
+        meta={
+            "experiment": "reproduce trajectory (Fig. 3)",
+            "record_unit": "epoch",
+            "burnin": s.burnin,
+            "epoch_of_step": "record with step s holds the weights after epoch burnin + s",
+            "scalars": "loss, error: running train-mode averages over the epoch; "
+            "grad_norm_train: norm of the mean mini-batch gradient (BN batch statistics)",
+        },
+    )
+    s.recorded = rec.step_count
+    if s.burnin + s.recorded < s.start:
+        rec.close()
+        raise RuntimeError(
+            f"the trajectory store {os.fspath(s.folder / STORE)!r} holds {s.recorded} epochs "
+            f"but {STATE} is at epoch {s.start}; the store was altered. Delete "
+            f"{os.fspath(s.folder)!r} to start afresh."
+        )
+    return rec
+
+
+def _checkpoint(s: _Session, epoch: int) -> None:
+    """Flush the store, then replace ``state.pt`` and ``progress.json`` atomically."""
+    if s.rec is not None:
+        s.rec.flush()  # the store first: it may be ahead of the state, never behind
+    elapsed = s.seconds + time.perf_counter() - s.t_session
+    done = s.timed + s.epochs_this_session
+    _atomic_save(
+        {
+            "model": s.model.state_dict(),
+            "optimizer": s.opt.state_dict(),
+            "epoch": epoch,
+            "settings": s.run_settings,
+            "history": s.history,
+            "seconds": elapsed,
+            "epochs_timed": done,
+        },
+        s.folder / STATE,
+    )
+    rate = done / elapsed if elapsed > 0 else float("nan")
+    epochs = s.config.epochs
+    info = {
+        "epoch": epoch,
+        "epochs": epochs,
+        "epochs_per_second": rate,
+        "eta_seconds": (epochs - epoch) / rate if rate > 0 else None,
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    tmp = s.folder / ("." + PROGRESS + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2))
+    os.replace(tmp, s.folder / PROGRESS)
+
+
+def _epoch(s: _Session, epoch: int, g_train: Callable[..., Tensor]) -> None:
+    """Train one epoch; then note it (burn-in), replay it (already stored) or record it."""
+    if epoch >= s.burnin and s.rec is None:
+        s.rec = _open_recorder(s)
+    batches = [b.to(s.x.device) for b in epoch_batches(s.n, s.config, epoch)]
+    lr = lr_at(s.config.lr_schedule, epoch)
+    loss, err = _train_epoch(s.model, s.opt, s.x, s.y, batches, lr)
+    if epoch < s.burnin:
+        for key, value in (
+            ("epoch", epoch + 1),
+            ("loss", loss),
+            ("error", err),
+            ("grad_norm_eval", eval_gradient_norm(s.model, s.x, s.y)),
+            ("grad_norm_train", float(g_train(s.x, s.y, batches).double().norm())),
+        ):
+            s.history[key].append(value)
+    elif epoch - s.burnin < s.recorded:  # already in the store: replay only
+        s.replayed += 1
+        if epoch - s.burnin == s.recorded - 1:
+            _check_replay(s.model, s.folder / STORE, s.rec)
+    else:
+        assert s.rec is not None  # opened above, at the first epoch after the burn-in
+        g = float(g_train(s.x, s.y, batches).double().norm())
+        s.rec.step(loss=loss, error=err, grad_norm_train=g)
+    s.epochs_this_session += 1
+
+
 def record_run(
     folder: str | os.PathLike[str],
     model: nn.Module,
@@ -189,150 +354,37 @@ def record_run(
         RuntimeError: If the store holds fewer epochs than ``state.pt`` (it was altered).
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
-    model.to(device)
-    x, y = data[0].to(device), data[1].to(device)
-    n, epochs = len(y), config.epochs
-    opt = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov
-    )
-    history: dict[str, list[float]] = {
-        k: [] for k in ("epoch", "loss", "error", "grad_norm_eval", "grad_norm_train")
-    }
-    start, seconds, timed = 0, 0.0, 0
-    state_path = folder / STATE
-    if state_path.is_file():
-        state = load_checkpoint(
-            state_path, remedy=f"delete {os.fspath(folder)!r} to start the run afresh"
-        )
-        diff = changed_settings(state["settings"], run_settings)
-        if diff:
-            raise ValueError(
-                f"{os.fspath(state_path)!r} belongs to a trajectory run with other settings "
-                f"({', '.join(diff)} differ); write to another output folder, or delete "
-                f"{os.fspath(folder)!r} to start afresh."
-            )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, seconds, timed = state["epoch"], state["seconds"], state["epochs_timed"]
-        history = state["history"]
-    resumed_from = start
-    rec: TrajectoryRecorder | None = None
-    recorded = replayed = 0
-    schedule = config.lr_schedule
+    s = _new_session(
+        folder, model, data, config, torch.device(device),
+        burnin=burnin, checkpoint_every=checkpoint_every, run_settings=run_settings,
+    )  # fmt: skip
     g_train = train_mode_gradient(model)
-    t_session = time.perf_counter()
-    session_epochs = 0
-
-    def open_recorder() -> TrajectoryRecorder:
-        return TrajectoryRecorder(
-            folder / STORE,
-            model,
-            every=1,
-            optimizer=opt,
-            lr=lr_at(schedule, burnin),
-            batch_size=config.batch_size,
-            momentum=config.momentum,
-            n=n,
-            seed=config.seed,
-            replacement=config.sampling.value == "with",
-            gradient_data=(x, y),
-            loss_fn=_per_sample_ce,
-            gradient_every=1,
-            chunk_size=min(checkpoint_every, 2048),
-            queue_size=1,
-            resume=True,
-            meta={
-                "experiment": "reproduce trajectory (Fig. 3)",
-                "record_unit": "epoch",
-                "burnin": burnin,
-                "epoch_of_step": "record with step s holds the weights after epoch burnin + s",
-                "scalars": "loss, error: running train-mode averages over the epoch; "
-                "grad_norm_train: norm of the mean mini-batch gradient (BN batch statistics)",
-            },
-        )
-
-    def checkpoint(epoch: int) -> None:
-        if rec is not None:
-            rec.flush()  # the store first: it may be ahead of the state, never behind
-        elapsed = seconds + time.perf_counter() - t_session
-        done = timed + session_epochs
-        _atomic_save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "epoch": epoch,
-                "settings": run_settings,
-                "history": history,
-                "seconds": elapsed,
-                "epochs_timed": done,
-            },
-            state_path,
-        )
-        rate = done / elapsed if elapsed > 0 else float("nan")
-        info = {
-            "epoch": epoch,
-            "epochs": epochs,
-            "epochs_per_second": rate,
-            "eta_seconds": (epochs - epoch) / rate if rate > 0 else None,
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        tmp = folder / ("." + PROGRESS + ".tmp")
-        tmp.write_text(json.dumps(info, indent=2))
-        os.replace(tmp, folder / PROGRESS)
-
+    s.t_session = time.perf_counter()
+    epochs = config.epochs
     try:
-        with progress_bar(f"tiny-fc trajectory ({n:,} samples)", epochs, enabled=progress) as adv:
-            adv(start)
-            for epoch in range(start, epochs):
-                if epoch >= burnin and rec is None:
-                    rec = open_recorder()
-                    recorded = rec.step_count
-                    if burnin + recorded < start:
-                        raise RuntimeError(
-                            f"the trajectory store {os.fspath(folder / STORE)!r} holds "
-                            f"{recorded} epochs but {STATE} is at epoch {start}; the store was "
-                            f"altered. Delete {os.fspath(folder)!r} to start afresh."
-                        )
-                batches = [b.to(device) for b in epoch_batches(n, config, epoch)]
-                loss, err = _train_epoch(model, opt, x, y, batches, lr_at(schedule, epoch))
-                if epoch < burnin:
-                    for key, value in (
-                        ("epoch", epoch + 1),
-                        ("loss", loss),
-                        ("error", err),
-                        ("grad_norm_eval", eval_gradient_norm(model, x, y)),
-                        ("grad_norm_train", float(g_train(x, y, batches).double().norm())),
-                    ):
-                        history[key].append(value)
-                elif epoch - burnin < recorded:  # already in the store: replay only
-                    replayed += 1
-                    if epoch - burnin == recorded - 1:
-                        _check_replay(model, folder / STORE, rec)
-                else:
-                    g = float(g_train(x, y, batches).double().norm())
-                    rec.step(loss=loss, error=err, grad_norm_train=g)
-                session_epochs += 1
+        with progress_bar(f"tiny-fc trajectory ({s.n:,} samples)", epochs, enabled=progress) as adv:
+            adv(s.start)
+            for epoch in range(s.start, epochs):
+                _epoch(s, epoch, g_train)
                 done = epoch + 1
                 if done % checkpoint_every == 0 or done in (burnin, epochs):
-                    checkpoint(done)
+                    _checkpoint(s, done)
                 adv(1)
                 if on_epoch is not None:
                     on_epoch(done)
     finally:
-        if rec is not None:
-            rec.close()
-    state = load_checkpoint(state_path)
+        if s.rec is not None:
+            s.rec.close()
+    state = load_checkpoint(folder / STATE)
     return RunInfo(
         store=folder / STORE,
-        history=history,
+        history=s.history,
         epochs_done=state["epoch"],
-        epochs_this_session=session_epochs,
+        epochs_this_session=s.epochs_this_session,
         seconds=state["seconds"],
         rate=state["epochs_timed"] / state["seconds"] if state["seconds"] > 0 else float("nan"),
-        resumed_from=resumed_from,
-        replayed=replayed,
+        resumed_from=s.start,
+        replayed=s.replayed,
     )
 
 

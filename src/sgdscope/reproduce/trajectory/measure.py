@@ -1,4 +1,4 @@
-r"""Fig. 3 measured on a recorded tiny-fc run, and what the paper lacked (§IV-B).
+r"""What ``reproduce trajectory`` measures on the recorded tiny-fc run: Fig. 3 and what it lacked.
 
 :func:`analyse` chains the library's analyses on the recorded weights (it computes nothing the
 library already offers): the increment spectrum (Fig. 3a, Remark 17), the autocorrelation with
@@ -10,14 +10,15 @@ are summaries of those results, each documented where it is computed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import scipy.signal
 
-from ..trajectory import Trajectory
-from ..trajectory.analysis import (
+from ...trajectory import Trajectory
+from ...trajectory.analysis import (
     MSD,
     Autocorrelation,
     EquilibriumTest,
@@ -37,36 +38,158 @@ PAPER_GRAD_RANGE = (1e-3, 3e-3)
 PAPER_GRAD_DROP = 3.0
 
 
-@dataclass
+@dataclass(frozen=True)
+class SpectrumShape:
+    """Fig. 3a in numbers: the mean increment periodogram and the spread across weights.
+
+    Attributes:
+        low_high_ratio: Mean power at f ≤ 10⁻² over the mean at f ≥ ¼ (see
+            :func:`spectrum_numbers`).
+        slope: Least-squares slope of log power on log f.
+        band_relative_width: Median relative width of the 68 % bootstrap band of the mean.
+        shape_cv: Spread of the weights' spectral shapes (see :func:`spectral_shape`).
+        shape_cv_noise_floor: What the estimator's own noise gives for identical spectra.
+        shape_cv_excess: √(shape_cv² − floor²).
+        scale_ratio: 90th/10th percentile of the weights' increment variances.
+    """
+
+    low_high_ratio: float
+    slope: float
+    band_relative_width: float
+    shape_cv: float
+    shape_cv_noise_floor: float
+    shape_cv_excess: float
+    scale_ratio: float
+
+
+@dataclass(frozen=True)
+class LongLags:
+    """Fig. 3b at the lags of Remark 18 (see :func:`target_lags`).
+
+    Attributes:
+        target_lags: The lags.
+        mean_at_target_lags: Mean autocorrelation over weights at each.
+        fraction_outside_99_white: Share of weights outside ±2.576/√n at each.
+        fraction_outside_99_bartlett: Share outside Bartlett's 99 % band at each.
+        band99: 2.576/√n.
+    """
+
+    target_lags: list[int]
+    mean_at_target_lags: list[float]
+    fraction_outside_99_white: list[float]
+    fraction_outside_99_bartlett: list[float]
+    band99: float
+
+
+@dataclass(frozen=True)
+class GradientLevels:
+    """Fig. 3c in numbers: the EWMA of ‖∇f‖/√d at the paper's first epoch and at the end.
+
+    Attributes:
+        smoothed_at_epoch_10: EWMA at epoch 10 (where the paper's x-axis starts).
+        smoothed_final: EWMA at the last epoch.
+        drop_from_epoch_10: Their ratio.
+        smoothed_range_recorded: [min, max] of the EWMA over the recorded epochs.
+        drop_over_recording: EWMA at the first recorded epoch over the last.
+        dim: d.
+    """
+
+    smoothed_at_epoch_10: float
+    smoothed_final: float
+    drop_from_epoch_10: float
+    smoothed_range_recorded: list[float]
+    drop_over_recording: float
+    dim: int
+
+
+@dataclass(frozen=True)
+class WeightNorm:
+    """‖W₁‖ of the first (pre-BN) layer at the first and last record.
+
+    Attributes:
+        parameter: Its name.
+        first: ‖W₁‖ at the first record.
+        last: At the last.
+        ratio: last / first.
+    """
+
+    parameter: str
+    first: float
+    last: float
+    ratio: float
+
+
+@dataclass(frozen=True)
 class Analysis:
     """Every analysis result of one run (None when the run was too short for it).
 
     Attributes:
+        records: T, the records analysed.
+        dim: d, the recorded coordinates.
+        moving: Indices of the coordinates analysed (those that move; see :func:`moving`).
+        excluded: ``{parameter: coordinates left out}`` (those that do not move).
         spectrum: Fig. 3a, increments, mean over moving coordinates with a 68 % bootstrap band.
+        shape: Its numbers.
         autocorrelation: Fig. 3b on the log/paper lag grid up to T/2.
-        bartlett: ``{lag: fraction of coordinates outside Bartlett's 99 % band}`` at the target
-            lags (the band that accounts for the series' own memory).
-        grad_eval: ‖∇f‖/√d in eval mode over burn-in + recording (EWMA com = 100).
-        grad_train: The same for the train-mode gradient (the authors' ``full_dw``).
-        epochs: (E,) epoch of each value of ``grad_eval``/``grad_train`` (1-based).
+        long_lags: Its numbers at the lags of Remark 18.
         msd: The MSD power law.
         equilibrium: The equilibrium test (its ``flux`` is the top-2 PCA flux).
+        epochs: (E,) epoch of each value of ``grad_eval``/``grad_train`` (1-based).
+        grad_eval: ‖∇f‖/√d in eval mode over burn-in + recording (EWMA com = 100).
+        grad_train: The same for the train-mode gradient (the authors' ``full_dw``).
+        levels: ``{"eval" | "train": GradientLevels}``.
+        weight_norm: The pre-BN weight's norm (see :class:`WeightNorm`).
         skipped: ``{analysis: reason}`` for the analyses the run was too short for.
-        moving: Indices of the coordinates analysed (those that move; see :func:`moving`).
-        numbers: JSON-ready summaries.
     """
 
-    spectrum: PowerSpectrum | None = None
-    autocorrelation: Autocorrelation | None = None
-    bartlett: dict[int, float] = field(default_factory=dict)
-    grad_eval: GradientNorm | None = None
-    grad_train: GradientNorm | None = None
-    epochs: np.ndarray | None = None
-    msd: MSD | None = None
-    equilibrium: EquilibriumTest | None = None
-    skipped: dict[str, str] = field(default_factory=dict)
-    moving: np.ndarray | None = None
-    numbers: dict[str, Any] = field(default_factory=dict)
+    records: int
+    dim: int
+    moving: np.ndarray
+    excluded: dict[str, int]
+    spectrum: PowerSpectrum | None
+    shape: SpectrumShape | None
+    autocorrelation: Autocorrelation | None
+    long_lags: LongLags | None
+    msd: MSD | None
+    equilibrium: EquilibriumTest | None
+    epochs: np.ndarray | None
+    grad_eval: GradientNorm | None
+    grad_train: GradientNorm | None
+    levels: dict[str, GradientLevels]
+    weight_norm: WeightNorm
+    skipped: dict[str, str]
+
+    def numbers(self) -> dict[str, Any]:
+        """Every number, JSON-ready, for ``result.json``."""
+        nums: dict[str, Any] = {
+            "records": self.records,
+            "dim": self.dim,
+            "coordinates_analysed": int(self.moving.size),
+            "coordinates_excluded": self.excluded,
+        }
+        if self.spectrum is not None and self.shape is not None:
+            nums["spectrum"] = {**self.spectrum.summary(), **asdict(self.shape)}
+        if self.autocorrelation is not None and self.long_lags is not None:
+            ll = asdict(self.long_lags)
+            ll.pop("band99")
+            nums["autocorrelation"] = {
+                **self.autocorrelation.summary(),
+                "band95": self.autocorrelation.band95,
+                **ll,
+            }
+        if self.msd is not None:
+            nums["msd"] = self.msd.summary()
+        if self.equilibrium is not None:
+            eq = self.equilibrium
+            nums["equilibrium"] = {
+                **eq.summary(),
+                "relaxation_coefficients": eq.null_model.null_coefficients.tolist(),
+            }
+        for key, levels in self.levels.items():
+            nums[f"grad_norm_{key}"] = asdict(levels)
+        nums["pre_bn_weight_norm"] = asdict(self.weight_norm)
+        nums["skipped"] = dict(self.skipped)
+        return nums
 
 
 def moving(x: np.ndarray, rtol: float = 1e-4) -> np.ndarray:
@@ -185,6 +308,28 @@ def spectrum_numbers(ps: PowerSpectrum) -> dict[str, float]:
     return {"low_high_ratio": ratio, "slope": slope, "band_relative_width": width}
 
 
+def _attempt(skipped: dict[str, str], name: str, fn: Callable[[], Any]) -> Any:
+    """``fn()``, or None with the reason in ``skipped`` when the run is too short for it."""
+    try:
+        return fn()
+    except ValueError as err:
+        skipped[name] = str(err)
+        return None
+
+
+def _long_lags(ac: Autocorrelation, x: np.ndarray, n: int) -> LongLags:
+    tl = target_lags(ac.lags, n)
+    sel = np.isin(ac.lags, tl)
+    bartlett = bartlett_outside(x, tl)
+    return LongLags(
+        target_lags=tl.tolist(),
+        mean_at_target_lags=ac.mean[sel].tolist(),
+        fraction_outside_99_white=ac.fraction_outside_99[sel].tolist(),
+        fraction_outside_99_bartlett=[bartlett[int(k)] for k in tl],
+        band99=ac.band99,
+    )
+
+
 def analyse(
     traj: Trajectory,
     history: dict[str, list[float]],
@@ -197,7 +342,7 @@ def analyse(
 
     Args:
         traj: The recorded trajectory (one record per epoch after burn-in).
-        history: Burn-in series from :class:`~sgdscope.reproduce._trajectory_run.RunInfo`.
+        history: Burn-in series from :class:`~sgdscope.reproduce.trajectory.record.RunInfo`.
         burnin: Epochs before the first record.
         n_surrogates: Surrogates of the equilibrium test's reversible null.
         seed: Seed of the bootstrap bands and surrogates.
@@ -205,68 +350,60 @@ def analyse(
     Returns:
         An :class:`Analysis`; an analysis the run is too short for is listed in ``skipped``.
     """
-    out = Analysis()
+    skipped: dict[str, str] = {}
     x_all = np.asarray(traj.weights[0 : len(traj)])
     keep = moving(x_all) if len(x_all) > 2 else np.arange(x_all.shape[1])
-    out.moving = keep
     x = x_all[:, keep]
     n = x.shape[0]
-    nums: dict[str, Any] = {
-        "records": n,
-        "dim": int(x_all.shape[1]),
-        "coordinates_analysed": int(keep.size),
-        "coordinates_excluded": _names(traj, np.setdiff1d(np.arange(x_all.shape[1]), keep)),
-    }
-
-    def attempt(name: str, fn: Any) -> Any:
-        try:
-            return fn()
-        except ValueError as err:
-            out.skipped[name] = str(err)
-            return None
-
-    out.spectrum = attempt("spectrum", lambda: power_spectrum(x, increments=True, seed=seed))
-    if out.spectrum is not None:
-        nums["spectrum"] = {**out.spectrum.summary(), **spectrum_numbers(out.spectrum)}
-        nums["spectrum"].update(spectral_shape(x, seed))
+    excluded = _names(traj, np.setdiff1d(np.arange(x_all.shape[1]), keep))
+    ps = _attempt(skipped, "spectrum", lambda: power_spectrum(x, increments=True, seed=seed))
+    shape = (
+        SpectrumShape(**spectrum_numbers(ps), **spectral_shape(x, seed)) if ps is not None else None
+    )
     lags = ac_lags(n)
-    out.autocorrelation = attempt("autocorrelation", lambda: autocorrelation(x, lags=lags))
-    if out.autocorrelation is not None:
-        ac = out.autocorrelation
-        tl = target_lags(ac.lags, n)
-        sel = np.isin(ac.lags, tl)
-        out.bartlett = bartlett_outside(x, tl)
-        nums["autocorrelation"] = {
-            **ac.summary(),
-            "band95": ac.band95,
-            "target_lags": tl.tolist(),
-            "mean_at_target_lags": ac.mean[sel].tolist(),
-            "fraction_outside_99_white": ac.fraction_outside_99[sel].tolist(),
-            "fraction_outside_99_bartlett": [out.bartlett[int(k)] for k in tl],
-        }
-    out.msd = attempt("msd", lambda: msd(x, seed=seed))
-    if out.msd is not None:
-        nums["msd"] = out.msd.summary()
-    out.equilibrium = attempt(
+    ac = _attempt(skipped, "autocorrelation", lambda: autocorrelation(x, lags=lags))
+    long_lags = _long_lags(ac, x, n) if ac is not None else None
+    m = _attempt(skipped, "msd", lambda: msd(x, seed=seed))
+    eq = _attempt(
+        skipped,
         "equilibrium_test",
         lambda: equilibrium_test(x, n_surrogates=n_surrogates, seed=seed),
     )
-    if out.equilibrium is not None:
-        eq = out.equilibrium
-        nums["equilibrium"] = {
-            **eq.summary(),
-            "relaxation_coefficients": eq.null_model.null_coefficients.tolist(),
-        }
-    _gradients(out, traj, history, burnin, nums)
-    nums["pre_bn_weight_norm"] = _weight_norm(traj, x_all)
-    nums["skipped"] = dict(out.skipped)
-    out.numbers = nums
-    return out
+    grads = _gradients(traj, history, burnin, skipped)
+    return Analysis(
+        records=n,
+        dim=int(x_all.shape[1]),
+        moving=keep,
+        excluded=excluded,
+        spectrum=ps,
+        shape=shape,
+        autocorrelation=ac,
+        long_lags=long_lags,
+        msd=m,
+        equilibrium=eq,
+        **grads,
+        weight_norm=_weight_norm(traj, x_all),
+        skipped=skipped,
+    )
+
+
+def _levels(g: GradientNorm, epochs: np.ndarray, burnin: int, d: int) -> GradientLevels:
+    s = g.smoothed
+    first = int(np.searchsorted(epochs, 10))  # the paper's x-axis starts at epoch 10
+    after = s[burnin - int(epochs[0]) + 1 :] if epochs[-1] > burnin else s[-1:]
+    return GradientLevels(
+        smoothed_at_epoch_10=float(s[min(first, s.size - 1)]),
+        smoothed_final=float(s[-1]),
+        drop_from_epoch_10=float(s[min(first, s.size - 1)] / s[-1]),
+        smoothed_range_recorded=[float(after.min()), float(after.max())],
+        drop_over_recording=float(after[0] / after[-1]),
+        dim=d,
+    )
 
 
 def _gradients(
-    out: Analysis, traj: Trajectory, history: dict[str, list[float]], burnin: int, nums: dict
-) -> None:
+    traj: Trajectory, history: dict[str, list[float]], burnin: int, skipped: dict[str, str]
+) -> dict[str, Any]:
     """Fig. 3c series over burn-in and recording, eval and train mode, EWMA com = 100."""
     d = int(traj.meta["full_dim"])
     rec = gradient_norm(traj) if traj.gradients is not None and len(traj.gradients) else None
@@ -279,23 +416,18 @@ def _gradients(
     if "grad_norm_train" in traj.scalars:
         train_norms = np.concatenate([train_norms, traj.scalars["grad_norm_train"]])
     if epochs.size == 0:
-        out.skipped["gradient_norm"] = "no epoch was trained"
-        return
-    out.epochs = epochs
-    out.grad_eval = gradient_norm(eval_norms, dim=d)
-    out.grad_train = gradient_norm(train_norms[: epochs.size], dim=d)
-    first = int(np.searchsorted(epochs, 10))  # the paper's x-axis starts at epoch 10
-    for key, g in (("eval", out.grad_eval), ("train", out.grad_train)):
-        s = g.smoothed
-        after = s[burnin - int(epochs[0]) + 1 :] if epochs[-1] > burnin else s[-1:]
-        nums[f"grad_norm_{key}"] = {
-            "smoothed_at_epoch_10": float(s[min(first, s.size - 1)]),
-            "smoothed_final": float(s[-1]),
-            "drop_from_epoch_10": float(s[min(first, s.size - 1)] / s[-1]),
-            "smoothed_range_recorded": [float(after.min()), float(after.max())],
-            "drop_over_recording": float(after[0] / after[-1]),
-            "dim": d,
-        }
+        skipped["gradient_norm"] = "no epoch was trained"
+        return {"epochs": None, "grad_eval": None, "grad_train": None, "levels": {}}
+    g_eval = gradient_norm(eval_norms, dim=d)
+    g_train = gradient_norm(train_norms[: epochs.size], dim=d)
+    return {
+        "epochs": epochs,
+        "grad_eval": g_eval,
+        "grad_train": g_train,
+        "levels": {
+            k: _levels(g, epochs, burnin, d) for k, g in (("eval", g_eval), ("train", g_train))
+        },
+    }
 
 
 def _names(traj: Trajectory, idx: np.ndarray) -> dict[str, int]:
@@ -306,7 +438,7 @@ def _names(traj: Trajectory, idx: np.ndarray) -> dict[str, int]:
     return {lay["names"][int(i)]: int(c) for i, c in zip(names, counts, strict=True)}
 
 
-def _weight_norm(traj: Trajectory, x: np.ndarray) -> dict[str, float]:
+def _weight_norm(traj: Trajectory, x: np.ndarray) -> WeightNorm:
     """‖W₁‖ of the first (pre-BN) layer at the first and last record.
 
     BN makes f invariant to its scale, and without weight decay SGD only grows it: a slow drift
@@ -316,4 +448,4 @@ def _weight_norm(traj: Trajectory, x: np.ndarray) -> dict[str, float]:
     size = int(np.prod(lay["shapes"][0]))
     w = x[:, lay["offsets"][0] : lay["offsets"][0] + size].astype(np.float64)
     first, last = float(np.linalg.norm(w[0])), float(np.linalg.norm(w[-1]))
-    return {"parameter": lay["names"][0], "first": first, "last": last, "ratio": last / first}
+    return WeightNorm(lay["names"][0], first, last, last / first)

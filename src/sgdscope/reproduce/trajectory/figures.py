@@ -1,0 +1,76 @@
+"""Figures of ``reproduce trajectory``: Fig. 3a–c, the MSD, the flux and the equilibrium test.
+
+Each figure is drawn once from the analysis results, with the reduced-run ``label`` as a heading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ...report._style import new_figure, save_figure
+from ...report.fig_trajectory import (
+    plot_autocorrelation,
+    plot_equilibrium,
+    plot_flux,
+    plot_msd,
+    plot_power_spectrum,
+)
+from ..results import FigureRef
+from .measure import PAPER_GRAD_RANGE, Analysis
+
+__all__ = ["draw", "gradient_norms"]
+
+
+def gradient_norms(an: Analysis, burnin: int, path: Path, title: str) -> Path:
+    """Fig. 3c: ‖∇f‖/√d per epoch (train and eval mode) and its EWMA, log-x, paper's range."""
+    fig, ax = new_figure(width=5.5, height=3.8)
+    for g, colour, what in ((an.grad_train, "C0", "train mode"), (an.grad_eval, "C1", "eval mode")):
+        assert g is not None  # drawn only when the series exist
+        ax.plot(an.epochs, g.value, color=colour, lw=0.4, alpha=0.3)
+        ax.plot(an.epochs, g.smoothed, color=colour, lw=1.6, label=f"{what}, EWMA com {g.com:g}")
+    ax.axhspan(*PAPER_GRAD_RANGE, color="0.85", zorder=0, label="paper's range (Fig. 3c)")
+    if burnin:
+        ax.axvline(burnin, color="0.4", ls="--", lw=0.8, label="end of burn-in")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("‖∇f‖/√d")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def draw(an: Analysis, folder: Path, burnin: int, label: str) -> list[FigureRef]:
+    """Draw every figure the analyses allow into ``folder``; ``label`` heads each one."""
+    eq = an.equilibrium
+    banner = f"(reduced: {label})" if label else ""
+    # (result needed, file, draw(path), caption): drawn only when the analysis produced it
+    plan: list[tuple[Any, str, Callable[[Path], Path], str]] = [
+        (an.spectrum, "fig3a_spectrum.png",
+         lambda p: plot_power_spectrum(an.spectrum, p, banner=banner),
+         "Fig. 3a: power spectrum of the per-epoch increments, mean over weights with the 68 % "
+         "bootstrap band (seaborn tsplot's, as the paper drew)."),
+        (an.autocorrelation, "fig3b_autocorrelation.png",
+         lambda p: plot_autocorrelation(an.autocorrelation, p, banner=banner),
+         "Fig. 3b: autocorrelation of the weights against lag (epochs), with the paper's "
+         "white-noise bands ±1.96/√n and ±2.576/√n."),
+        (an.grad_train, "fig3c_gradient_norm.png",
+         lambda p: gradient_norms(an, burnin, p, banner),
+         "Fig. 3c: ‖∇f‖/√d per epoch, train mode (the authors' full_dw) and eval mode, EWMA "
+         "com = 100, with the paper's 1e-3–3e-3 range."),
+        (an.msd, "msd.png", lambda p: plot_msd(an.msd, p, banner=banner),
+         "MSD of the weights against lag with the fitted power law (Kunin et al.: anomalous "
+         "diffusion, c ≠ 1)."),
+        (eq, "flux.png", lambda p: plot_flux(eq.flux, p, banner=banner),
+         f"Probability flux in {eq.plane if eq else ''} (Battle et al. 2016)."),
+        (eq, "equilibrium.png", lambda p: plot_equilibrium(eq, p, banner=banner),
+         "Equilibrium test: irreversibility of the lagged covariance against reversible (Q = 0) "
+         "OU surrogates."),
+    ]  # fmt: skip
+    return [
+        FigureRef(draw_one(folder / name).name, caption)
+        for need, name, draw_one, caption in plan
+        if need is not None
+    ]
