@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -40,8 +41,9 @@ def save_figure(fig: Figure, path: str | Path, *, banner: str = "") -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if banner:
-        fig.suptitle(banner, fontsize=7, color="C3")
+    if banner:  # wrapped to the figure's width (7-point characters are about 4 points wide)
+        chars = max(20, int(fig.get_figwidth() * 72 / 4.2))
+        fig.suptitle(textwrap.fill(banner, chars), fontsize=7, color="C3")
     with plt.rc_context(STYLE):
         fig.tight_layout()
         fig.savefig(path)
