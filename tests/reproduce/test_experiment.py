@@ -3,9 +3,11 @@ reduced run, settings validated at construction, and the registry the CLI iterat
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import itertools
 import math
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -211,3 +213,39 @@ def test_sampler_verdict_is_partly_at_best():
     assert sampler_verdict(_sampler(1.09 * exact)) is Verdict.PARTLY  # within 10 %
     assert sampler_verdict(_sampler(1.11 * exact)) is Verdict.NOT_REPRODUCED
     assert sampler_verdict(_sampler(1.0)) is Verdict.NOT_REPRODUCED  # no finite-population factor
+
+
+# ------------------------------------------------------------------------------- the rooms' size
+def _code_lines(path: Path) -> dict[str, int]:
+    """``{function: lines of code}`` (no docstring, blank or comment lines) of every function."""
+    lines = path.read_text().splitlines()
+    out = {}
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            first = body[0] if body and isinstance(body[0], ast.Expr) else None
+            is_doc = first is not None and isinstance(first.value, ast.Constant)
+            doc = first if is_doc and isinstance(first.value.value, str) else None
+            skip = set(range(doc.lineno, doc.end_lineno + 1)) if doc is not None else set()
+            out[f"{path.name}:{node.lineno} {node.name}"] = sum(
+                1
+                for i in range(node.lineno, node.end_lineno + 1)
+                if i not in skip
+                and lines[i - 1].strip()
+                and not lines[i - 1].strip().startswith("#")
+            )
+    return out
+
+
+def test_no_function_of_reproduce_is_longer_than_60_lines():
+    """The protocol keeps every ``run`` an orchestration of named steps (measure, claims, figures)."""
+    root = Path(__file__).parents[2] / "src" / "sgdscope" / "reproduce"
+    sizes = {k: v for p in sorted(root.rglob("*.py")) for k, v in _code_lines(p).items()}
+    assert any(k.endswith(" run") for k in sizes)  # the checker sees the experiments' run()
+    assert {k: v for k, v in sizes.items() if v > 60} == {}
+
+
+def test_the_line_counter_counts_code_only(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text('def f():\n    """Doc.\n\n    More.\n    """\n    # note\n\n    return 1\n')
+    assert _code_lines(path) == {"m.py:1 f": 2}

@@ -24,12 +24,14 @@ import abc
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, TypeVar
 
 from .context import RunContext
 from .results import Comparison, ExperimentResult, Verdict
 
 __all__ = ["EMBEDDED_DATA", "AbstractSettings", "Claim", "Experiment", "grade"]
+
+_S = TypeVar("_S", bound="AbstractSettings")
 
 #: How a run on the embedded MNIST subset (no ``--data-dir``) is described as reduced.
 EMBEDDED_DATA = "embedded MNIST subset"
@@ -123,16 +125,16 @@ class AbstractSettings(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def quick(cls) -> Self:
+    def quick(cls: type[_S]) -> _S:
         """Reduced sizes for ``--quick`` (embedded data, a few minutes on two CPU cores)."""
 
     @classmethod
-    def full(cls) -> Self:
+    def full(cls: type[_S]) -> _S:
         """The paper's protocol: the defaults."""
         return cls()
 
     @classmethod
-    def for_run(cls, ctx: RunContext) -> Self:
+    def for_run(cls: type[_S], ctx: RunContext) -> _S:
         """:meth:`quick` for a ``--quick`` run, else :meth:`full`."""
         return cls.quick() if ctx.quick else cls.full()
 
