@@ -17,7 +17,12 @@ from sgdscope.reproduce._experiment import EMBEDDED_DATA, AbstractSettings, Clai
 from sgdscope.reproduce.context import RunContext
 from sgdscope.reproduce.results import Comparison, Verdict
 from sgdscope.reproduce.scaling.claims import remark11_verdict, remark12_verdict, sampler_verdict
-from sgdscope.reproduce.scaling.measure import Remark11, SamplerNoise, TrainingRun
+from sgdscope.reproduce.scaling.measure import (
+    Remark11,
+    SamplerNoise,
+    TrainingRun,
+    WithMinusWithout,
+)
 from sgdscope.reproduce.spectra import Settings as SpectraSettings
 
 
@@ -172,16 +177,16 @@ def test_remark11_verdict_known_cases():
     assert verdict is Verdict.NOT_TESTABLE and "sampling noise" in why
 
 
-def _differences(large, large_se, small, gap_large, gap_small):
-    return {
-        "steady_loss_diff_small": small,
-        "steady_loss_diff_small_se": 0.001,
-        "steady_loss_diff_large": large,
-        "steady_loss_diff_large_se": large_se,
-        "gap_diff_small": gap_small,
-        "gap_diff_large": gap_large,
-        "test_error_diff_large": 0.0,
-    }
+def _differences(large, large_se, small, gap_large, gap_small) -> WithMinusWithout:
+    return WithMinusWithout(
+        steady_loss_diff_small=small,
+        steady_loss_diff_small_se=0.001,
+        steady_loss_diff_large=large,
+        steady_loss_diff_large_se=large_se,
+        gap_diff_small=gap_small,
+        gap_diff_large=gap_large,
+        test_error_diff_large=0.0,
+    )
 
 
 def test_remark12_verdict_known_cases():

@@ -87,7 +87,7 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
         numbers={
             "remark11": r11.to_dict(),
             "remark12": {
-                **r12.differences(),
+                **asdict(r12.differences()),
                 "runs": {
                     str(b): {k: v.to_dict() for k, v in p.items()} for b, p in r12.pairs.items()
                 },

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .._experiment import Claim, grade
 from ..results import Comparison, Verdict
-from .measure import Remark11, Remark12, SamplerNoise
+from .measure import Remark11, Remark12, SamplerNoise, WithMinusWithout
 from .settings import Settings
 
 __all__ = [
@@ -62,21 +62,18 @@ def remark11_verdict(r: Remark11) -> tuple[Verdict, str]:
     }[verdict]
 
 
-def remark12_verdict(diff: dict[str, float]) -> Verdict:
+def remark12_verdict(d: WithMinusWithout) -> Verdict:
     """Verdict of "with replacement regularises more than without, most at large b/N".
 
     Reproduced when, with replacement, the steady-state train loss is higher at the large b/N
     (by more than 2 s.e.), that difference grows from the small to the large b/N, and the
     generalisation gap is smaller at the large b/N; partly when the first two hold, or the gap
     is smaller and its difference grows with b/N; not reproduced otherwise.
-
-    Args:
-        diff: :meth:`~sgdscope.reproduce.scaling.measure.Remark12.differences`.
     """
-    hotter = diff["steady_loss_diff_large"] > 2 * diff["steady_loss_diff_large_se"]
-    grows = abs(diff["steady_loss_diff_large"]) > abs(diff["steady_loss_diff_small"])
-    smaller_gap = diff["gap_diff_large"] < 0
-    gap_grows = abs(diff["gap_diff_large"]) > abs(diff["gap_diff_small"])
+    hotter = d.steady_loss_diff_large > 2 * d.steady_loss_diff_large_se
+    grows = abs(d.steady_loss_diff_large) > abs(d.steady_loss_diff_small)
+    smaller_gap = d.gap_diff_large < 0
+    gap_grows = abs(d.gap_diff_large) > abs(d.gap_diff_small)
     return grade(
         hotter, grows, smaller_gap, partly=(hotter and grows) or (smaller_gap and gap_grows)
     )
@@ -112,12 +109,12 @@ def _remark11_row(r: Remark11, s: Settings) -> Comparison:
 def _remark12_row(r: Remark12) -> Comparison:
     d, n, small, large = r.differences(), r.n, r.small, r.large
     return REMARK12.judge(
-        f"steady train loss with − without: {d['steady_loss_diff_large']:+.4f} ± "
-        f"{d['steady_loss_diff_large_se']:.4f} at b/N = {large}/{n}, "
-        f"{d['steady_loss_diff_small']:+.4f} ± {d['steady_loss_diff_small_se']:.4f} at b/N = "
-        f"{small}/{n}; gap (test − train loss) with − without: {d['gap_diff_large']:+.4f} / "
-        f"{d['gap_diff_small']:+.4f}; test error with − without at b/N = {large}/{n}: "
-        f"{100 * d['test_error_diff_large']:+.2f} points",
+        f"steady train loss with − without: {d.steady_loss_diff_large:+.4f} ± "
+        f"{d.steady_loss_diff_large_se:.4f} at b/N = {large}/{n}, "
+        f"{d.steady_loss_diff_small:+.4f} ± {d.steady_loss_diff_small_se:.4f} at b/N = "
+        f"{small}/{n}; gap (test − train loss) with − without: {d.gap_diff_large:+.4f} / "
+        f"{d.gap_diff_small:+.4f}; test error with − without at b/N = {large}/{n}: "
+        f"{100 * d.test_error_diff_large:+.2f} points",
         remark12_verdict(d),
         "Equal η and b and the same number of steps for both samplers; η = 0.1·b/128 so β⁻¹ is "
         "the same at both b/N. Reproduced means: with replacement has a higher steady-state "

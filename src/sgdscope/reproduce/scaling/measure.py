@@ -29,6 +29,7 @@ __all__ = [
     "Remark12",
     "SamplerNoise",
     "TrainingRun",
+    "WithMinusWithout",
     "batch_noise",
     "load_mnist",
     "measure_remark11",
@@ -335,20 +336,43 @@ class Remark12:
         """The large b."""
         return max(self.pairs)
 
-    def differences(self) -> dict[str, float]:
+    def differences(self) -> WithMinusWithout:
         """With − without: steady train loss (± s.e.), loss gap, and test error at the large b."""
         d_small, se_small = self._diff(self.small)
         d_large, se_large = self._diff(self.large)
         pair = self.pairs[self.large]
-        return {
-            "steady_loss_diff_small": d_small,
-            "steady_loss_diff_small_se": se_small,
-            "steady_loss_diff_large": d_large,
-            "steady_loss_diff_large_se": se_large,
-            "gap_diff_small": self._gap(self.small),
-            "gap_diff_large": self._gap(self.large),
-            "test_error_diff_large": pair["with"].test_error - pair["without"].test_error,
-        }
+        return WithMinusWithout(
+            steady_loss_diff_small=d_small,
+            steady_loss_diff_small_se=se_small,
+            steady_loss_diff_large=d_large,
+            steady_loss_diff_large_se=se_large,
+            gap_diff_small=self._gap(self.small),
+            gap_diff_large=self._gap(self.large),
+            test_error_diff_large=pair["with"].test_error - pair["without"].test_error,
+        )
+
+
+@dataclass(frozen=True)
+class WithMinusWithout:
+    """Remark 12's differences, sampling with replacement minus without, at equal (η, b).
+
+    Attributes:
+        steady_loss_diff_small: Steady-state train loss difference at the small b/N.
+        steady_loss_diff_small_se: Its standard error (from the epochs averaged).
+        steady_loss_diff_large: The same at the large b/N.
+        steady_loss_diff_large_se: Its standard error.
+        gap_diff_small: Generalisation-gap (test − train loss) difference at the small b/N.
+        gap_diff_large: The same at the large b/N.
+        test_error_diff_large: Test-error difference at the large b/N.
+    """
+
+    steady_loss_diff_small: float
+    steady_loss_diff_small_se: float
+    steady_loss_diff_large: float
+    steady_loss_diff_large_se: float
+    gap_diff_small: float
+    gap_diff_large: float
+    test_error_diff_large: float
 
 
 def measure_remark12(
