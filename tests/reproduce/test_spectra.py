@@ -8,10 +8,10 @@ import torch
 from sgdscope.paper import data, models
 from sgdscope.paper.training import load_weights
 from sgdscope.reference.noise import per_sample_gradients_loop
+from sgdscope.report.results import ExperimentResult, Verdict
 from sgdscope.reproduce import spectra
 from sgdscope.reproduce._spectra_claims import PANELS, compare
 from sgdscope.reproduce.context import RunContext
-from sgdscope.reproduce.results import ExperimentResult, Verdict
 
 TINY = spectra.Settings(
     panels=("fig1b", "fig2a"),

@@ -13,6 +13,7 @@ from torch import nn
 from sgdscope.paper.data import mnist
 from sgdscope.paper.models import build
 from sgdscope.paper.training import TrainConfig, epoch_batches
+from sgdscope.report.results import RESULT_FILE, ExperimentResult, Verdict
 from sgdscope.reproduce import trajectory as T
 from sgdscope.reproduce._trajectory_analysis import (
     bartlett_outside,
@@ -27,7 +28,6 @@ from sgdscope.reproduce._trajectory_run import (
     train_mode_gradient,
 )
 from sgdscope.reproduce.context import RunContext
-from sgdscope.reproduce.results import RESULT_FILE, ExperimentResult, Verdict
 from sgdscope.trajectory import load_trajectory
 from sgdscope.trajectory.analysis import power_spectrum
 

@@ -121,8 +121,7 @@ def _run(ctx_obj: dict, run_ctx, names: tuple[str, ...], overrides: dict | None 
     from .._checkpoint import CheckpointError
     from ..paper.cifar import CifarFormatError
     from ..paper.idx import IdxFormatError
-    from ..reproduce.html_report import render_report
-    from ..reproduce.markdown_report import render_markdown
+    from ..report import render_report
 
     console: Console = ctx_obj["console"]
     estimate = _full_cpu_estimate(run_ctx, names, overrides)
@@ -153,10 +152,8 @@ def _run(ctx_obj: dict, run_ctx, names: tuple[str, ...], overrides: dict | None 
                 + f"; written to {run_ctx.out / name}"
             )
             page = render_report(run_ctx.out)  # after each experiment: nothing finished is lost
-            render_markdown(run_ctx.out)
         if not names:
             page = render_report(run_ctx.out)
-            render_markdown(run_ctx.out)
     except (OSError, CheckpointError, CifarFormatError, IdxFormatError) as err:
         raise click.ClickException(f"{type(err).__name__}: {err}") from err
     console.print(

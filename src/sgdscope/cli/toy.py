@@ -15,6 +15,7 @@ from ..dynamics.fokker_planck import FokkerPlanck, gaussian_density
 from ..dynamics.grid import Grid
 from ..dynamics.sde import simulate_sde
 from ..report.fig_toy import plot_drift, plot_toy
+from ..report.style import save_figure
 from ._options import make_out
 
 _WITH_LAM = ("double_well", "accel")
@@ -129,8 +130,11 @@ def toy(name, lam, beta, n, t_max, particles, seed, out):
 
     loss_values = None if ex.loss is None else np.asarray(ex.loss(grid.points), dtype=float)
     known = None if ex.potential is None else np.asarray(ex.potential(grid.points), dtype=float)
-    plot_drift(ex, ss, fp.drift_cells, out / "drift.png")
-    plot_toy(ex, ss, fp.drift_cells, ev, paths, out / "toy.png", loss_values, known)
+    save_figure(plot_drift(ex, ss, fp.drift_cells), out / "drift.png")
+    summary_figure = plot_toy(
+        ex, ss, fp.drift_cells, ev, paths, loss_values=loss_values, known_potential=known
+    )
+    save_figure(summary_figure, out / "toy.png")
 
     fp_mean, fp_cov = _moments(grid.points.reshape(-1, 2), ev.density[-1].ravel())
     sde_mean, sde_cov = _moments(paths[-1])

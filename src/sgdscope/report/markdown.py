@@ -1,26 +1,32 @@
 """The paper-against-measured tables as Markdown (``OUT/report/results.md``).
 
-The same rows as the HTML report (:mod:`sgdscope.reproduce.html_report`), for pasting into an
-issue, a paper's appendix or ``docs/REPRODUCTION.md``: per experiment its title, whether it was a
-reduced run, its time, and a table claim | paper | measured | verdict | note.
+The same rows as the HTML page (:mod:`sgdscope.report.html`), for pasting into an issue, a
+paper's appendix or ``docs/REPRODUCTION.md``: per experiment its title, whether it was a reduced
+run, its time, and a table claim | paper | measured | verdict | note.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from collections.abc import Iterable
 
-from .results import ExperimentResult, collect_results
+from .results import ExperimentResult
 
-__all__ = ["markdown_tables", "render_markdown"]
+__all__ = ["markdown_tables"]
 
 
 def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|") or "—"
 
 
-def markdown_tables(results: list[ExperimentResult]) -> str:
-    """Return one Markdown section per experiment with its paper-against-measured table."""
+def markdown_tables(results: Iterable[ExperimentResult]) -> str:
+    """Return one Markdown section per experiment with its paper-against-measured table.
+
+    Args:
+        results: The results, in the order to show them.
+
+    Returns:
+        The Markdown text (one ``###`` section per experiment).
+    """
     parts = []
     for r in results:
         head = f"### {r.title}\n\n`{r.name}`: {r.seconds:.0f} s"
@@ -34,14 +40,3 @@ def markdown_tables(results: list[ExperimentResult]) -> str:
         ]
         parts.append(head + "\n\n" + "\n".join(rows))
     return "\n\n".join(parts) + "\n"
-
-
-def render_markdown(out: str | os.PathLike[str]) -> Path:
-    """Write ``OUT/report/results.md`` from the saved results and return its path."""
-    folder = Path(out) / "report"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "results.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(markdown_tables(collect_results(out)))
-    os.replace(tmp, path)
-    return path

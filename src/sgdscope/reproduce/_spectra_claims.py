@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .results import Comparison, Verdict
+from ..report.results import Comparison, Verdict
 
 __all__ = ["PANELS", "PanelSpec", "compare", "notes"]
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..report.results import Comparison, Verdict
 from ._trajectory_analysis import PAPER_GRAD_DROP, PAPER_GRAD_RANGE, Analysis
-from .results import Comparison, Verdict
 
 _ALPHA = 0.05
 

@@ -51,9 +51,9 @@ from ..paper.training import (
     load_weights,
     train,
 )
-from ..report._style import new_figure, save_figure
+from ..report.results import Comparison, ExperimentResult, FigureRef, Verdict
+from ..report.style import new_figure, save_figure
 from .context import RunContext
-from .results import Comparison, ExperimentResult, FigureRef, Verdict
 
 __all__ = ["NAME", "TITLE", "Settings", "batch_noise", "run", "scaled_lr"]
 
@@ -676,6 +676,7 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
         ),
     ]
     result = ExperimentResult(
+        seconds=time.perf_counter() - t0,
         name=NAME,
         title=TITLE,
         reduced=s.reduced,
@@ -717,6 +718,5 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
         },
         notes=notes,
     )
-    result.seconds = time.perf_counter() - t0
     result.save(folder)
     return result

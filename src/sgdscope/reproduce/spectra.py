@@ -36,9 +36,10 @@ from ..noise.spectrum import PAPER, Spectrum
 from ..paper import cifar, data, models
 from ..paper.training import TrainConfig, TrainResult, load_weights, train
 from ..report.fig_spectrum import plot_spectrum
+from ..report.results import ExperimentResult, FigureRef
+from ..report.style import save_figure
 from ._spectra_claims import PANELS, PanelSpec, compare, notes
 from .context import RunContext
-from .results import ExperimentResult, FigureRef
 
 __all__ = ["NAME", "Settings", "run"]
 
@@ -283,12 +284,7 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
         s = replace(s, reduced=True)
     t0 = time.perf_counter()
     folder = ctx.folder(NAME)
-    result = ExperimentResult(
-        name=NAME,
-        title="Figs 1–2: the eigenspectrum of D(x) at 20 %, 40 % and 100 % of training",
-        reduced=s.reduced,
-        config={**asdict(s), "device": ctx.device, "seed": ctx.seed},
-    )
+    figures: list[FigureRef] = []
     numbers: dict[str, dict] = {}
     skipped: dict[str, str] = {}
     earlier_work = 0.0  # training epochs and spectra done by earlier calls, reused from disk
@@ -329,19 +325,15 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
             frac = {e: round(100 * e / max(spectra)) for e in spectra}
             reduced = f"(reduced: {s.describe_reduction(spec.is_cifar)})" if s.reduced else ""
             png = f"{key}_{spec.run}.png"
-            plot_spectrum(
+            figure = plot_spectrum(
                 [spectra[e] for e in sorted(spectra)],
-                folder / png,
                 labels=[f"epoch {e} ({frac[e]} %)" for e in sorted(spectra)],
                 rtol=PAPER,
-                title="\n".join(
-                    [
-                        f"{spec.figure}: D(x) of {spec.model}, {spec.data_label}",
-                        *textwrap.wrap(reduced, 90),
-                    ]
-                ),
+                title=f"{spec.figure}: D(x) of {spec.model}, {spec.data_label}",
+                banner="\n".join(textwrap.wrap(reduced, 90)),
             )
-            result.figures.append(
+            save_figure(figure, folder / png)
+            figures.append(
                 FigureRef(
                     png,
                     f"{spec.figure}: {spec.model} on {spec.data_label}, N = "
@@ -350,14 +342,26 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
                 )
             )
             advance(1)
-    if s.reduced:
-        result.reduced_note = s.describe_reduction(any(PANELS[k].is_cifar for k in numbers))
-    result.comparisons = compare(numbers, skipped)
-    result.notes = notes(numbers)
-    result.numbers = {"panels": numbers, "skipped": skipped, "rtols": list(RTOLS)}
     this_call = time.perf_counter() - t0
-    result.numbers["seconds_this_call"] = this_call
-    result.numbers["seconds_reused_from_earlier_calls"] = earlier_work
-    result.seconds = this_call + earlier_work  # what the experiment cost, over all its calls
+    result = ExperimentResult(
+        name=NAME,
+        title="Figs 1–2: the eigenspectrum of D(x) at 20 %, 40 % and 100 % of training",
+        reduced=s.reduced,
+        reduced_note=(
+            s.describe_reduction(any(PANELS[k].is_cifar for k in numbers)) if s.reduced else ""
+        ),
+        config={**asdict(s), "device": ctx.device, "seed": ctx.seed},
+        seconds=this_call + earlier_work,  # what the experiment cost, over all its calls
+        comparisons=compare(numbers, skipped),
+        figures=figures,
+        numbers={
+            "panels": numbers,
+            "skipped": skipped,
+            "rtols": list(RTOLS),
+            "seconds_this_call": this_call,
+            "seconds_reused_from_earlier_calls": earlier_work,
+        },
+        notes=notes(numbers),
+    )
     result.save(folder)
     return result

@@ -49,10 +49,10 @@ from ..dynamics.fokker_planck import CriticalKind, FokkerPlanck, SteadyState
 from ..dynamics.grid import Grid
 from ..dynamics.linear import linear_decomposition
 from ..dynamics.sde import simulate_sde
-from ..report._style import new_figure, save_figure
 from ..report.fig_toy import plot_drift
+from ..report.results import Comparison, ExperimentResult, FigureRef, Verdict
+from ..report.style import new_figure, save_figure
 from .context import RunContext
-from .results import Comparison, ExperimentResult, FigureRef, Verdict
 
 __all__ = [
     "NAME",
@@ -471,15 +471,12 @@ def linear_verdict(
 
 
 # ---------------------------------------------------------------------------------- figures
-def _fig4(panels: list[Path], lams: list[float], path: Path, label: str) -> Path:
-    import matplotlib.image as mpimg
-
-    fig, axes = new_figure(len(panels), 1, width=4.4, height=4.2)
+def _fig4(wells: list[tuple], lams: list[float], path: Path, label: str) -> Path:
+    """Fig. 4 composed in memory: one drift panel per λ from its (example, steady state, drift)."""
+    fig, axes = new_figure(len(wells), 1, width=4.4, height=4.2)
     axes = np.atleast_1d(axes)
-    for ax, panel, lam, letter in zip(axes, panels, lams, "abcdefgh", strict=False):
-        ax.imshow(mpimg.imread(panel))
-        ax.set_axis_off()
-        ax.set_title(f"({letter}) λ = {lam:g}")
+    for ax, (ex, ss, drift), lam, letter in zip(axes, wells, lams, "abcdefgh", strict=False):
+        plot_drift(ex, ss, drift, ax=ax, title=f"({letter}) λ = {lam:g}")
     fig.suptitle(f"Fig. 4: Example 19, drift streamlines over Φ; red: minima of Φ{label}")
     return save_figure(fig, path)
 
@@ -555,7 +552,7 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
     betas = sorted(settings.shift_betas)
     ms: list[WellMeasurement] = []
     finals: list[np.ndarray] = []
-    panels: list[Path] = []
+    wells: list[tuple] = []  # (example, steady state, drift) per λ, for Fig. 4
     shift_ss: dict[float, SteadyState] = {}
     total = len(lams) + len(betas) + 1
     with progress_bar("reproduce toy", total, enabled=ctx.progress) as advance:
@@ -563,7 +560,7 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
             m, ex, ss, fp, final = _measure_well(lam, settings, ctx.seed + k, ctx.device)
             ms.append(m)
             finals.append(final)
-            panels.append(plot_drift(ex, ss, fp.drift_cells, folder / "panels" / f"fig4_{k}.png"))
+            wells.append((ex, ss, fp.drift_cells))
             if lam == settings.shift_lam and 1.0 in betas:
                 shift_ss[1.0] = ss
             advance()
@@ -586,7 +583,7 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
     ]
     figures = [
         FigureRef(
-            _fig4(panels, lams, folder / "fig4.png", label).name,
+            _fig4(wells, lams, folder / "fig4.png", label).name,
             "Fig. 4: drift streamlines (width ∝ speed) over filled contours of the solved Φ, "
             "for each λ; red dots: minima of Φ, at (±1, 0) for every λ.",
         ),

@@ -24,12 +24,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
 
 from .._validation import check_int, check_option, check_real
 from ..paper.data import mnist
 from ..paper.models import build
 from ..paper.training import TrainConfig
-from ..report._style import new_figure, save_figure
 from ..report.fig_trajectory import (
     plot_autocorrelation,
     plot_equilibrium,
@@ -37,12 +37,13 @@ from ..report.fig_trajectory import (
     plot_msd,
     plot_power_spectrum,
 )
+from ..report.results import ExperimentResult, FigureRef
+from ..report.style import legend, new_figure, save_figure
 from ..trajectory import load_trajectory
 from ._trajectory_analysis import PAPER_GRAD_RANGE, Analysis, analyse
 from ._trajectory_compare import comparisons, notes
 from ._trajectory_run import record_run
 from .context import RunContext
-from .results import ExperimentResult, FigureRef
 
 __all__ = ["NAME", "Settings", "run"]
 
@@ -125,20 +126,7 @@ class Settings:
         return self.lr if self.recording_lr is None else self.recording_lr
 
 
-def _label(path: Path, text: str) -> Path:
-    """Redraw a saved PNG with a red heading (the reduced-run label) above it."""
-    import matplotlib.image
-
-    img = matplotlib.image.imread(path)
-    h, w = img.shape[:2]
-    fig, ax = new_figure(width=w / 150, height=(h + 40) / 150)
-    ax.imshow(img, interpolation="none")
-    ax.set_axis_off()
-    ax.set_title(text, fontsize=7, color="C3")
-    return save_figure(fig, path)
-
-
-def _plot_gradient_norms(an: Analysis, burnin: int, path: Path, title: str) -> Path:
+def _plot_gradient_norms(an: Analysis, burnin: int, title: str) -> Figure:
     """Fig. 3c: ‖∇f‖/√d per epoch (train and eval mode) and its EWMA, log-x, paper's range."""
     fig, ax = new_figure(width=5.5, height=3.8)
     e = an.epochs
@@ -153,43 +141,41 @@ def _plot_gradient_norms(an: Analysis, burnin: int, path: Path, title: str) -> P
     ax.set_xlabel("epoch")
     ax.set_ylabel("‖∇f‖/√d")
     ax.set_title(title, fontsize=8)
-    ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    legend(ax, fontsize=7)
+    return fig
 
 
 def _figures(an: Analysis, folder: Path, burnin: int, label: str) -> list[FigureRef]:
     """Draw every figure the analyses allow; label them when the run is reduced."""
     eq = an.equilibrium
-    # (result needed, file, draw(path), caption): drawn only when the analysis produced it
+    # (result needed, file, draw() -> Figure, caption): drawn only when the analysis produced it
     plan = [
-        (an.spectrum, "fig3a_spectrum.png", lambda p: plot_power_spectrum(an.spectrum, p),
+        (an.spectrum, "fig3a_spectrum.png",
+         lambda: plot_power_spectrum(an.spectrum, banner=label),
          "Fig. 3a: power spectrum of the per-epoch increments, mean over weights with the 68 % "
          "bootstrap band (seaborn tsplot's, as the paper drew)."),
         (an.autocorrelation, "fig3b_autocorrelation.png",
-         lambda p: plot_autocorrelation(an.autocorrelation, p),
+         lambda: plot_autocorrelation(an.autocorrelation, banner=label),
          "Fig. 3b: autocorrelation of the weights against lag (epochs), with the paper's "
          "white-noise bands ±1.96/√n and ±2.576/√n."),
         (an.grad_train, "fig3c_gradient_norm.png",
-         lambda p: _plot_gradient_norms(an, burnin, p, label),
+         lambda: _plot_gradient_norms(an, burnin, label),
          "Fig. 3c: ‖∇f‖/√d per epoch, train mode (the authors' full_dw) and eval mode, EWMA "
          "com = 100, with the paper's 1e-3–3e-3 range."),
-        (an.msd, "msd.png", lambda p: plot_msd(an.msd, p),
+        (an.msd, "msd.png", lambda: plot_msd(an.msd, banner=label),
          "MSD of the weights against lag with the fitted power law (Kunin et al.: anomalous "
          "diffusion, c ≠ 1)."),
-        (eq, "flux.png", lambda p: plot_flux(eq.flux, p),
+        (eq, "flux.png", lambda: plot_flux(eq.flux, banner=label),
          f"Probability flux in {eq.plane if eq else ''} (Battle et al. 2016)."),
-        (eq, "equilibrium.png", lambda p: plot_equilibrium(eq, p),
+        (eq, "equilibrium.png", lambda: plot_equilibrium(eq, banner=label),
          "Equilibrium test: irreversibility of the lagged covariance against reversible (Q = 0) "
          "OU surrogates."),
     ]  # fmt: skip
-    drawn = [
-        (draw(folder / name), caption) for need, name, draw, caption in plan if need is not None
+    return [
+        FigureRef(save_figure(draw(), folder / name).name, caption)
+        for need, name, draw, caption in plan
+        if need is not None
     ]
-    if label:
-        for p, _ in drawn:
-            if p.name != "fig3c_gradient_norm.png":  # drawn with its label already
-                _label(p, label)
-    return [FigureRef(p.name, caption) for p, caption in drawn]
 
 
 def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
@@ -296,6 +282,7 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
         },
     }
     result = ExperimentResult(
+        seconds=time.perf_counter() - t0,
         name=NAME,
         title="Fig. 3: long SGD trajectories of tiny-fc (FFT, autocorrelation, gradient norm) "
         "and the equilibrium test",
@@ -312,6 +299,5 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
         numbers=numbers,
         notes=notes(an, settings, numbers),
     )
-    result.seconds = time.perf_counter() - t0
     result.save(folder)
     return result

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
-from sgdscope.reproduce.html_report import render_report
+from sgdscope.report import render_report
 
-from .test_html_report import Page, make_sample
+from .test_html import Page, make_sample
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 FLAGS = (

@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sgdscope.report._style import new_figure, save_figure
-from sgdscope.reproduce.html_report import render_report
-from sgdscope.reproduce.results import (
+from sgdscope.report import render_report
+from sgdscope.report.results import (
     Comparison,
     ExperimentResult,
     FigureRef,
     Verdict,
     collect_results,
 )
+from sgdscope.report.style import new_figure, save_figure
 
 CLASS = {  # the page's contract, written out here rather than read from the module
     Verdict.REPRODUCED: "v-reproduced",
