@@ -76,6 +76,18 @@ def test_a_result_is_read_only_from_its_own_folder(tmp_path):
         ("notes", [1], r"'notes' must be a list of text"),
         ("reduced", "yes", r"'reduced' is str"),
         ("comparisons", [{"key": 1}], r"comparison 0 is not an object"),
+        (
+            "comparisons",
+            [
+                {
+                    **dict.fromkeys(("key", "claim", "paper", "measured"), "t"),
+                    "verdict": "reproduced",
+                    "note": {"__html__": "<script>"},
+                }
+            ],
+            r"comparison 0 is not an object of text fields",
+        ),
+        ("title", {"__html__": "<b>"}, r"'title' is dict, not str"),
     ],
 )
 def test_field_types_are_checked_with_the_file_named(tmp_path, field, value, match):
