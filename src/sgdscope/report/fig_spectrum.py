@@ -10,7 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..noise.spectrum import Spectrum
-from .style import heading, legend, new_figure
+from .style import figure_of, heading, legend, new_figure
 
 __all__ = ["plot_spectrum"]
 
@@ -64,7 +64,7 @@ def plot_spectrum(
         fig, (ax_h, ax_r) = new_figure(ncols=2)
     else:
         ax_h, ax_r = axes
-        fig = ax_h.figure
+        fig = figure_of(ax_h)
     lo = min(s.threshold(rtol) for s in spectra)
     hi = max(s.lambda_max for s in spectra) * 1.0001
     edges = np.logspace(np.log10(lo) - 0.05, np.log10(hi) + 0.05, bins + 1)

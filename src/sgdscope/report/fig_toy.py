@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from ..dynamics.examples import Example
 from ..dynamics.fokker_planck import CriticalKind, Evolution, SteadyState
-from .style import heading, legend, new_figure
+from .style import figure_of, heading, legend, new_figure
 
 #: Room left between a streamline panel's field and its frame, in points: more than half an
 #: arrow head plus half the widest line, so no arrow drawn at the field's edge is cut.
@@ -81,7 +81,7 @@ def _drift_panel(ax: Axes, ss: SteadyState, drift: np.ndarray) -> None:
 def _frame_streamlines(ax: Axes, x: np.ndarray, y: np.ndarray, pad: float = 0.0) -> None:
     """Set the view to the field's extent plus ``pad`` and room for arrows at its edge."""
     box = ax.get_window_extent()
-    dpi = ax.figure.dpi
+    dpi = figure_of(ax).dpi
     for set_lim, c, size_px in ((ax.set_xlim, x, box.width), (ax.set_ylim, y, box.height)):
         span = float(c[-1] - c[0])
         room = span * ARROW_ROOM_PT * dpi / 72 / max(size_px, 1.0) * 1.25  # layout may shrink
@@ -115,7 +115,7 @@ def plot_drift(
     if ax is None:
         fig, ax = new_figure(1, 1, width=5.0, height=4.5)
     else:
-        fig = ax.figure
+        fig = figure_of(ax)
     _drift_panel(ax, ss, drift)
     ax.set_title(example.description.split(":")[0] if title is None else title)
     heading(fig, banner=banner)
@@ -125,11 +125,13 @@ def plot_drift(
 def _markers(ax: Axes, ss: SteadyState, has_loss: bool) -> None:
     for p in ss.critical_points_potential:
         ax.plot(*p.location, "o", mfc="none", mec="tab:red", ms=9, mew=1.5)
-        ax.annotate(f"Φ {p.kind.value}", p.location, textcoords="offset points", xytext=(5, 5))
+        where = (float(p.location[0]), float(p.location[1]))
+        ax.annotate(f"Φ {p.kind.value}", where, textcoords="offset points", xytext=(5, 5))
     for p in ss.critical_points_f:  # zeros of the drift: critical points of f when b = −∇f
         ax.plot(*p.location, "x", color="k", ms=8, mew=1.5)
         name = f"f {p.kind.value}" if has_loss else f"b = 0 ({p.kind.value})"
-        ax.annotate(name, p.location, textcoords="offset points", xytext=(5, -12), fontsize=8)
+        where = (float(p.location[0]), float(p.location[1]))
+        ax.annotate(name, where, textcoords="offset points", xytext=(5, -12), fontsize=8)
 
 
 def plot_toy(
@@ -170,7 +172,7 @@ def plot_toy(
     if axes is None:
         fig, axes = new_figure(3, 2, width=4.6, height=4.0)
     axes = np.asarray(axes).ravel()
-    fig = axes[0].figure
+    fig = figure_of(axes[0])
     x, y = _xy(ss)
     resolved = ss.density > 1e-4 * ss.density.max()
     has_loss = loss_values is not None

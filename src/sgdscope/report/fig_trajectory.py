@@ -31,7 +31,7 @@ from ..trajectory.analysis import (
     PowerSpectrum,
     ProbabilityFlux,
 )
-from .style import heading, legend, new_figure
+from .style import figure_of, heading, legend, new_figure
 
 __all__ = [
     "plot_autocorrelation",
@@ -49,7 +49,7 @@ ARROW_FILL = 0.9
 def _axes(ax: Axes | None, *, width: float = 4.5, height: float = 3.5) -> tuple[Figure, Axes]:
     """The figure of ``ax``, or a new figure with one axes."""
     if ax is not None:
-        return ax.figure, ax
+        return figure_of(ax), ax
     return new_figure(width=width, height=height)
 
 

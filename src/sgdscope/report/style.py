@@ -29,18 +29,20 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import IdentityTransform
 
-__all__ = ["STYLE", "drawn", "heading", "legend", "new_figure", "save_figure"]
+__all__ = ["STYLE", "drawn", "figure_of", "heading", "legend", "new_figure", "save_figure"]
 
 #: rcParams of every sgdscope figure.
-STYLE = {
-    "figure.dpi": 110,
-    "savefig.dpi": 150,
-    "font.size": 10,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
+STYLE = matplotlib.RcParams(
+    {
+        "figure.dpi": 110,
+        "savefig.dpi": 150,
+        "font.size": 10,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    }
+)
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.5, height: float = 3.5):
@@ -81,6 +83,21 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return path
 
 
+def figure_of(ax: Axes) -> Figure:
+    """The figure ``ax`` belongs to (the whole figure when ``ax`` lies in a subfigure).
+
+    Args:
+        ax: The axes.
+
+    Returns:
+        Its top-level figure.
+    """
+    fig = ax.figure
+    while not isinstance(fig, Figure):
+        fig = fig.figure
+    return fig
+
+
 def heading(fig: Figure, title: str = "", banner: str = "", *, fontsize: float | str = 9) -> None:
     """Put ``title`` and, on the lines below it, ``banner`` above the whole figure.
 
@@ -98,7 +115,7 @@ def heading(fig: Figure, title: str = "", banner: str = "", *, fontsize: float |
         fig.suptitle(text, fontsize=fontsize)
 
 
-def drawn(artist: Artist, ax: Axes) -> bool:
+def drawn(artist: Artist | Container, ax: Axes) -> bool:
     """Whether ``artist`` shows at least one finite point inside the view of ``ax``.
 
     A curve with no finite segment that crosses the view (and no marker inside it) is not
@@ -145,11 +162,12 @@ def legend(ax: Axes, **kwargs: Any) -> Legend | None:
     Returns:
         The legend, or None when nothing labelled is drawn (any earlier legend is removed).
     """
-    handles, labels = [], []
+    handles: list[Artist | Container] = []
+    labels: list[str] = []
     for artist in _labelled(ax):
         if drawn(artist, ax):
             handles.append(_handle(artist))
-            labels.append(artist.get_label())
+            labels.append(str(artist.get_label()))
     old = ax.get_legend()
     if old is not None:
         old.remove()
@@ -187,11 +205,11 @@ def _parts(container: Container) -> list[Artist]:
 
 def _handle(artist: Artist | Container) -> Artist | Container:
     if isinstance(artist, ContourSet):  # legends do not take contour sets: a line in their style
-        style = artist.get_linestyle()
+        style: Any = artist.get_linestyle()
         return Line2D(
             [],
             [],
-            color=artist.get_edgecolor()[0],
+            color=tuple(np.atleast_2d(artist.get_edgecolor())[0]),
             linestyle=style[0] if isinstance(style, list) else style,
             linewidth=np.atleast_1d(artist.get_linewidth())[0],
         )
@@ -245,7 +263,7 @@ def _display_points(artist: Artist) -> Iterator[np.ndarray]:
         else:  # shapes in data coordinates (fill_between, contours, line collections)
             transform = artist.get_transform()
             for path in artist.get_paths():
-                if len(path.vertices):
+                if np.size(path.vertices):
                     yield transform.transform(path.vertices)
 
 
