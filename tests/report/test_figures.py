@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.container import Container
+from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 from matplotlib.quiver import Quiver
@@ -96,13 +99,21 @@ def _render(fig: Figure) -> np.ndarray:
 
 
 def _labelled(ax):
-    """(label, artists) of every labelled line, patch, collection or container of ``ax``."""
-    inside = {id(p) for c in ax.containers for p in _flat(c)}
-    out = [(c.get_label(), _flat(c)) for c in ax.containers if not c.get_label().startswith("_")]
-    for a in (*ax.lines, *ax.patches, *ax.collections):
-        label = a.get_label()
-        if id(a) not in inside and label and not label.startswith("_"):
-            out.append((label, [a]))
+    """(label, artists) of every labelled curve of ``ax``, as matplotlib's own legend would
+    collect them (``get_legend_handles_labels``), plus labelled contour sets (which matplotlib's
+    legend cannot show)."""
+    with warnings.catch_warnings():  # "Legend does not support handles for QuadContourSet"
+        warnings.simplefilter("ignore", UserWarning)
+        handles, labels = ax.get_legend_handles_labels()
+    # a bar stands for its whole set of bars (ax.hist labels the first bar only)
+    group = {id(p): _flat(c) for c in ax.containers for p in _flat(c)}
+    out = [
+        (label, _flat(h) if isinstance(h, Container) else group.get(id(h), [h]))
+        for h, label in zip(handles, labels, strict=True)
+    ]
+    for c in ax.collections:
+        if isinstance(c, ContourSet) and not c.get_label().startswith("_"):
+            out.append((c.get_label(), [c]))
     return out
 
 
@@ -143,7 +154,9 @@ def check_legends(fig: Figure) -> int:
         leg = ax.get_legend()
         shown = [t.get_text() for t in leg.get_texts()] if leg is not None else []
         painted = [label for label, parts in _labelled(ax) if visibly_drawn(fig, ax, parts)]
-        assert shown == painted, f"legend {shown} but drawn {painted} ({ax.get_title()!r})"
+        assert sorted(shown) == sorted(painted), (
+            f"legend {shown}, drawn {painted} ({ax.get_title()!r})"
+        )
         checked += leg is not None
     return checked
 
@@ -272,6 +285,12 @@ def test_legends_of_every_function_list_exactly_the_drawn_curves(walk, toy):
     assert checked >= 7
 
 
+def test_the_equilibrium_figure_names_its_histogram_and_the_trajectory(walk):
+    fig = plot_equilibrium(analysis.equilibrium_test(walk, n_surrogates=19))
+    legend_texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend_texts == ["19 reversible surrogates", "trajectory"]
+
+
 def test_without_a_loss_f_is_named_nowhere(toy):
     """Example 19 with λ > 0 has no loss f: panels (b) and (f) used to name a curve of f."""
     ex, ss, drift, ev, paths, known = toy
@@ -329,10 +348,11 @@ def test_legend_helper_drops_labels_of_curves_not_drawn():
     ax.plot([50, 60], [1, 2], label="outside the view")
     ax.fill_between([1, 2, 3], [1, 1, 1], [1, 1, 1], lw=0, label="zero-height band")
     ax.fill_between([1, 2, 3], [1, 1, 1], [2, 2, 2], lw=0, label="band")
+    ax.hist([1.5, 2.5, 2.6], bins=[1, 2, 3], label="histogram")  # labels its first bar
     ax.set_yscale("log")
     ax.set_xlim(0, 4)
     leg = legend(ax)
-    assert [t.get_text() for t in leg.get_texts()] == ["seen", "band"]
+    assert [t.get_text() for t in leg.get_texts()] == ["histogram", "seen", "band"]
     check_legends(fig)
     fig, ax = new_figure()
     ax.plot([np.nan], [np.nan], label="nothing")

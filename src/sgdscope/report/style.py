@@ -164,10 +164,10 @@ def legend(ax: Axes, **kwargs: Any) -> Legend | None:
     """
     handles: list[Artist | Container] = []
     labels: list[str] = []
-    for artist in _labelled(ax):
-        if drawn(artist, ax):
-            handles.append(_handle(artist))
-            labels.append(str(artist.get_label()))
+    for label, handle, members in _labelled(ax):
+        if any(drawn(m, ax) for m in members):
+            handles.append(_handle(handle))
+            labels.append(label)
     old = ax.get_legend()
     if old is not None:
         old.remove()
@@ -177,15 +177,25 @@ def legend(ax: Axes, **kwargs: Any) -> Legend | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _labelled(ax: Axes) -> Iterator[Artist | Container]:
+def _labelled(ax: Axes) -> Iterator[tuple[str, Artist | Container, list[Artist]]]:
+    """(label, legend handle, the artists it stands for) of every labelled thing in ``ax``.
+
+    A container (bars, error bars) stands for all its parts, under its own label or, as
+    ``ax.hist`` labels them, under the label of its first labelled part.
+    """
     seen: set[int] = set()
     for container in ax.containers:
-        seen.update(id(part) for part in _parts(container))
+        parts = _parts(container)
+        seen.update(id(part) for part in parts)
         if _has_label(container):
-            yield container
+            yield str(container.get_label()), container, parts
+            continue
+        named = [part for part in parts if _has_label(part)]
+        if named:
+            yield str(named[0].get_label()), named[0], parts
     for artist in (*ax.lines, *ax.patches, *ax.collections):
         if id(artist) not in seen and _has_label(artist):
-            yield artist
+            yield str(artist.get_label()), artist, [artist]
 
 
 def _has_label(artist: Artist | Container) -> bool:
