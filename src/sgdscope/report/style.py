@@ -9,6 +9,7 @@ label of ``sgdscope reproduce``) above a figure.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,17 +103,21 @@ def heading(fig: Figure, title: str = "", banner: str = "", *, fontsize: float |
     """Put ``title`` and, on the lines below it, ``banner`` above the whole figure.
 
     A figure drawn for a reduced run of ``sgdscope reproduce`` carries that fact as its banner
-    (``"(reduced: 2,000 epochs, ...)"``), so the label travels with the figure.
+    (``"(reduced: 2,000 epochs, ...)"``), so the label travels with the figure. A banner alone
+    is drawn small and red, wrapped to the figure's width; below a title it takes the title's
+    style.
 
     Args:
         fig: The figure.
         title: The figure's title (may be empty).
         banner: A second heading, shown below the title (may be empty).
-        fontsize: Font size of the heading, points or a matplotlib size name (``"large"``).
+        fontsize: Font size of the title, points or a matplotlib size name (``"large"``).
     """
-    text = "\n".join(part for part in (title, banner) if part)
-    if text:
-        fig.suptitle(text, fontsize=fontsize)
+    if title:
+        fig.suptitle("\n".join(part for part in (title, banner) if part), fontsize=fontsize)
+    elif banner:  # 7-point characters are about 4.2 points wide
+        width = max(20, int(fig.get_figwidth() * 72 / 4.2))
+        fig.suptitle(textwrap.fill(banner, width), fontsize=7, color="C3")
 
 
 def drawn(artist: Artist | Container, ax: Axes) -> bool:
