@@ -28,7 +28,7 @@ from torch.nn import functional as F
 import sgdscope as sg
 from _common import machine, write_results
 from sgdscope.paper import data, models
-from sgdscope.report._style import new_figure, save_figure
+from sgdscope.report.style import new_figure, save_figure
 
 
 def cifar_shaped_mnist(n: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,10 +11,10 @@ Floors, bottom up (a module imports its own room and the floors below, never a f
 4. ``cli``;
 5. the package's face: ``sgdscope/__init__.py`` and ``__main__``.
 
-Inside ``reproduce`` the same rule holds one level down: the results and the run context, then
-the protocol (``_experiment``), then the four experiments and the report renderers (which never
-import one another), then the registry (``reproduce/__init__.py``). Every experiment is a folder
-with the same rooms.
+Inside ``reproduce`` the same rule holds one level down: the run context, then the protocol
+(``_experiment``), then the four experiments (which never import one another), then the registry
+(``reproduce/__init__.py``). Every experiment is a folder with the same rooms. The results they
+hand over and the report that renders them live in ``report``, a floor below.
 
 Every import counts, at any depth (inside functions and under ``TYPE_CHECKING`` too): each is a
 dependency a reader has to follow. The checker itself is tested on synthetic packages.
@@ -194,9 +194,9 @@ PACKAGE = Layering(
 REPRODUCE = Layering(
     "sgdscope.reproduce",
     _floors(
-        ({"context", "results"}, False),
+        ({"context"}, False),
         ({"_experiment"}, False),
-        ({"spectra", "trajectory", "toy", "scaling", "html_report", "markdown_report"}, True),
+        ({"spectra", "trajectory", "toy", "scaling"}, True),
         ({""}, False),
     ),
 )

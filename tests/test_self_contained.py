@@ -23,7 +23,7 @@ SCANNED = ("src", "docs", "README.md")
 EXCLUDED: tuple[str, ...] = ()
 
 #: Names of the private notes and paths that lead outside the repository. ``STYLE`` alone is a
-#: legitimate identifier (``report/_style.py``), so only the file name or "STYLE pattern" counts.
+#: legitimate identifier (``report/style.py``), so only the file name or "STYLE pattern" counts.
 PRIVATE = re.compile(
     r"\bDIGEST\b"
     r"|\bDESIGN\b"

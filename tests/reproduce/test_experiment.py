@@ -12,10 +12,10 @@ from typing import ClassVar
 
 import pytest
 
+from sgdscope.report.results import Comparison, Verdict
 from sgdscope.reproduce import EXPERIMENTS
 from sgdscope.reproduce._experiment import EMBEDDED_DATA, AbstractSettings, Claim, grade
 from sgdscope.reproduce.context import RunContext
-from sgdscope.reproduce.results import Comparison, Verdict
 from sgdscope.reproduce.scaling.claims import remark11_verdict, remark12_verdict, sampler_verdict
 from sgdscope.reproduce.scaling.measure import (
     Remark11,

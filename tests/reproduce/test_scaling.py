@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from sgdscope.paper.training import TrainConfig
+from sgdscope.report.results import ExperimentResult, Verdict
 from sgdscope.reproduce.context import RunContext
-from sgdscope.reproduce.results import ExperimentResult, Verdict
 from sgdscope.reproduce.scaling import NAME, Settings, batch_noise, run, scaled_lr
 
 TINY = dict(

@@ -8,9 +8,9 @@ import torch
 from sgdscope.paper import data, models
 from sgdscope.paper.training import load_weights
 from sgdscope.reference.noise import per_sample_gradients_loop
+from sgdscope.report.results import ExperimentResult, Verdict
 from sgdscope.reproduce import spectra
 from sgdscope.reproduce.context import RunContext
-from sgdscope.reproduce.results import ExperimentResult, Verdict
 from sgdscope.reproduce.spectra.claims import compare
 from sgdscope.reproduce.spectra.measure import Checkpoint, Overlap, Panel, Reading
 from sgdscope.reproduce.spectra.settings import PANELS

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from sgdscope.report.results import ExperimentResult, Verdict
 from sgdscope.reproduce import toy
 from sgdscope.reproduce.context import RunContext
-from sgdscope.reproduce.results import ExperimentResult, Verdict
 from sgdscope.reproduce.toy.claims import (
     assumption4_verdict,
     example19_verdict,

@@ -13,9 +13,9 @@ from torch import nn
 from sgdscope.paper.data import mnist
 from sgdscope.paper.models import build
 from sgdscope.paper.training import TrainConfig, epoch_batches
+from sgdscope.report.results import RESULT_FILE, ExperimentResult, Verdict
 from sgdscope.reproduce import trajectory as T
 from sgdscope.reproduce.context import RunContext
-from sgdscope.reproduce.results import RESULT_FILE, ExperimentResult, Verdict
 from sgdscope.reproduce.trajectory.measure import (
     bartlett_outside,
     moving,

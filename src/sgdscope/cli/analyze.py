@@ -18,6 +18,7 @@ from ..report.fig_trajectory import (
     plot_msd,
     plot_power_spectrum,
 )
+from ..report.style import save_figure
 from ..trajectory import analysis
 from ..trajectory.projection import pca_projection
 from ..trajectory.trajectory import load_trajectory
@@ -201,14 +202,14 @@ def analyze(traj, out, project, surrogates, alpha, bins, seed, start, stop, ever
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     files = [
-        plot_power_spectrum(ps, out / "spectrum.png"),
-        plot_autocorrelation(ac, out / "autocorrelation.png"),
-        plot_msd(m, out / "msd.png"),
-        plot_flux(eq.flux, out / "flux.png"),
-        plot_equilibrium(eq, out / "equilibrium.png"),
+        save_figure(plot_power_spectrum(ps), out / "spectrum.png"),
+        save_figure(plot_autocorrelation(ac), out / "autocorrelation.png"),
+        save_figure(plot_msd(m), out / "msd.png"),
+        save_figure(plot_flux(eq.flux), out / "flux.png"),
+        save_figure(plot_equilibrium(eq), out / "equilibrium.png"),
     ]
     if gn is not None:
-        files.append(plot_gradient_norm(gn, out / "gradient_norm.png"))
+        files.append(save_figure(plot_gradient_norm(gn), out / "gradient_norm.png"))
     n, d = (len(source), source.dim) if hasattr(source, "dim") else source.shape
     summary = {
         "input": str(traj),

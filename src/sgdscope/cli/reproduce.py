@@ -85,9 +85,8 @@ def _run(
     from .._checkpoint import CheckpointError
     from ..paper.cifar import CifarFormatError
     from ..paper.idx import IdxFormatError
+    from ..report import render_report
     from ..reproduce import EXPERIMENTS
-    from ..reproduce.html_report import render_report
-    from ..reproduce.markdown_report import render_markdown
 
     console: Console = ctx_obj["console"]
     names = tuple(EXPERIMENTS) if names is None else names
@@ -102,10 +101,8 @@ def _run(
             settings = experiment.settings_for(run_ctx, overrides) if overrides else None
             _print_result(console, run_ctx, experiment, experiment.run(run_ctx, settings))
             page = render_report(run_ctx.out)  # after each experiment: nothing finished is lost
-            render_markdown(run_ctx.out)
         if not names:
             page = render_report(run_ctx.out)
-            render_markdown(run_ctx.out)
     except (OSError, CheckpointError, CifarFormatError, IdxFormatError) as err:
         raise click.ClickException(f"{type(err).__name__}: {err}") from err
     console.print(

@@ -304,6 +304,7 @@ def _run(model_name, checkpoint, data_dir, n_samples, k, method, params, per_gro
     from ..noise import GradientNoise
     from ..noise.distributed import RankError, shard
     from ..report.fig_spectrum import plot_spectrum
+    from ..report.style import save_figure
 
     t0 = time.perf_counter()
     model, loss_fn, data, description, paper = _build(model_name, data_dir, n_samples, seed)
@@ -382,12 +383,10 @@ def _run(model_name, checkpoint, data_dir, n_samples, k, method, params, per_gro
     )
     _write(out / "eigenvalues.npy", lambda p: np.save(p, spec.eigenvalues))
     label = model_name.rpartition(":")[2] if not paper else model_name
-    _write(
-        out / "spectrum.png",
-        lambda p: plot_spectrum(
-            spec, p, labels=[label], title=f"D(x) of {label}, N = {noise.n_samples:,}", rtol=rtol
-        ),
-    )  # fmt: skip
+    figure = plot_spectrum(
+        spec, labels=[label], title=f"D(x) of {label}, N = {noise.n_samples:,}", rtol=rtol
+    )
+    _write(out / "spectrum.png", lambda p: save_figure(figure, p))
     if groups is not None:
         per = {g: s.summary(rtol) for g, s in groups.items()}
         _write(out / "groups.json", lambda p: p.write_text(json.dumps(per, indent=2)))

@@ -16,6 +16,7 @@ from ..dynamics.fokker_planck import Evolution, FokkerPlanck, SteadyState, gauss
 from ..dynamics.grid import Grid
 from ..dynamics.sde import simulate_sde
 from ..report.fig_toy import plot_drift, plot_toy
+from ..report.style import save_figure
 from ._options import make_out
 
 _WITH_LAM = ("double_well", "accel")
@@ -220,8 +221,11 @@ def toy(name, lam, beta, n, t_max, particles, seed, out):
     ex, grid, ss, drift = solved.example, solved.grid, solved.steady, solved.fp.drift_cells
     loss_values = None if ex.loss is None else np.asarray(ex.loss(grid.points), dtype=float)
     known = None if ex.potential is None else np.asarray(ex.potential(grid.points), dtype=float)
-    plot_drift(ex, ss, drift, out / "drift.png")
-    plot_toy(ex, ss, drift, solved.evolution, paths, out / "toy.png", loss_values, known)
+    save_figure(plot_drift(ex, ss, drift), out / "drift.png")
+    summary_figure = plot_toy(
+        ex, ss, drift, solved.evolution, paths, loss_values=loss_values, known_potential=known
+    )
+    save_figure(summary_figure, out / "toy.png")
     summary = _summary(name, params, solved, paths, dt, n_steps)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     _print(Console(), summary, solved, t_max, out)

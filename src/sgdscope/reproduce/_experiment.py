@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from ..report.results import Comparison, ExperimentResult, Verdict
 from .context import RunContext
-from .results import Comparison, ExperimentResult, Verdict
 
 __all__ = ["EMBEDDED_DATA", "AbstractSettings", "Claim", "Experiment", "grade"]
 

@@ -34,9 +34,9 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
+from ...report.results import ExperimentResult
 from .._experiment import Experiment
 from ..context import RunContext
-from ..results import ExperimentResult
 from . import claims, figures
 from .measure import batch_noise, load_mnist, measure_remark11, measure_remark12, measure_sampler
 from .settings import MODEL, Settings, scaled_lr
@@ -56,7 +56,7 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
             ``ctx.quick``.
 
     Returns:
-        The :class:`~sgdscope.reproduce.results.ExperimentResult`, also saved as
+        The :class:`~sgdscope.report.results.ExperimentResult`, also saved as
         ``OUT/scaling/result.json``.
     """
     t0 = time.perf_counter()

@@ -6,8 +6,8 @@ its thresholds in its docstring and is tested on known cases.
 
 from __future__ import annotations
 
+from ...report.results import Comparison, Verdict
 from .._experiment import Claim, grade
-from ..results import Comparison, Verdict
 from .measure import Remark11, Remark12, SamplerNoise, WithMinusWithout
 from .settings import Settings
 

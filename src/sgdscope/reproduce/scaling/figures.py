@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ...report._style import new_figure, save_figure
-from ..results import FigureRef
+from ...report.results import FigureRef
+from ...report.style import new_figure, save_figure
 from .measure import Remark11, Remark12
 from .settings import Settings
 

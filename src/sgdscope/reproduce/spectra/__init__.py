@@ -25,9 +25,9 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
+from ...report.results import ExperimentResult
 from .._experiment import Experiment
 from ..context import RunContext
-from ..results import ExperimentResult
 from . import claims, figures
 from .measure import RTOLS, measure_panels
 from .settings import PANELS, Settings

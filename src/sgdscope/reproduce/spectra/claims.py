@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ...report.results import Comparison, Verdict
 from .._experiment import Claim, grade
-from ..results import Comparison, Verdict
 from .measure import Checkpoint, Panel
 from .settings import PANELS, PanelSpec
 

@@ -1,7 +1,7 @@
 """Figures of ``reproduce spectra``: one figure per panel, its spectra at every checkpoint.
 
 Drawn with :func:`sgdscope.report.fig_spectrum.plot_spectrum`; the reduced-run ``label`` is an
-argument.
+argument, drawn as the figure's banner.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ...noise.spectrum import PAPER
 from ...report.fig_spectrum import plot_spectrum
-from ..results import FigureRef
+from ...report.results import FigureRef
+from ...report.style import save_figure
 from .measure import PanelRun
 
 __all__ = ["panel"]
@@ -28,14 +29,14 @@ def panel(run: PanelRun, folder: Path, label: str) -> FigureRef:
     spec, spectra = run.spec, run.spectra
     last = max(spectra)
     png = f"{spec.key}_{spec.run}.png"
-    heading = f"{spec.figure}: D(x) of {spec.model}, {spec.data_label}"
-    plot_spectrum(
+    figure = plot_spectrum(
         [spectra[e] for e in sorted(spectra)],
-        folder / png,
         labels=[f"epoch {e} ({round(100 * e / last)} %)" for e in sorted(spectra)],
         rtol=PAPER,
-        title="\n".join([heading, *textwrap.wrap(f"(reduced: {label})" if label else "", 90)]),
+        title=f"{spec.figure}: D(x) of {spec.model}, {spec.data_label}",
+        banner="\n".join(textwrap.wrap(f"(reduced: {label})" if label else "", 90)),
     )
+    save_figure(figure, folder / png)
     return FigureRef(
         png,
         f"{spec.figure}: {spec.model} on {spec.data_label}, N = {spectra[last].n_samples:,}; "

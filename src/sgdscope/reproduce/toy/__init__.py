@@ -10,7 +10,7 @@ r"""``reproduce toy``: Fig. 4 (Example 19), Theorem 22, Assumption 4 and Lemma 2
 closed forms, simulates the SDE (:func:`sgdscope.simulate_sde`, Euler–Maruyama) from a Gaussian
 at the origin and compares the particles' histogram with :math:`e^{-\Phi}` by a χ² test (bin
 probabilities from the closed form, independent of the solver), and draws the paper's Fig. 4
-(drift streamlines over Φ, with :func:`sgdscope.report.fig_toy.draw_drift`).
+(drift streamlines over Φ, with :func:`sgdscope.report.plot_drift`).
 
 **Theorem 22** (eq. 19). The critical points of Φ are not those of f: at ∇Φ = 0,
 ∇f = −β⁻¹∇·(D + Q), "linear in β⁻¹". Test: keep the drift of Example 19 at λ = 0.5 fixed (the
@@ -34,9 +34,9 @@ import time
 from dataclasses import asdict
 
 from ..._progress import progress_bar
+from ...report.results import ExperimentResult
 from .._experiment import Experiment
 from ..context import RunContext
-from ..results import ExperimentResult
 from . import claims, figures
 from .measure import WellRun, linear_case, measure_shift, measure_well
 from .settings import Settings

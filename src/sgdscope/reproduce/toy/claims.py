@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
+from ...report.results import Comparison, Verdict
 from .._experiment import Claim, grade
-from ..results import Comparison, Verdict
 from .measure import LinearCase, ShiftMeasurement, WellMeasurement, local_exponent, sorted_shifts
 from .settings import Settings
 

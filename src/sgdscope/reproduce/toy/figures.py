@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import scipy.stats
 
-from ...report._style import new_figure, save_figure
-from ...report.fig_toy import draw_drift
-from ..results import FigureRef
+from ...report.fig_toy import plot_drift
+from ...report.results import FigureRef
+from ...report.style import new_figure, save_figure
 from .measure import ShiftMeasurement, WellRun
 from .settings import Settings
 
@@ -33,8 +33,9 @@ def fig4(wells: list[WellRun], path: Path, label: str) -> Path:
     fig, axes = new_figure(len(wells), 1, width=4.4, height=4.2)
     axes = np.atleast_1d(axes)
     for ax, w, letter in zip(axes, wells, "abcdefgh", strict=False):
-        draw_drift(ax, w.example, w.steady, w.drift)
-        ax.set_title(f"({letter}) λ = {w.measurement.lam:g}")
+        plot_drift(
+            w.example, w.steady, w.drift, ax=ax, title=f"({letter}) λ = {w.measurement.lam:g}"
+        )
     fig.suptitle(f"Fig. 4: Example 19, drift streamlines over Φ; red: minima of Φ{label}")
     return save_figure(fig, path)
 

@@ -31,10 +31,10 @@ from torch import Tensor
 from ...paper.data import mnist
 from ...paper.models import build
 from ...paper.training import TrainConfig
+from ...report.results import ExperimentResult
 from ...trajectory import Trajectory, load_trajectory
 from .._experiment import Experiment
 from ..context import RunContext
-from ..results import ExperimentResult
 from . import claims, figures
 from .measure import Analysis, analyse
 from .record import RunInfo, record_run
@@ -138,7 +138,7 @@ def run(ctx: RunContext, settings: Settings | None = None) -> ExperimentResult:
             :meth:`Settings.full`.
 
     Returns:
-        The :class:`~sgdscope.reproduce.results.ExperimentResult`, also saved as
+        The :class:`~sgdscope.report.results.ExperimentResult`, also saved as
         ``ctx.out/trajectory/result.json``.
     """
     t0 = time.perf_counter()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...report.results import Comparison
 from .._experiment import Claim, grade
-from ..results import Comparison
 from .measure import PAPER_GRAD_DROP, PAPER_GRAD_RANGE, Analysis
 from .settings import Settings
 

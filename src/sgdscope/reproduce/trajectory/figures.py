@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ...report._style import new_figure, save_figure
+from matplotlib.figure import Figure
+
 from ...report.fig_trajectory import (
     plot_autocorrelation,
     plot_equilibrium,
@@ -17,14 +18,18 @@ from ...report.fig_trajectory import (
     plot_msd,
     plot_power_spectrum,
 )
-from ..results import FigureRef
+from ...report.results import FigureRef
+from ...report.style import heading, legend, new_figure, save_figure
 from .measure import PAPER_GRAD_RANGE, Analysis
 
 __all__ = ["draw", "gradient_norms"]
 
 
-def gradient_norms(an: Analysis, burnin: int, path: Path, title: str) -> Path:
-    """Fig. 3c: ‖∇f‖/√d per epoch (train and eval mode) and its EWMA, log-x, paper's range."""
+def gradient_norms(an: Analysis, burnin: int, banner: str = "") -> Figure:
+    """Fig. 3c: ‖∇f‖/√d per epoch (train and eval mode) and its EWMA, log-x, paper's range.
+
+    ``banner`` (the reduced-run label) is drawn above the figure as on the other figures.
+    """
     fig, ax = new_figure(width=5.5, height=3.8)
     for g, colour, what in ((an.grad_train, "C0", "train mode"), (an.grad_eval, "C1", "eval mode")):
         assert g is not None  # drawn only when the series exist
@@ -37,40 +42,40 @@ def gradient_norms(an: Analysis, burnin: int, path: Path, title: str) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("‖∇f‖/√d")
-    ax.set_title(title, fontsize=8)
-    ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    legend(ax, fontsize=7)
+    heading(fig, banner=banner)
+    return fig
 
 
 def draw(an: Analysis, folder: Path, burnin: int, label: str) -> list[FigureRef]:
     """Draw every figure the analyses allow into ``folder``; ``label`` heads each one."""
     eq = an.equilibrium
     banner = f"(reduced: {label})" if label else ""
-    # (result needed, file, draw(path), caption): drawn only when the analysis produced it
-    plan: list[tuple[Any, str, Callable[[Path], Path], str]] = [
+    # (result needed, file, draw() -> Figure, caption): drawn only when the analysis produced it
+    plan: list[tuple[Any, str, Callable[[], Figure], str]] = [
         (an.spectrum, "fig3a_spectrum.png",
-         lambda p: plot_power_spectrum(an.spectrum, p, banner=banner),
+         lambda: plot_power_spectrum(an.spectrum, banner=banner),
          "Fig. 3a: power spectrum of the per-epoch increments, mean over weights with the 68 % "
          "bootstrap band (seaborn tsplot's, as the paper drew)."),
         (an.autocorrelation, "fig3b_autocorrelation.png",
-         lambda p: plot_autocorrelation(an.autocorrelation, p, banner=banner),
+         lambda: plot_autocorrelation(an.autocorrelation, banner=banner),
          "Fig. 3b: autocorrelation of the weights against lag (epochs), with the paper's "
          "white-noise bands ±1.96/√n and ±2.576/√n."),
         (an.grad_train, "fig3c_gradient_norm.png",
-         lambda p: gradient_norms(an, burnin, p, banner),
+         lambda: gradient_norms(an, burnin, banner),
          "Fig. 3c: ‖∇f‖/√d per epoch, train mode (the authors' full_dw) and eval mode, EWMA "
          "com = 100, with the paper's 1e-3–3e-3 range."),
-        (an.msd, "msd.png", lambda p: plot_msd(an.msd, p, banner=banner),
+        (an.msd, "msd.png", lambda: plot_msd(an.msd, banner=banner),
          "MSD of the weights against lag with the fitted power law (Kunin et al.: anomalous "
          "diffusion, c ≠ 1)."),
-        (eq, "flux.png", lambda p: plot_flux(eq.flux, p, banner=banner),
+        (eq, "flux.png", lambda: plot_flux(eq.flux, banner=banner),
          f"Probability flux in {eq.plane if eq else ''} (Battle et al. 2016)."),
-        (eq, "equilibrium.png", lambda p: plot_equilibrium(eq, p, banner=banner),
+        (eq, "equilibrium.png", lambda: plot_equilibrium(eq, banner=banner),
          "Equilibrium test: irreversibility of the lagged covariance against reversible (Q = 0) "
          "OU surrogates."),
     ]  # fmt: skip
     return [
-        FigureRef(draw_one(folder / name).name, caption)
+        FigureRef(save_figure(draw_one(), folder / name).name, caption)
         for need, name, draw_one, caption in plan
         if need is not None
     ]

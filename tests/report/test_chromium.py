@@ -1,4 +1,5 @@
-"""The report in a real browser: headless Chromium paints it and every embedded image decodes.
+"""The report in a real browser: headless Chromium paints it, every embedded image decodes, and
+no script carried by a result.json runs.
 
 Skipped when no Chromium is on PATH, unless ``SGDSCOPE_REQUIRE_CHROMIUM=1`` (set by ``.ci/run``),
 which turns the skip into a failure that says how to install it.
@@ -15,9 +16,9 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
-from sgdscope.reproduce.html_report import render_report
+from sgdscope.report import render_report
 
-from .test_html_report import Page, make_sample
+from .test_html import PAYLOADS, Page, Tags, make_crafted, make_sample
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 FLAGS = (
@@ -117,3 +118,21 @@ def test_every_image_decodes_and_tables_are_there(browser, report, tmp_path):
     # the browser's table count equals the parser's: summary, 2 comparison tables, numbers,
     # times, 2 configurations, environment
     assert int(body["data-tables"]) == n_tables == 8
+
+
+def test_no_script_of_a_crafted_result_runs(browser, tmp_path):
+    """Each payload would mark <body> with data-pwned if the browser ran it; the page's own
+    script runs (it writes data-images-total), theirs do not."""
+    out = tmp_path / "out"
+    # alert() is left out: a dialog would hold headless Chromium until its timeout, a failure
+    # that does not say which payload ran (the parser test covers it)
+    make_crafted(out, " ".join(p for p in PAYLOADS if "alert" not in p))
+    index = render_report(out)
+    done = chromium(browser, tmp_path, "crafted", "--dump-dom", index.as_uri())
+    body = Body(done.stdout).attrs
+    assert body is not None, f"no <body> in the dumped DOM:\n{done.stdout[:2000]}"
+    assert body.get("data-images-total") == "1" and body.get("data-images-loaded") == "1"
+    assert "data-pwned" not in body, f"a script of the result ran: {body['data-pwned']}"
+    tags = Tags(done.stdout).tags  # the DOM after the scripts ran
+    assert not [(t, a) for t, a in tags if "data-pwned" in a]
+    assert [t for t, _ in tags].count("script") == 1

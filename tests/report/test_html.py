@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sgdscope.report._style import new_figure, save_figure
-from sgdscope.reproduce.html_report import render_report
-from sgdscope.reproduce.results import (
+from sgdscope.report import render_report
+from sgdscope.report.results import (
     Comparison,
     ExperimentResult,
     FigureRef,
     Verdict,
     collect_results,
 )
+from sgdscope.report.style import new_figure, save_figure
 
 CLASS = {  # the page's contract, written out here rather than read from the module
     Verdict.REPRODUCED: "v-reproduced",
@@ -362,3 +362,81 @@ def test_rerender_replaces_the_report(tmp_path):
     _, page = read(tmp_path)
     assert "An extra experiment" in "".join(page.text)
     assert not list((tmp_path / "report").glob("*.tmp"))
+
+
+# ------------------------------------------------------------------ crafted results are inert
+
+#: Payloads a crafted result.json might carry: each would mark <body> with data-pwned if it ran.
+PAYLOADS = (
+    "<script>alert(1)</script>",
+    "<script>document.body.setAttribute('data-pwned', 'script')</script>",
+    "<img src=x onerror=\"document.body.setAttribute('data-pwned', 'img')\">",
+    "\"><svg onload=\"document.body.setAttribute('data-pwned', 'svg')\">",
+    "</style><script>document.body.setAttribute('data-pwned', 'style')</script>",
+    "</title></code></td><script>document.body.setAttribute('data-pwned', 'close')</script>",
+    "{{ 7 * 7 }}{% if true %}template{% endif %}",  # data is never a template
+)
+EVERY = " ".join(PAYLOADS)
+
+
+def make_crafted(out: Path, every: str = EVERY) -> None:
+    """A result.json written by hand (as an attacker would) with ``every`` in each text field,
+    beside one real figure."""
+    draw_png(out / "x" / "real.png")
+    comparison = {k: every for k in ("key", "claim", "paper", "measured", "note")}
+    crafted = {
+        "name": "x",
+        "title": every,
+        "reduced": True,
+        "reduced_note": every,
+        "config": {every: every, "nested": {every: [every]}},
+        "seconds": 1.0,
+        "comparisons": [{**comparison, "verdict": "reproduced"}],
+        "figures": [
+            {"path": "real.png", "caption": every},
+            {"path": f"missing {every}.png", "caption": every},
+        ],
+        "numbers": {every: every},
+        "notes": [every],
+        "environment": {every: every},
+    }
+    (out / "x" / "result.json").write_text(json.dumps(crafted))
+
+
+class Tags(HTMLParser):
+    """Every element with its attributes."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_a_crafted_result_is_rendered_inert(tmp_path):
+    """Every text of a result.json is escaped: its <script> and on… handlers are text, not
+    markup, and its {{ … }} is not evaluated (the template's autoescape, checked by parsing)."""
+    make_crafted(tmp_path)
+    render_report(tmp_path)
+    html, page = read(tmp_path)
+    tags = Tags(html).tags
+    assert [t for t, _ in tags].count("script") == 1  # the page's own
+    assert not [t for t, _ in tags if t in ("svg", "iframe", "object", "embed")]
+    assert [a["src"][:22] for t, a in tags if t == "img"] == ["data:image/png;base64,"]
+    handlers = [(t, k) for t, a in tags for k in a if k.lower().startswith("on")]
+    assert handlers == []
+    assert "data-pwned" not in {k for _, a in tags for k in a}
+    text = "".join(page.text)
+    # the payload is shown verbatim as text, wherever it was put
+    assert text.count(EVERY) >= 10
+    for payload in PAYLOADS:  # the {{ 7 * 7 }} among them: not evaluated
+        assert payload in text
+    assert page.rows == {
+        EVERY: {
+            "classes": {CLASS[Verdict.REPRODUCED]},
+            "cells": [EVERY] * 3 + ["reproduced", EVERY],
+        }
+    }
+    assert len(page.missing) == 1 and EVERY in page.missing[0]
