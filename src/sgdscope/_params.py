@@ -7,16 +7,25 @@ speaks of x (the gradient-noise engine, the trajectory recorder) selects it here
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from math import prod
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["LossFn", "ParamLayout", "model_mode", "select_params", "train_mode_batchnorms"]
+__all__ = [
+    "LossFn",
+    "ParamLayout",
+    "as_batches",
+    "full_gradient",
+    "model_mode",
+    "select_params",
+    "train_mode_batchnorms",
+]
 
 LossFn = Callable[..., torch.Tensor]
 """``loss_fn(outputs, targets) -> per-sample losses of shape (n,)`` (``reduction="none"``).
@@ -102,6 +111,97 @@ def select_params(model: nn.Module, params, *, where: str) -> list[str]:
         )
     order = {n: i for i, n in enumerate(named)}
     return sorted(dict.fromkeys(names), key=order.__getitem__)
+
+
+def as_batches(data: Any) -> Iterable:
+    """``data`` as an iterable of ``(inputs, targets)`` batches.
+
+    A tuple or list ``(inputs, targets)`` of two tensors is one batch; anything else (a
+    DataLoader, a list of batches) is iterated as it is.
+    """
+    if (
+        isinstance(data, tuple | list)
+        and len(data) == 2
+        and all(isinstance(t, torch.Tensor) for t in data)
+    ):
+        return [tuple(data)]
+    return data
+
+
+def full_gradient(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Any,
+    params: Sequence[nn.Parameter],
+    *,
+    eval_mode: bool = True,
+    where: str = "full_gradient",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The full-data gradient of the selected parameters and the mean loss, in one pass.
+
+    .. math:: \nabla f(x) = \frac{1}{N}\sum_{k=1}^{N} \nabla \ell_k(x),\qquad
+        f(x) = \frac{1}{N}\sum_{k=1}^{N} \ell_k(x)
+
+    (Chaudhari & Soatto 2018, eq. 1; the paper's g, whose norm Fig. 3c plots). Computed with
+    :func:`torch.autograd.grad`, so the ``.grad`` fields of the model are left alone; in eval
+    mode when ``eval_mode`` (BatchNorm running statistics, no dropout), after which *each*
+    module's own training flag is restored.
+
+    Args:
+        model: The network.
+        loss_fn: Per-sample loss ``loss_fn(outputs, targets) -> (b,)`` (``reduction="none"``).
+        data: A tuple ``(inputs, targets)`` of tensors, or an iterable of such batches (a
+            DataLoader).
+        params: The parameters that make up x, in layout order (a parameter that the loss does
+            not reach gets a zero gradient).
+        eval_mode: Compute with the model in eval mode.
+        where: The caller, for error messages.
+
+    Returns:
+        ``(g, f)``: the gradient, a float64 tensor (d,) on the parameters' device, and the mean
+        loss, a float64 0-d tensor (no device synchronisation is made).
+
+    Raises:
+        ValueError: If ``loss_fn`` does not return per-sample losses, or ``data`` is empty.
+
+    Example:
+        >>> model = torch.nn.Linear(2, 1, bias=False)
+        >>> x, y = torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.zeros(2, 1)
+        >>> with torch.no_grad():
+        ...     _ = model.weight.fill_(1.0)
+        >>> sq = lambda out, t: ((out - t) ** 2).sum(dim=1)
+        >>> g, f = full_gradient(model, sq, (x, y), list(model.parameters()))
+        >>> g.tolist(), f.item()  # ∇ of ((w1)² + (2 w2)²)/2 at w = (1, 1); f = (1 + 4)/2
+        ([1.0, 4.0], 2.5)
+    """
+    device = params[0].device
+    total = torch.zeros(sum(p.numel() for p in params), dtype=torch.float64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    with model_mode(model, eval_mode=eval_mode):
+        for batch in as_batches(data):
+            inputs, targets = batch[0].to(device), batch[1].to(device)
+            losses = loss_fn(model(inputs), targets)
+            if losses.ndim != 1 or losses.shape[0] != inputs.shape[0]:
+                raise ValueError(
+                    f"the 'loss_fn' parameter of {where} must return per-sample losses of "
+                    f"shape ({inputs.shape[0]},) (use reduction='none'), got shape "
+                    f"{tuple(losses.shape)}. sgdscope never guesses a reduction."
+                )
+            grads = torch.autograd.grad(losses.sum(), list(params), allow_unused=True)
+            flat = [
+                torch.zeros(p.numel(), dtype=p.dtype, device=device) if g is None else g.reshape(-1)
+                for g, p in zip(grads, params, strict=True)
+            ]
+            total += torch.cat(flat).double()
+            loss_sum += losses.detach().sum().double()
+            count += losses.shape[0]
+    if count == 0:
+        raise ValueError(
+            f"the 'gradient_data' parameter of {where} yielded no samples; pass a non-empty "
+            "DataLoader or (inputs, targets) tuple."
+        )
+    return total / count, loss_sum / count
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import shutil
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._params import model_mode, select_params
+from .._params import LossFn, full_gradient, select_params
 from .._validation import check_int, check_option, check_real
 from ..temperature import temperature
-from .projection import Projection, ProjectionKind, basis_projection, random_projection
+from .projection import (
+    CoordinateProjection,
+    Projection,
+    ProjectionKind,
+    basis_projection,
+    random_projection,
+)
 from .store import (
     INDEX,
     LOCK,
@@ -43,14 +49,13 @@ from .store import (
     STREAMS,
     DirectoryLock,
     StoreWriter,
+    TrajectoryGapError,
+    check_stream_name,
     chunks_of,
     read_manifest,
 )
 
 __all__ = ["LossFn", "NonFinitePolicy", "TrajectoryRecorder"]
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""A loss returning per-sample losses of shape (b,) from ``(outputs, targets)``."""
 
 _CHUNK_BYTES = 1 << 20  # target size of one weights chunk
 _WHERE = "TrajectoryRecorder"
@@ -98,10 +103,52 @@ def _unstarted(path: Path) -> bool:
             continue
         if entry.is_file() and entry.name == INDEX and entry.stat().st_size == 0:
             continue
-        if entry.is_dir() and entry.name in STREAMS and not any(entry.iterdir()):
+        if entry.is_dir() and not any(entry.iterdir()):
             continue
         return False
     return True
+
+
+def _open_directory(
+    path: Path, *, resume: bool, overwrite: bool
+) -> tuple[DirectoryLock, dict | None]:
+    """Take the directory's lock; the manifest to resume (None for a new trajectory).
+
+    With ``overwrite`` an existing trajectory (and only a trajectory) is emptied once the lock is
+    held; an existing directory that is neither empty nor a trajectory is refused.
+    """
+    if not path.exists() or _unstarted(path):
+        path.mkdir(parents=True, exist_ok=True)
+        return DirectoryLock(path, _WHERE), None
+    is_traj = (path / MANIFEST).is_file()
+    if resume:
+        read_manifest(path)  # a clear error before the lock file is created
+        lock = DirectoryLock(path, _WHERE)
+        try:
+            return lock, read_manifest(path)  # again, now that no one else writes it
+        except BaseException:
+            lock.release()
+            raise
+    if is_traj and overwrite:
+        read_manifest(path)  # only a trajectory is ever deleted
+        lock = DirectoryLock(path, _WHERE)
+        for entry in path.iterdir():
+            if entry.name == LOCK:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        return lock, None
+    if is_traj:
+        raise FileExistsError(
+            f"the 'path' parameter of {_WHERE} names an existing trajectory {str(path)!r}. Pass "
+            f"resume=True to continue it or overwrite=True to replace it."
+        )
+    raise FileExistsError(
+        f"the 'path' parameter of {_WHERE} names {str(path)!r}, which exists and is not a "
+        f"trajectory; choose a new or empty directory."
+    )
 
 
 def _resume_step(manifest: dict, gradient_every: int | None) -> int:
@@ -109,9 +156,11 @@ def _resume_step(manifest: dict, gradient_every: int | None) -> int:
 
     The weights' last committed step W, lowered so that no gradient due at a step <= it is missing
     (a crash between the commits of the two streams). Records after it are dropped on resume.
+    Streams written with :meth:`TrajectoryRecorder.append` do not lower it: a row is due at no
+    particular step.
     """
     weights = chunks_of(manifest, "weights")
-    step = weights[-1].last_step if weights else 0
+    step = weights[-1].last_step if weights else manifest["meta"].get("start_step", 0)
     if gradient_every is not None and "gradients" in manifest["streams"]:
         grads = chunks_of(manifest, "gradients")
         covered = (grads[-1].last_step if grads else 0) + gradient_every - 1
@@ -119,14 +168,99 @@ def _resume_step(manifest: dict, gradient_every: int | None) -> int:
     return step
 
 
-def _as_batches(data: Any) -> Iterable:
-    if (
-        isinstance(data, tuple | list)
-        and len(data) == 2
-        and all(isinstance(t, torch.Tensor) for t in data)
-    ):
-        return [tuple(data)]
-    return data
+def _stream_specs(streams: Mapping[str, Any] | None) -> dict[str, tuple[int, torch.dtype]]:
+    """``{name: dim}`` or ``{name: (dim, dtype)}`` checked, as ``{name: (dim, dtype)}``."""
+    out: dict[str, tuple[int, torch.dtype]] = {}
+    for name, spec in (streams or {}).items():
+        check_stream_name(name, _WHERE)
+        if name in STREAMS:
+            raise ValueError(
+                f"the 'streams' parameter of {_WHERE} names {name!r}, which the recorder writes "
+                f"itself; choose another name."
+            )
+        dim, dtype = spec if isinstance(spec, tuple) else (spec, torch.float64)
+        dim = check_int(f"streams[{name!r}]", dim, where=_WHERE, low=1)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ValueError(
+                f"the 'streams' parameter of {_WHERE} gives stream {name!r} the dtype {dtype!r}; "
+                "expected a floating torch.dtype."
+            )
+        out[name] = (dim, dtype)
+    return out
+
+
+class _Projector:
+    """The projection applied in the training thread, from the parameters' flat views.
+
+    Raw weights are concatenated into the record row; a dense projection multiplies the
+    concatenation by its basis; a coordinate projection gathers its k entries parameter by
+    parameter (never the whole vector).
+    """
+
+    def __init__(
+        self,
+        proj: Projection | CoordinateProjection | None,
+        numels: list[int],
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        self.proj = proj
+        if isinstance(proj, Projection):
+            self._basis = torch.tensor(np.array(proj.basis), dtype=dtype, device=device)
+            mean = torch.tensor(np.array(proj.mean), dtype=dtype, device=device)
+            self._shift = self._basis @ mean
+            self._flat = torch.empty(sum(numels), dtype=dtype, device=device)
+        elif isinstance(proj, CoordinateProjection):
+            offsets = np.cumsum([0, *numels])
+            owner = np.searchsorted(offsets, proj.indices, side="right") - 1
+            self._gather = [
+                (int(i), torch.as_tensor(proj.indices[owner == i] - offsets[i], device=device))
+                for i in np.unique(owner)
+            ]
+            self._index = torch.as_tensor(proj.indices, device=device)
+
+    def record(self, views: list[torch.Tensor], out: torch.Tensor) -> None:
+        """Write the projected weights into ``out`` (one record row)."""
+        if self.proj is None:
+            torch.cat(views, out=out)
+        elif isinstance(self.proj, Projection):
+            torch.cat(views, out=self._flat)
+            torch.mv(self._basis, self._flat, out=out)
+            out.sub_(self._shift)
+        else:
+            torch.cat([views[i].index_select(0, local) for i, local in self._gather], out=out)
+
+    def vector(self, flat: torch.Tensor) -> torch.Tensor:
+        """Project a d-vector that is not a position (a gradient: no centre)."""
+        if self.proj is None:
+            return flat
+        if isinstance(self.proj, Projection):
+            return self._basis @ flat
+        return flat.index_select(0, self._index)
+
+
+def _projection_record(proj: Projection | CoordinateProjection | None) -> dict | None:
+    """The projection's description in the metadata."""
+    if proj is None:
+        return None
+    return {"kind": proj.kind.value, "k": proj.k}
+
+
+def _same_projection(
+    a: Projection | CoordinateProjection, b: Projection | CoordinateProjection
+) -> bool:
+    if isinstance(a, CoordinateProjection) or isinstance(b, CoordinateProjection):
+        return (
+            isinstance(a, CoordinateProjection)
+            and isinstance(b, CoordinateProjection)
+            and a.dim == b.dim
+            and np.array_equal(a.indices, b.indices)
+        )
+    return (
+        a.basis.shape == b.basis.shape
+        and np.allclose(a.basis, b.basis, atol=1e-6)
+        and np.allclose(a.mean, b.mean, atol=1e-6)
+    )
 
 
 class TrajectoryRecorder:
@@ -158,12 +292,19 @@ class TrajectoryRecorder:
     ×(1 - b/N) without replacement, /(1 - μ) with momentum) when lr and batch_size are known,
     every, gradient_every, the projection, dtype, and your own ``meta`` dict.
 
+    Further streams (``streams``): rows of a fixed length that you add with :meth:`append` at the
+    current step, such as measurements made every so often (:class:`sgdscope.Monitor` stores the
+    gradient noise this way). Each :meth:`append` is committed as its own chunk.
+
     Crash safety: records become durable chunk by chunk (``chunk_size`` rows); a process killed at
     any moment leaves every committed chunk readable, and ``resume=True`` continues the same
     trajectory after the last step that every stream (weights and gradients) holds, dropping any
     record after it, so the streams never hold a step twice (the records of the chunk being filled
     are lost; call :meth:`flush` when you save a checkpoint so that the trajectory ends where it
-    resumes, and restart training at :attr:`step_count`).
+    resumes, and restart training at :attr:`step_count`). When training restarts from a
+    checkpoint of its own, pass its step as ``resume_step``: every record after it is dropped
+    (the interrupted run's records past the checkpoint), and the trajectory continues at
+    ``resume_step + 1``.
 
     One writer: the recorder holds an exclusive lock on ``path`` (``PATH/.lock``) until
     :meth:`close`; a second recorder on the same path is refused with
@@ -201,6 +342,9 @@ class TrajectoryRecorder:
             ``gradient_data``.
         gradient_every: Compute the full gradient every this many steps (≥ 1); required with
             ``gradient_data``.
+        streams: Further streams, ``{name: dim}`` (rows stored in float64) or
+            ``{name: (dim, dtype)}``; names are lower-case identifiers other than ``weights`` and
+            ``gradients``. Write rows with :meth:`append`.
         chunk_size: Records per chunk; None picks ≈1 MiB chunks (1 to 4096 rows). A crash
             loses at most the records of the chunk being filled.
         dtype: Storage dtype; None keeps the parameters' dtype.
@@ -208,8 +352,13 @@ class TrajectoryRecorder:
             (queue_size + 1) · chunk_size · d · itemsize bytes on the model's device; for large
             models record a projection or a ``params`` subset.
         resume: Continue the trajectory at ``path`` if it exists (refused if the recorded
-            parameters' names or shapes, ``every``, the projection or dtype differ); start a new
-            one otherwise.
+            parameters' names or shapes, ``every``, the projection, dtype or streams differ);
+            start a new one otherwise.
+        resume_step: With ``resume``: the optimizer step training restarts from (its
+            checkpoint's step). Records after it are dropped and counting continues from it;
+            refused if the trajectory ends before it (steps would be missing). A new
+            trajectory then starts at ``resume_step + 1``. None: the last step every stream
+            holds.
         overwrite: Replace an existing trajectory at ``path`` (only a trajectory is ever
             deleted).
         nonfinite: ``"record"`` or ``"raise"`` (see above).
@@ -220,6 +369,7 @@ class TrajectoryRecorder:
         ValueError: If an argument is out of range or inconsistent.
         FileExistsError: If ``path`` exists and neither ``resume`` nor ``overwrite`` is set, or
             holds something other than a trajectory.
+        TrajectoryGapError: If ``resume_step`` is after the trajectory's last step.
         TrajectoryFormatError: If ``resume=True`` and ``path`` is not a trajectory.
         TrajectoryLockedError: If another recorder is writing ``path``.
 
@@ -246,7 +396,12 @@ class TrajectoryRecorder:
         model: torch.nn.Module,
         every: int = 1,
         params: Any = None,
-        projection: int | np.ndarray | torch.Tensor | Projection | None = None,
+        projection: int
+        | np.ndarray
+        | torch.Tensor
+        | Projection
+        | CoordinateProjection
+        | None = None,
         *,
         optimizer: torch.optim.Optimizer | None = None,
         lr: float | None = None,
@@ -258,10 +413,12 @@ class TrajectoryRecorder:
         gradient_data: Any = None,
         loss_fn: LossFn | None = None,
         gradient_every: int | None = None,
+        streams: Mapping[str, int | tuple[int, torch.dtype]] | None = None,
         chunk_size: int | None = None,
         dtype: torch.dtype | None = None,
         queue_size: int = 4,
         resume: bool = False,
+        resume_step: int | None = None,
         overwrite: bool = False,
         nonfinite: NonFinitePolicy | str = NonFinitePolicy.RECORD,
         fsync: bool = False,
@@ -278,14 +435,39 @@ class TrajectoryRecorder:
         self._nonfinite = check_option("nonfinite", nonfinite, NonFinitePolicy, where=_WHERE)
         self._model = model
         self._optimizer = optimizer
+        self._attach(model, params, dtype)
+        self._set_gradient_source(gradient_data, loss_fn, gradient_every)
+        self._extra = _stream_specs(streams)
+        if resume_step is not None:
+            if not resume:
+                raise ValueError(
+                    f"the 'resume_step' parameter of {_WHERE} is used only with resume=True, "
+                    f"got resume_step={resume_step!r} and resume=False."
+                )
+            resume_step = check_int("resume_step", resume_step, where=_WHERE, low=0)
+        run = {
+            "lr": lr, "batch_size": batch_size, "momentum": momentum, "n": n, "seed": seed,
+            "replacement": replacement, "meta": meta,
+        }  # fmt: skip
+        self._lock, manifest = _open_directory(self.path, resume=resume, overwrite=overwrite)
+        try:
+            self._open(manifest, projection, chunk_size, run, resume_step, fsync, queue_size)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    # ----------------------------------------------------------------------------- set-up steps
+    def _attach(self, model: torch.nn.Module, params: Any, dtype: torch.dtype | None) -> None:
+        """Select the parameters that make up x and keep flat views of their storage."""
         names, self._params = _select_params(model, params)
+        self._names = names
         # detached views share the parameters' storage, which optimizers update in place; a
         # non-contiguous parameter (e.g. channels_last) has no flat view and is copied per record
         self._sources = [p.detach() for p in self._params]
         self._contiguous = all(t.is_contiguous() for t in self._sources)
         self._views = [t.reshape(-1) for t in self._sources]
-        full_dim = sum(v.numel() for v in self._views)
-        device = self._params[0].device
+        self._full_dim = sum(v.numel() for v in self._views)
+        self._device = self._params[0].device
         store_dtype = dtype if dtype is not None else self._params[0].dtype
         if not isinstance(store_dtype, torch.dtype) or not store_dtype.is_floating_point:
             raise ValueError(
@@ -293,7 +475,10 @@ class TrajectoryRecorder:
             )
         self._dtype = store_dtype
 
-        # gradients
+    def _set_gradient_source(
+        self, gradient_data: Any, loss_fn: LossFn | None, gradient_every: int | None
+    ) -> None:
+        """Check and keep the data, loss and cadence of the full-gradient stream."""
         if gradient_data is not None:
             if loss_fn is None or gradient_every is None:
                 raise ValueError(
@@ -311,120 +496,65 @@ class TrajectoryRecorder:
         self._loss_fn = loss_fn
         self.gradient_every = gradient_every
 
-        # existing store
-        manifest = None
-        self._lock: DirectoryLock | None = None
-        if self.path.exists() and not _unstarted(self.path):
-            is_traj = (self.path / MANIFEST).is_file()
-            if resume:
-                read_manifest(self.path)  # a clear error before the lock file is created
-                self._lock = DirectoryLock(self.path, _WHERE)
-                manifest = read_manifest(self.path)  # again, now that no one else writes it
-            elif is_traj and overwrite:
-                read_manifest(self.path)  # only a trajectory is ever deleted
-                self._lock = DirectoryLock(self.path, _WHERE)
-                for entry in self.path.iterdir():
-                    if entry.name == LOCK:
-                        continue
-                    if entry.is_dir() and not entry.is_symlink():
-                        shutil.rmtree(entry)
-                    else:
-                        entry.unlink()
-            elif is_traj:
-                raise FileExistsError(
-                    f"the 'path' parameter of {_WHERE} names an existing trajectory "
-                    f"{str(path)!r}. Pass resume=True to continue it or overwrite=True to "
-                    f"replace it."
-                )
-            else:
-                raise FileExistsError(
-                    f"the 'path' parameter of {_WHERE} names {str(path)!r}, which exists and is "
-                    f"not a trajectory; choose a new or empty directory."
-                )
-
-        if self._lock is None:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._lock = DirectoryLock(self.path, _WHERE)
-        try:
-            self._open(
-                names,
-                manifest,
-                projection,
-                full_dim,
-                device,
-                store_dtype,
-                seed,
-                chunk_size,
-                lr,
-                batch_size,
-                momentum,
-                n,
-                replacement,
-                meta,
-                fsync,
-                queue_size,
-            )
-        except BaseException:
-            self._lock.release()
-            raise
-
     def _open(
         self,
-        names: list[str],
         manifest: dict | None,
         projection: Any,
-        full_dim: int,
-        device: torch.device,
-        store_dtype: torch.dtype,
-        seed: int | None,
         chunk_size: int | None,
-        lr: float | None,
-        batch_size: int | None,
-        momentum: float | None,
-        n: int | None,
-        replacement: bool,
-        meta: Mapping[str, Any] | None,
+        run: dict,
+        resume_step: int | None,
         fsync: bool,
         queue_size: int,
     ) -> None:
         """The rest of the constructor, run while the directory's lock is held."""
-        path = self.path
-        optimizer, model, gradient_every = self._optimizer, self._model, self.gradient_every
-        layout = _layout(names, self._params)
+        layout = _layout(self._names, self._params)
         if manifest is not None and manifest["meta"].get("layout") != layout:
             raise ValueError(
-                f"cannot resume the trajectory at {str(path)!r}: its 'layout' (recorded parameter "
-                f"names and shapes) is {manifest['meta'].get('layout')!r}, but this model has "
-                f"{layout!r}. Resume with the same model and params, or record to a new path."
+                f"cannot resume the trajectory at {str(self.path)!r}: its 'layout' (recorded "
+                f"parameter names and shapes) is {manifest['meta'].get('layout')!r}, but this "
+                f"model has {layout!r}. Resume with the same model and params, or record to a "
+                f"new path."
             )
-
-        # projection
-        proj = self._resolve_projection(projection, full_dim, seed, manifest)
+        proj = self._resolve_projection(projection, self._full_dim, run["seed"], manifest)
         self.projection = proj
-        self.dim = full_dim if proj is None else proj.k
-        if proj is not None:
-            self._basis = torch.tensor(np.array(proj.basis), dtype=store_dtype, device=device)
-            self._shift = self._basis @ torch.tensor(
-                np.array(proj.mean), dtype=store_dtype, device=device
-            )
-            self._flat = torch.empty(full_dim, dtype=store_dtype, device=device)
+        self.dim = self._full_dim if proj is None else proj.k
+        numels = [v.numel() for v in self._views]
+        self._projector = _Projector(proj, numels, self._dtype, self._device)
+        self._size_chunks(chunk_size)
+        new_meta = self._build_meta(layout, run)
+        self._step = self._start_step(manifest, new_meta, resume_step)
+        if manifest is not None:
+            old = manifest["meta"]
+            old["resumed_at_steps"] = [*old.get("resumed_at_steps", []), self._step]
+            new_meta = old
+        else:
+            new_meta["start_step"] = self._step
+        self.meta: dict = new_meta
+        self._writer = self._open_store(manifest, proj, fsync)
+        self._start_writer(queue_size)
 
-        itemsize = torch.empty((), dtype=store_dtype).element_size()
+    def _size_chunks(self, chunk_size: int | None) -> None:
+        """Rows per weights chunk (≈1 MiB by default) and per gradients chunk."""
+        itemsize = torch.empty((), dtype=self._dtype).element_size()
         if chunk_size is None:
             chunk_size = int(np.clip(_CHUNK_BYTES // (self.dim * itemsize), 1, 4096))
         self.chunk_size = check_int("chunk_size", chunk_size, where=_WHERE, low=1)
-        self._grad_chunk = 1
-        if gradient_every is not None:
-            self._grad_chunk = max(
-                1, min(self.chunk_size, self.chunk_size * self.every // gradient_every)
+        self._chunk_rows = {name: 1 for name in self._extra}
+        if self.gradient_every is not None:
+            self._chunk_rows["gradients"] = max(
+                1, min(self.chunk_size, self.chunk_size * self.every // self.gradient_every)
             )
 
+    def _build_meta(self, layout: dict, run: dict) -> dict:
+        """The trajectory's metadata: layout, run settings, the temperature, the format."""
+        lr, batch_size, n, momentum = run["lr"], run["batch_size"], run["n"], run["momentum"]
         if lr is not None:
             lr = check_real("lr", lr, where=_WHERE, low=0.0, low_open=True)
         if batch_size is not None:
             batch_size = check_int("batch_size", batch_size, where=_WHERE, low=1)
         if n is not None:
             n = check_int("n", n, where=_WHERE, low=1)
+        optimizer = self._optimizer
         if lr is None and optimizer is not None:
             lr = optimizer.param_groups[0].get("lr")
         if momentum is None and optimizer is not None:
@@ -432,75 +562,102 @@ class TrajectoryRecorder:
         temp = None
         if lr is not None and batch_size is not None:
             temp = temperature(
-                lr, batch_size, n=n, replacement=replacement, momentum=momentum or 0.0
+                lr, batch_size, n=n, replacement=run["replacement"], momentum=momentum or 0.0
             )
-        new_meta = {
+        proj = self.projection
+        meta = {
             "layout": layout,
             "lr": None if lr is None else float(lr),
             "batch_size": batch_size,
             "momentum": None if momentum is None else float(momentum),
             "n": n,
-            "seed": seed,
-            "replacement": bool(replacement),
+            "seed": run["seed"],
+            "replacement": bool(run["replacement"]),
             "temperature": temp,
             "every": self.every,
-            "gradient_every": gradient_every,
-            "gradient_mode": "eval" if gradient_every is not None else None,
-            "projection": None if proj is None else {"kind": proj.kind.value, "k": proj.k},
-            "dtype": str(store_dtype).removeprefix("torch."),
+            "gradient_every": self.gradient_every,
+            "gradient_mode": "eval" if self.gradient_every is not None else None,
+            "projection": _projection_record(proj),
+            "dtype": str(self._dtype).removeprefix("torch."),
+            "streams": {
+                name: [dim, str(dtype).removeprefix("torch.")]
+                for name, (dim, dtype) in self._extra.items()
+            },
             "chunk_size": self.chunk_size,
             "nonfinite": self._nonfinite.value,
-            "model": type(model).__name__,
+            "model": type(self._model).__name__,
             "recorded_dim": self.dim,
-            "full_dim": full_dim,
+            "full_dim": self._full_dim,
             "torch_version": torch.__version__,
             "host": platform.node(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "resumed_at_steps": [],
-            "user": dict(meta) if meta is not None else {},
+            "user": dict(run["meta"]) if run["meta"] is not None else {},
         }
         try:
-            json.dumps(new_meta)
+            json.dumps(meta)
         except (TypeError, ValueError) as err:
             raise ValueError(
-                f"the 'meta' parameter of {_WHERE} must be JSON-serialisable, got {meta!r} ({err})."
+                f"the 'meta' parameter of {_WHERE} must be JSON-serialisable, got {run['meta']!r} "
+                f"({err})."
             ) from err
+        return meta
 
-        self._step = 0
-        if manifest is not None:
-            self._check_resume(manifest, new_meta)
-            self._step = _resume_step(manifest, gradient_every)
-            old_meta = manifest["meta"]
-            old_meta["resumed_at_steps"] = [*old_meta.get("resumed_at_steps", []), self._step]
-            manifest["meta"] = old_meta
-            new_meta = old_meta
-            if gradient_every is not None and "gradients" not in manifest["streams"]:
-                raise ValueError(
-                    f"the 'gradient_data' parameter of {_WHERE} was given with resume=True, but "
-                    f"the trajectory at {str(path)!r} was recorded without gradients."
-                )
+    def _start_step(self, manifest: dict | None, new_meta: dict, resume_step: int | None) -> int:
+        """The step count the recording continues from (0, or where a resumed one left off)."""
+        if manifest is None:
+            return 0 if resume_step is None else resume_step
+        self._check_resume(manifest, new_meta)
+        if self.gradient_every is not None and "gradients" not in manifest["streams"]:
+            raise ValueError(
+                f"the 'gradient_data' parameter of {_WHERE} was given with resume=True, but "
+                f"the trajectory at {str(self.path)!r} was recorded without gradients."
+            )
+        covered = _resume_step(manifest, self.gradient_every)
+        if resume_step is None:
+            return covered
+        if resume_step > covered:
+            raise TrajectoryGapError(
+                f"cannot resume the trajectory at {str(self.path)!r} at step {resume_step}: it "
+                f"holds every stream only up to step {covered}, so steps {covered + 1}.."
+                f"{resume_step} would be missing (records not flushed when the checkpoint was "
+                f"saved: call flush() then). Resume from a checkpoint at or before step "
+                f"{covered}, or record to a new path."
+            )
+        return resume_step
+
+    def _open_store(
+        self, manifest: dict | None, proj: Projection | CoordinateProjection | None, fsync: bool
+    ) -> StoreWriter:
+        """Open the store: a new one, or the existing one cut back to the resume step."""
         if self.path.is_dir():  # temporary files of writes interrupted by a crash
             for tmp in [*self.path.glob(".*.tmp"), *self.path.glob("*/.*.tmp")]:
                 tmp.unlink(missing_ok=True)
-        self.meta: dict = new_meta
-        streams = {"weights": {"dim": self.dim, "dtype": new_meta["dtype"]}}
-        if gradient_every is not None:
-            streams["gradients"] = {"dim": self.dim, "dtype": new_meta["dtype"]}
-        self._writer = StoreWriter(
+        dtype = self.meta["dtype"]
+        streams = {"weights": {"dim": self.dim, "dtype": dtype}}
+        if self.gradient_every is not None:
+            streams["gradients"] = {"dim": self.dim, "dtype": dtype}
+        for name, (dim, sdtype) in self._extra.items():
+            streams[name] = {"dim": dim, "dtype": str(sdtype).removeprefix("torch.")}
+        writer = StoreWriter(
             self.path,
-            new_meta,
+            self.meta,
             streams,
             fsync=fsync,
             manifest=manifest,
             truncate_after=None if manifest is None else self._step,
         )
-        if proj is not None and manifest is None:
-            self._writer.write_projection(proj.basis, proj.mean)
+        if manifest is None and isinstance(proj, Projection):
+            writer.write_projection(basis=proj.basis, mean=proj.mean)
+        elif manifest is None and isinstance(proj, CoordinateProjection):
+            writer.write_projection(indices=proj.indices, dim=np.int64(proj.dim))
+        return writer
 
-        # buffers and the writer thread
+    def _start_writer(self, queue_size: int) -> None:
+        """Allocate the pool of record buffers and start the writer thread."""
         self._free: queue.Queue = queue.Queue()
         for _ in range(queue_size + 1):  # row views are made once: a row is then a tuple lookup
-            buf = torch.empty((self.chunk_size, self.dim), dtype=store_dtype, device=device)
+            buf = torch.empty((self.chunk_size, self.dim), dtype=self._dtype, device=self._device)
             self._free.put((buf, buf.unbind(0)))
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size + 1)
         self._error: BaseException | None = None
@@ -509,24 +666,22 @@ class TrajectoryRecorder:
         self._warned = False
         self._closed = False
         self._new_chunk()
-        self._grad_rows: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self._pending: dict[str, list[tuple[int, torch.Tensor, dict[str, Any]]]] = {
+            name: [] for name in self._chunk_rows
+        }
+        self._last_row_step = dict.fromkeys(self._extra, -1)
         self._thread = threading.Thread(
             target=self._write_loop, name=f"sgdscope-recorder:{self.path.name}", daemon=True
         )
         self._thread.start()
 
-    # ----------------------------------------------------------------------------- set-up helpers
     def _resolve_projection(
         self, projection: Any, full_dim: int, seed: int | None, manifest: dict | None
-    ) -> Projection | None:
-        stored = None
-        if manifest is not None and (self.path / PROJECTION_FILE).is_file():
-            with np.load(self.path / PROJECTION_FILE) as z:
-                kind = manifest["meta"]["projection"]["kind"]
-                stored = Projection(basis=z["basis"], mean=z["mean"], kind=ProjectionKind(kind))
+    ) -> Projection | CoordinateProjection | None:
+        stored = self._stored_projection(manifest)
         if projection is None:
             proj = None
-        elif isinstance(projection, Projection):
+        elif isinstance(projection, Projection | CoordinateProjection):
             proj = projection
         elif isinstance(projection, int) and not isinstance(projection, bool):
             k = check_int("projection", projection, where=_WHERE, low=1, high=full_dim)
@@ -535,8 +690,8 @@ class TrajectoryRecorder:
             proj = basis_projection(projection)
         else:
             raise ValueError(
-                f"the 'projection' parameter of {_WHERE} must be None, an int k, an array (k, d) "
-                f"or a Projection, got {type(projection).__name__}."
+                f"the 'projection' parameter of {_WHERE} must be None, an int k, an array (k, d), "
+                f"a Projection or a CoordinateProjection, got {type(projection).__name__}."
             )
         if proj is not None and proj.dim != full_dim:
             raise ValueError(
@@ -551,10 +706,7 @@ class TrajectoryRecorder:
                 f"{'none' if proj is None else 'one'}."
             )
         if stored is not None and proj is not None:
-            same = proj.basis.shape == stored.basis.shape and np.allclose(
-                proj.basis, stored.basis, atol=1e-6
-            )
-            if not same or not np.allclose(proj.mean, stored.mean, atol=1e-6):
+            if not _same_projection(proj, stored):
                 raise ValueError(
                     f"the 'projection' parameter of {_WHERE} differs from the projection of the "
                     f"trajectory being resumed at {str(self.path)!r}; pass the same one (or the "
@@ -563,14 +715,25 @@ class TrajectoryRecorder:
             proj = stored
         return proj
 
+    def _stored_projection(self, manifest: dict | None) -> Projection | CoordinateProjection | None:
+        if manifest is None or not (self.path / PROJECTION_FILE).is_file():
+            return None
+        with np.load(self.path / PROJECTION_FILE) as z:
+            kind = ProjectionKind(manifest["meta"]["projection"]["kind"])
+            if kind is ProjectionKind.COORDINATES:
+                return CoordinateProjection(indices=z["indices"], dim=int(z["dim"]))
+            return Projection(basis=z["basis"], mean=z["mean"], kind=kind)
+
     def _check_resume(self, manifest: dict, new_meta: dict) -> None:
         old = manifest["meta"]
-        for key in ("layout", "every", "dtype", "projection"):
-            if old.get(key) != new_meta[key]:
+        for key in ("layout", "every", "dtype", "projection", "streams"):
+            before = old.get(key, {} if key == "streams" else None)
+            if before != new_meta[key]:
                 raise ValueError(
                     f"cannot resume the trajectory at {str(self.path)!r}: its {key!r} is "
-                    f"{old.get(key)!r}, but this recorder has {new_meta[key]!r}. Resume with the "
-                    f"same model, params, every, projection and dtype, or record to a new path."
+                    f"{before!r}, but this recorder has {new_meta[key]!r}. Resume with the "
+                    f"same model, params, every, projection, dtype and streams, or record to a "
+                    f"new path."
                 )
 
     def _new_chunk(self) -> None:
@@ -628,12 +791,7 @@ class TrajectoryRecorder:
         if step % self.every:
             return
         i = self._fill
-        if self.projection is None:
-            torch.cat(self._current_views(), out=self._rows[i])
-        else:
-            torch.cat(self._current_views(), out=self._flat)
-            torch.mv(self._basis, self._flat, out=self._rows[i])
-            self._rows[i].sub_(self._shift)
+        self._projector.record(self._current_views(), self._rows[i])
         self._steps[i] = step
         # detach: never keep an autograd graph alive
         if loss is not None:
@@ -669,49 +827,69 @@ class TrajectoryRecorder:
         self._new_chunk()
 
     def _record_gradient(self, step: int) -> None:
-        model = self._model
-        device = self._params[0].device
-        total = torch.zeros(sum(v.numel() for v in self._views), dtype=torch.float64, device=device)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        count = 0
-        # eval mode for the pass, then every module's own flag back (a frozen eval-mode
-        # BatchNorm inside a training model stays frozen)
-        with model_mode(model, eval_mode=True):
-            for batch in _as_batches(self._gradient_data):
-                inputs, targets = batch[0].to(device), batch[1].to(device)
-                losses = self._loss_fn(model(inputs), targets)
-                if losses.ndim != 1 or losses.shape[0] != inputs.shape[0]:
-                    raise ValueError(
-                        f"the 'loss_fn' parameter of {_WHERE} must return per-sample losses of "
-                        f"shape ({inputs.shape[0]},) (use reduction='none'), got shape "
-                        f"{tuple(losses.shape)}. sgdscope never guesses a reduction."
-                    )
-                grads = torch.autograd.grad(losses.sum(), self._params, allow_unused=True)
-                flat = [
-                    torch.zeros_like(v) if g is None else g.reshape(-1)
-                    for g, v in zip(grads, self._views, strict=True)
-                ]
-                total += torch.cat(flat).double()
-                loss_sum += losses.detach().sum().double()
-                count += losses.shape[0]
-        if count == 0:
-            raise ValueError(
-                f"the 'gradient_data' parameter of {_WHERE} yielded no samples; pass a non-empty "
-                f"DataLoader or (inputs, targets) tuple."
-            )
-        g = (total / count).to(self._dtype)
-        if self.projection is not None:
-            g = self._basis @ g
-        self._grad_rows.append((step, g, loss_sum / count))
-        if len(self._grad_rows) >= self._grad_chunk:
-            self._hand_off_gradients()
+        g, loss = full_gradient(
+            self._model, self._loss_fn, self._gradient_data, self._params, where=_WHERE
+        )
+        g = self._projector.vector(g.to(self._dtype))
+        self._queue_row("gradients", step, g, {"loss": loss})
 
-    def _hand_off_gradients(self) -> None:
-        if not self._grad_rows:
-            return
-        rows = self._grad_rows
-        self._grad_rows = []
-        self._queue.put(("gradients", rows))
+    def append(self, stream: str, row: Any, **scalars: Any) -> None:
+        """Add a row to one of the further ``streams``, at the current step (:attr:`step_count`).
+
+        The row is committed as its own chunk by the writer thread (tensors are copied now and
+        read there, so a device tensor costs no synchronisation here).
+
+        Args:
+            stream: A name given in the constructor's ``streams``.
+            row: A tensor or array of the stream's length.
+            **scalars: Scalars recorded with the row (floats or 0-d tensors).
+
+        Raises:
+            KeyError: If ``stream`` was not declared.
+            ValueError: If ``row`` has another length, or the stream already holds a row at this
+                step.
+            RuntimeError: If the recorder is closed or its writer thread failed.
+        """
+        if self._closed:
+            raise RuntimeError(f"{_WHERE}.append was called after close(); create a new recorder.")
+        if stream not in self._extra:
+            raise KeyError(
+                f"the 'stream' parameter of {_WHERE}.append names {stream!r}, which was not "
+                f"declared; the recorder's further streams are {list(self._extra)}."
+            )
+        dim, dtype = self._extra[stream]
+        tensor = torch.as_tensor(row).detach().reshape(-1)
+        if tensor.numel() != dim:
+            raise ValueError(
+                f"the 'row' parameter of {_WHERE}.append must have the length of stream "
+                f"{stream!r}, {dim}, got {tensor.numel()} values."
+            )
+        if self._step <= self._last_row_step[stream]:
+            raise ValueError(
+                f"stream {stream!r} of {_WHERE} already holds a row at step {self._step}; append "
+                f"at most one row per stream and step."
+            )
+        self._raise_pending()
+        self._last_row_step[stream] = self._step
+        self._queue_row(stream, self._step, tensor.to(dtype=dtype, copy=True), scalars)
+
+    def _queue_row(self, stream: str, step: int, row: torch.Tensor, scalars: dict) -> None:
+        scalars = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in scalars.items()}
+        rows = self._pending[stream]
+        rows.append((step, row, scalars))
+        if len(rows) >= self._chunk_rows[stream]:
+            self._hand_off_rows(stream)
+
+    def _hand_off_rows(self, stream: str) -> None:
+        rows = self._pending[stream]
+        if rows:
+            self._pending[stream] = []
+            self._queue.put(("rows", stream, rows))
+
+    def _hand_off_all(self) -> None:
+        self._hand_off()
+        for stream in self._pending:
+            self._hand_off_rows(stream)
 
     def _raise_pending(self) -> None:
         err = self._error
@@ -747,8 +925,7 @@ class TrajectoryRecorder:
         """
         if self._closed:
             return
-        self._hand_off()
-        self._hand_off_gradients()
+        self._hand_off_all()
         self._queue.join()
         self._raise_pending()
 
@@ -762,8 +939,7 @@ class TrajectoryRecorder:
         if self._closed:
             return
         try:
-            self._hand_off()
-            self._hand_off_gradients()
+            self._hand_off_all()
         finally:
             self._closed = True
             self._queue.put(None)
@@ -824,12 +1000,17 @@ class TrajectoryRecorder:
             scalars = {name: _scalar_column(vals, fill) for name, vals in scalar_lists.items()}
             chunk = self._writer.append("weights", data, steps, scalars)
         else:
-            rows = item[1]
-            data = torch.stack([g for _, g, _ in rows]).cpu().numpy()
+            _, stream, rows = item
+            data = torch.stack([r for _, r, _ in rows]).cpu().numpy()
             steps = np.array([s for s, _, _ in rows], dtype=np.int64)
-            loss = torch.stack([v for _, _, v in rows]).cpu().numpy()
-            chunk = self._writer.append("gradients", data, steps, {"loss": loss})
-        if chunk.nonfinite and item[0] == "weights":
+            columns: dict[str, list[tuple[int, Any]]] = {}
+            for i, (_, _, scalars) in enumerate(rows):
+                for name, value in scalars.items():
+                    columns.setdefault(name, []).append((i, value))
+            scalars = {name: _scalar_column(vals, len(rows)) for name, vals in columns.items()}
+            self._writer.append(stream, data, steps, scalars)
+            return
+        if chunk.nonfinite:
             if self._nonfinite is NonFinitePolicy.RAISE:
                 self._failed = True
                 self._error = FloatingPointError(

@@ -9,7 +9,9 @@ Layout of a trajectory directory (format version 2)::
       weights/00000000.npy          # (count, dim) array: one row per record
       weights/00000000.records.npz  # "steps" (count,) int64 and one (count,) array per scalar
       gradients/...                 # same shape of files, optional stream of full gradients
-      projection.npz                # "basis" (k, d) and "mean" (d,) when weights were projected
+      <name>/...                    # same shape of files, optional further streams (format 3)
+      projection.npz                # "basis" (k, d) and "mean" (d,) when weights were projected,
+                                    # or "indices" (k,) and "dim" for a coordinate projection
 
 Crash safety is by construction. Every chunk file is written under a temporary name and moved into
 place with :func:`os.replace`, which is atomic on POSIX and Windows. A chunk becomes part of the
@@ -25,7 +27,10 @@ process).
 Committing a chunk appends one line (≈200 bytes), so recording stays linear in the number of
 chunks; the manifest is replaced only when a recorder opens or closes the trajectory. Format
 version 1 (manifest listing every chunk, rewritten per chunk, no checksums) is still read, and a
-recorder that resumes a version-1 trajectory converts it to version 2.
+recorder that resumes a version-1 trajectory converts it to version 2. Version 3 is version 2
+with streams besides ``weights`` and ``gradients`` (for example the gradient-noise measurements
+of :class:`sgdscope.Monitor`); a trajectory without them is still written as version 2, so that
+older readers open it.
 
 Integrity: readers check the CRC-32 of a chunk's files the first time they read them (skip with
 ``load_trajectory(path, verify=False)``) and check the geometry of the index (contiguous starts,
@@ -48,6 +53,7 @@ import io
 import json
 import os
 import platform
+import re
 import tempfile
 import time
 import zlib
@@ -71,17 +77,34 @@ __all__ = [
     "ChunkInfo",
     "StoreWriter",
     "TrajectoryFormatError",
+    "TrajectoryGapError",
     "TrajectoryLockedError",
     "read_manifest",
 ]
 
 FORMAT_NAME = "sgdscope-trajectory"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 INDEX = "chunks.jsonl"
 LOCK = ".lock"
 PROJECTION_FILE = "projection.npz"
-STREAMS = ("weights", "gradients")
+STREAMS = ("weights", "gradients")  # the streams of format version 2
+_STREAM_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def check_stream_name(name: Any, where: str) -> str:
+    """A stream name: lower-case letters, digits and ``_``, starting with a letter (a folder)."""
+    if not isinstance(name, str) or not _STREAM_NAME.fullmatch(name):
+        raise ValueError(
+            f"the stream name {name!r} of {where} is not valid: a stream name is 1 to 32 "
+            "lower-case letters, digits or '_', starting with a letter (it names a folder)."
+        )
+    return name
+
+
+def format_version(streams: Any) -> int:
+    """The format version a manifest with these stream names is written as (2 or 3)."""
+    return 2 if set(streams) <= set(STREAMS) else 3
 
 
 class TrajectoryFormatError(ValueError):
@@ -90,6 +113,10 @@ class TrajectoryFormatError(ValueError):
 
 class TrajectoryLockedError(RuntimeError):
     """Another recorder is writing the trajectory (one writer per trajectory)."""
+
+
+class TrajectoryGapError(ValueError):
+    """A resume would leave steps missing: training restarts after the trajectory's last step."""
 
 
 @dataclass(frozen=True)
@@ -335,7 +362,8 @@ def read_manifest(path: str | os.PathLike) -> dict:
         raise _damaged(path, f"its {MANIFEST!r} has no 'weights' stream")
     indexed = read_index(root)[0] if version >= 2 else {}
     for name, info in streams.items():
-        if name not in STREAMS or not isinstance(info, dict):
+        known = name in STREAMS or (version >= 3 and _STREAM_NAME.fullmatch(str(name)))
+        if not known or not isinstance(info, dict):
             raise _damaged(path, f"its {MANIFEST!r} lists an unknown stream {name!r}")
         dim, dtype = info.get("dim"), info.get("dtype")
         if not _is_int(dim) or dim < 1:
@@ -444,7 +472,7 @@ class StoreWriter:
             self.root.mkdir(parents=True, exist_ok=True)
             manifest = {
                 "format": FORMAT_NAME,
-                "format_version": FORMAT_VERSION,
+                "format_version": format_version(streams),
                 "complete": False,
                 "meta": meta,
                 "streams": {
@@ -455,7 +483,7 @@ class StoreWriter:
         else:
             manifest = {
                 **manifest,
-                "format_version": FORMAT_VERSION,
+                "format_version": format_version(manifest["streams"]),
                 "complete": False,
                 "streams": {
                     n: {**s, "chunks": list(s["chunks"])} for n, s in manifest["streams"].items()
@@ -506,11 +534,15 @@ class StoreWriter:
         info["chunks"] = keep
         info["length"] = sum(c.count for c in keep)
 
-    def write_projection(self, basis: np.ndarray, mean: np.ndarray) -> None:
-        """Store the projection basis (k, d) and mean (d,) used for the recorded weights."""
+    def write_projection(self, **arrays: np.ndarray) -> None:
+        """Store the projection of the recorded weights.
+
+        The arrays are ``basis`` (k, d) and ``mean`` (d,), or ``indices`` (k,) and ``dim`` for a
+        coordinate projection.
+        """
         _atomic_write(
             self.root / PROJECTION_FILE,
-            lambda fh: np.savez(fh, basis=basis, mean=mean),
+            lambda fh: np.savez(fh, **arrays),
             fsync=self.fsync,
         )
 

@@ -12,6 +12,7 @@ import os
 import zipfile
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from .._params import ParamLayout
-from .projection import Projection, ProjectionKind
+from .projection import CoordinateProjection, Projection, ProjectionKind
 from .store import (
     PROJECTION_FILE,
     ChunkInfo,
@@ -29,7 +30,7 @@ from .store import (
     read_manifest,
 )
 
-__all__ = ["ChunkedArray", "Trajectory", "load_trajectory"]
+__all__ = ["ChunkedArray", "Stream", "Trajectory", "load_trajectory"]
 
 
 class ChunkedArray:
@@ -175,6 +176,27 @@ def _positions(key: Any, n: int) -> np.ndarray:
     return np.arange(n)[key]
 
 
+@dataclass(frozen=True)
+class Stream:
+    """One stream of a trajectory: rows, the step of each row, and the scalars recorded with it.
+
+    Attributes:
+        name: The stream's name (``"weights"``, ``"gradients"`` or another stream's).
+        data: Lazy (R, dim) array of rows.
+        steps: Int array (R,), the optimizer step of each row (increasing).
+        scalars: Dict name -> float64 array (R,) aligned with ``steps``; NaN where a scalar was
+            not given with that row.
+    """
+
+    name: str
+    data: ChunkedArray
+    steps: np.ndarray
+    scalars: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
 class Trajectory:
     """A recorded training trajectory, opened lazily. Use :func:`load_trajectory` to open one.
 
@@ -193,8 +215,11 @@ class Trajectory:
         meta: Dict of metadata: ``layout`` (names, shapes, offsets of the recorded parameters),
             ``lr``, ``batch_size``, ``momentum``, ``n``, ``seed``, ``temperature``, ``every``,
             ``gradient_every``, ``projection``, ``dtype``, ``format_version``, ...
-        projection: The :class:`Projection` the recorder applied, or None if raw weights
-            were recorded.
+        projection: The :class:`Projection` (or :class:`CoordinateProjection`) the recorder
+            applied, or None if raw weights were recorded.
+        streams: Names of every stream (``"weights"`` first, then ``"gradients"`` and the
+            others, such as ``"noise"`` written by :class:`sgdscope.Monitor`); read one with
+            :meth:`stream`.
         complete: True if the recorder was closed cleanly; False after a crash or a failed write
             (the records up to the last committed chunk are still all valid).
     """
@@ -207,6 +232,10 @@ class Trajectory:
         self.meta: dict = {**manifest["meta"], "format_version": manifest["format_version"]}
         self._chunks = {s: chunks_of(manifest, s) for s in manifest["streams"]}
         streams = manifest["streams"]
+        self._geometry = {name: (info["dim"], info["dtype"]) for name, info in streams.items()}
+        self.streams: tuple[str, ...] = tuple(
+            sorted(streams, key=lambda n: (n != "weights", n != "gradients", n))
+        )
         w = streams["weights"]
         self.weights = ChunkedArray(
             self.path, "weights", self._chunks["weights"], w["dim"], w["dtype"], verify=verify
@@ -226,16 +255,44 @@ class Trajectory:
         else:
             self.gradients = None
             self.gradient_steps, self.gradient_scalars = np.zeros(0, np.int64), {}
-        self.projection: Projection | None = None
+        self.projection: Projection | CoordinateProjection | None = None
         described = self.meta.get("projection")
         if described is not None:  # a stray projection.npz in an unprojected trajectory is ignored
             self.projection = self._read_projection(described)
 
-    def _read_projection(self, described: Any) -> Projection:
+    def stream(self, name: str) -> Stream:
+        """The rows, steps and scalars of one stream, read lazily like :attr:`weights`.
+
+        Args:
+            name: One of :attr:`streams`.
+
+        Returns:
+            A :class:`Stream`.
+
+        Raises:
+            KeyError: If the trajectory has no such stream (the message lists those it has).
+        """
+        if name not in self._geometry:
+            raise KeyError(
+                f"the trajectory {str(self.path)!r} has no stream {name!r}; its streams are "
+                f"{list(self.streams)}."
+            )
+        if name == "weights":
+            return Stream(name, self.weights, self.steps, self.scalars)
+        if name == "gradients" and self.gradients is not None:
+            return Stream(name, self.gradients, self.gradient_steps, self.gradient_scalars)
+        dim, dtype = self._geometry[name]
+        data = ChunkedArray(self.path, name, self._chunks[name], dim, dtype, verify=self._verify)
+        steps, scalars = self._records(name)
+        return Stream(name, data, steps, scalars)
+
+    def _read_projection(self, described: Any) -> Projection | CoordinateProjection:
         file = self.path / PROJECTION_FILE
         try:
             kind = ProjectionKind(described.get("kind", ProjectionKind.BASIS.value))
             with np.load(file) as z:
+                if kind is ProjectionKind.COORDINATES:
+                    return CoordinateProjection(indices=z["indices"], dim=int(z["dim"]))
                 return Projection(basis=z["basis"], mean=z["mean"], kind=kind)
         except FileNotFoundError as err:
             raise TrajectoryFormatError(
