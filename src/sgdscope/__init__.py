@@ -37,6 +37,7 @@ from .dynamics import examples as examples
 from .trajectory import Projection as Projection
 from .trajectory import Trajectory as Trajectory
 from .trajectory import TrajectoryFormatError as TrajectoryFormatError
+from .trajectory import TrajectoryGapError as TrajectoryGapError
 from .trajectory import TrajectoryLockedError as TrajectoryLockedError
 from .trajectory import TrajectoryRecorder as TrajectoryRecorder
 from .trajectory import basis_projection as basis_projection
@@ -44,6 +45,12 @@ from .trajectory import load_trajectory as load_trajectory
 from .trajectory import pca_projection as pca_projection
 from .trajectory import random_projection as random_projection
 from .trajectory import analysis as analysis
+
+# --- watching a training run (trajectory, temperature and D as it trains) ---
+from .monitor import Monitor as Monitor
+from .monitor import MonitorRecord as MonitorRecord
+from .monitor import NoiseMeasurement as NoiseMeasurement
+from .monitor import load_monitor as load_monitor
 
 # --- the paper (its data, networks and experiments) ---
 from . import paper as paper
@@ -80,6 +87,7 @@ __all__ = [
     "Projection",
     "Trajectory",
     "TrajectoryFormatError",
+    "TrajectoryGapError",
     "TrajectoryLockedError",
     "TrajectoryRecorder",
     "basis_projection",
@@ -87,4 +95,9 @@ __all__ = [
     "pca_projection",
     "random_projection",
     "analysis",
+    # monitoring
+    "Monitor",
+    "MonitorRecord",
+    "NoiseMeasurement",
+    "load_monitor",
 ]

@@ -217,7 +217,7 @@ class _Projector:
                 (int(i), torch.as_tensor(proj.indices[owner == i] - offsets[i], device=device))
                 for i in np.unique(owner)
             ]
-            self._index = torch.as_tensor(proj.indices, device=device)
+            self._index = torch.tensor(proj.indices, device=device)
 
     def record(self, views: list[torch.Tensor], out: torch.Tensor) -> None:
         """Write the projected weights into ``out`` (one record row)."""
@@ -669,7 +669,12 @@ class TrajectoryRecorder:
         self._pending: dict[str, list[tuple[int, torch.Tensor, dict[str, Any]]]] = {
             name: [] for name in self._chunk_rows
         }
-        self._last_row_step = dict.fromkeys(self._extra, -1)
+        # a resumed stream may already hold a row at the resume step (kept by the truncation)
+        kept = self._writer.manifest["streams"]
+        self._last_row_step = {
+            name: kept[name]["chunks"][-1].last_step if kept[name]["chunks"] else -1
+            for name in self._extra
+        }
         self._thread = threading.Thread(
             target=self._write_loop, name=f"sgdscope-recorder:{self.path.name}", daemon=True
         )
