@@ -221,3 +221,41 @@ def test_top_eigh_lanczos_matches_full_eigh():
     w, v = np.linalg.eigh(cov)
     np.testing.assert_allclose(vals, w[::-1][:3], rtol=1e-12)
     _same_up_to_sign(vecs, v[:, ::-1][:, :3].T, atol=1e-9)
+
+
+def test_coordinate_projection_is_the_projection_onto_rows_of_the_identity():
+    proj = sg.trajectory.coordinate_projection(50, k=6, seed=2)
+    dense = sg.basis_projection(np.eye(50)[proj.indices])
+    x = np.random.default_rng(0).normal(size=(7, 50))
+    np.testing.assert_array_equal(proj.apply(x), dense.apply(x))
+    y = proj.apply(x)
+    np.testing.assert_array_equal(proj.lift(y), dense.lift(y))
+    assert proj.kind == "coordinates" and proj.k == 6 and proj.dim == 50
+    assert np.all(np.diff(proj.indices) > 0) and not proj.indices.flags.writeable
+
+
+def test_coordinate_projection_draws_uniformly():
+    """Every coordinate is equally likely: chi-square over 2,000 draws of k = 5 from d = 20."""
+    counts = np.zeros(20)
+    for seed in range(2000):
+        counts[sg.trajectory.coordinate_projection(20, 5, seed=seed).indices] += 1
+    assert stats.chisquare(counts).pvalue > 0.001
+
+
+def test_coordinate_projection_applies_to_a_trajectory_chunk_by_chunk(tmp_path):
+    writer = StoreWriter(tmp_path / "t", {}, {"weights": {"dim": 8, "dtype": "float64"}})
+    x = np.arange(48.0).reshape(6, 8)
+    writer.append("weights", x[:4], np.arange(1, 5), {})
+    writer.append("weights", x[4:], np.arange(5, 7), {})
+    writer.close()
+    writer.commit(complete=True)
+    proj = sg.trajectory.CoordinateProjection(indices=[1, 6], dim=8)
+    np.testing.assert_array_equal(proj.apply(sg.load_trajectory(tmp_path / "t")), x[:, [1, 6]])
+    with pytest.raises(ValueError, match=r"last dimension d = 8"):
+        proj.apply(np.zeros((2, 5)))
+
+
+@pytest.mark.parametrize("indices", [[], [3, 3], [5, 2], [-1], [8]])
+def test_coordinate_projection_refuses_bad_indices(indices):
+    with pytest.raises(ValueError, match=r"strictly increasing array of coordinates in \[0, 8\)"):
+        sg.trajectory.CoordinateProjection(indices=indices, dim=8)

@@ -671,3 +671,127 @@ def test_trajectory_layout_splits_records_per_parameter(tmp_path):
     assert layout.names == ("0.weight", "0.bias", "2.weight", "2.bias") and layout.dim == traj.dim
     pieces = layout.split(np.asarray(traj.weights[0]))
     np.testing.assert_array_equal(pieces["2.weight"], model[2].weight.detach().numpy())
+
+
+# ------------------------------------------------------------------- further streams and resume_step
+def test_further_streams_round_trip_and_resume_with_them(tmp_path):
+    model = _tiny_fc()
+    spec = {"probe": 3, "vec": (5, torch.float32)}
+    with sg.TrajectoryRecorder(tmp_path / "r", model, streams=spec, chunk_size=4) as rec:
+        for t in range(1, 7):
+            rec.step()
+            if t % 2 == 0:
+                rec.append("probe", torch.tensor([t, t + 0.5, -t], dtype=torch.float64), acc=t / 10)
+            if t == 3:
+                rec.append("vec", np.arange(5.0))
+    traj = sg.load_trajectory(tmp_path / "r")
+    assert traj.streams == ("weights", "probe", "vec") and traj.meta["format_version"] == 3
+    probe = traj.stream("probe")
+    np.testing.assert_array_equal(probe.steps, [2, 4, 6])
+    np.testing.assert_array_equal(probe.data[:], [[t, t + 0.5, -t] for t in (2, 4, 6)])
+    np.testing.assert_allclose(probe.scalars["acc"], [0.2, 0.4, 0.6])
+    assert probe.data.dtype == np.float64 and traj.stream("vec").data.dtype == np.float32
+    np.testing.assert_array_equal(traj.stream("weights").steps, np.arange(1, 7))
+    with pytest.raises(KeyError, match=r"no stream 'nope'; its streams are \['weights', 'probe'"):
+        traj.stream("nope")
+    # a resume at step 4 drops the rows after it; the next row goes to step 5
+    with sg.TrajectoryRecorder(
+        tmp_path / "r", model, streams=spec, chunk_size=4, resume=True, resume_step=4
+    ) as rec:
+        with pytest.raises(ValueError, match=r"already holds a row at step 4"):
+            rec.append("probe", np.zeros(3))
+        rec.step()
+        rec.append("probe", np.ones(3))
+    traj = sg.load_trajectory(tmp_path / "r")
+    np.testing.assert_array_equal(traj.steps, np.arange(1, 6))
+    np.testing.assert_array_equal(traj.stream("probe").steps, [2, 4, 5])
+    assert len(traj.stream("vec")) == 1
+
+
+def test_append_errors(tmp_path):
+    rec = sg.TrajectoryRecorder(tmp_path / "r", _tiny_fc(), streams={"probe": 3})
+    with pytest.raises(KeyError, match=r"names 'other', which was not declared.*\['probe'\]"):
+        rec.append("other", np.zeros(3))
+    with pytest.raises(ValueError, match=r"length of stream 'probe', 3, got 4 values"):
+        rec.append("probe", np.zeros(4))
+    rec.close()
+    with pytest.raises(RuntimeError, match=r"append was called after close"):
+        rec.append("probe", np.zeros(3))
+
+
+@pytest.mark.parametrize(
+    ("streams", "match"),
+    [
+        ({"Bad-Name": 2}, "stream name 'Bad-Name'"),
+        ({"weights": 2}, "names 'weights', which the recorder writes itself"),
+        ({"probe": 0}, r"'streams\['probe'\]' parameter"),
+        ({"probe": (2, torch.int64)}, "expected a floating torch.dtype"),
+    ],
+)
+def test_bad_streams(tmp_path, streams, match):
+    with pytest.raises(ValueError, match=match):
+        sg.TrajectoryRecorder(tmp_path / "r", _tiny_fc(), streams=streams)
+
+
+def test_resume_step_drops_later_records_of_every_stream(tmp_path):
+    """A checkpoint at step 6, a crash at step 11: the resumed record is steps 1..6 then 7.., with
+    the gradients after step 6 dropped too."""
+    model, (x, y) = _tiny_fc(), _data()
+    kw = {
+        "gradient_data": (x[:32], y[:32]),
+        "loss_fn": torch.nn.CrossEntropyLoss(reduction="none"),
+        "gradient_every": 2,
+        "chunk_size": 4,
+    }
+    with sg.TrajectoryRecorder(tmp_path / "r", model, **kw) as rec:
+        _train(model, rec, 11, x, y)
+    with sg.TrajectoryRecorder(tmp_path / "r", model, resume=True, resume_step=6, **kw) as rec:
+        assert rec.step_count == 6
+        _train(model, rec, 1, x, y)
+    traj = sg.load_trajectory(tmp_path / "r")
+    np.testing.assert_array_equal(traj.steps, np.arange(1, 8))
+    np.testing.assert_array_equal(traj.gradient_steps, [2, 4, 6])
+    assert traj.meta["resumed_at_steps"] == [6]
+    with pytest.raises(sg.TrajectoryGapError, match=r"steps 8..9 would be missing"):
+        sg.TrajectoryRecorder(tmp_path / "r", model, resume=True, resume_step=9, **kw)
+
+
+def test_resume_step_on_a_new_path_starts_after_it(tmp_path):
+    """A recorder added when training resumes from a checkpoint at step 40: steps are the
+    optimizer's, 41 onwards; a crash before its first chunk resumes at 40 again."""
+    model = _tiny_fc()
+    rec = sg.TrajectoryRecorder(tmp_path / "r", model, resume=True, resume_step=40)
+    rec.close()
+    with sg.TrajectoryRecorder(tmp_path / "r", model, resume=True) as rec:
+        assert rec.step_count == 40
+        rec.step()
+    np.testing.assert_array_equal(sg.load_trajectory(tmp_path / "r").steps, [41])
+
+
+def test_resume_step_needs_resume(tmp_path):
+    with pytest.raises(ValueError, match=r"'resume_step' parameter .* only with resume=True"):
+        sg.TrajectoryRecorder(tmp_path / "r", _tiny_fc(), resume_step=3)
+    with pytest.raises(ValueError, match=r"'resume_step' parameter .* \[0, inf\]"):
+        sg.TrajectoryRecorder(tmp_path / "r", _tiny_fc(), resume=True, resume_step=-1)
+
+
+def test_coordinate_projection_records_single_weights_and_their_gradients(tmp_path):
+    model, (x, y) = _tiny_fc(), _data()
+    proj = sg.trajectory.coordinate_projection(917, 9, seed=4)
+    per_sample = torch.nn.CrossEntropyLoss(reduction="none")
+    kw = {"gradient_data": (x, y), "loss_fn": per_sample, "gradient_every": 3, "chunk_size": 4}
+    with sg.TrajectoryRecorder(tmp_path / "c", model, projection=proj, **kw) as rec:
+        ref, _ = _train(model, rec, 6, x, y)
+    traj = sg.load_trajectory(tmp_path / "c")
+    assert isinstance(traj.projection, sg.trajectory.CoordinateProjection)
+    np.testing.assert_array_equal(traj.projection.indices, proj.indices)
+    np.testing.assert_array_equal(traj.weights[:], ref[:, proj.indices])
+    model.eval()
+    g = torch.autograd.grad(per_sample(model(x), y).mean(), list(model.parameters()))
+    g = torch.cat([v.reshape(-1) for v in g]).numpy()
+    np.testing.assert_allclose(traj.gradients[-1], g[proj.indices], rtol=1e-5, atol=1e-7)
+    with sg.TrajectoryRecorder(tmp_path / "c", model, projection=proj, resume=True, **kw) as rec:
+        rec.step()
+    other = sg.trajectory.coordinate_projection(917, 9, seed=5)
+    with pytest.raises(ValueError, match="differs from the projection"):
+        sg.TrajectoryRecorder(tmp_path / "c", model, projection=other, resume=True, **kw)
