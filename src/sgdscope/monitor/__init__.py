@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
-from .monitor import NOISE_STREAM, VECTORS_STREAM, Monitor, NoiseMeasurement
+from .monitor import MAX_RAW_DIM, NOISE_STREAM, VECTORS_STREAM, Monitor, NoiseMeasurement
 from .record import MonitorRecord, load_monitor
 
 __all__ = [
+    "MAX_RAW_DIM",
     "NOISE_STREAM",
     "VECTORS_STREAM",
     "Monitor",

@@ -42,7 +42,7 @@ from ..noise import GradientNoise
 from ..temperature import temperature
 from ..trajectory import TrajectoryRecorder, coordinate_projection
 
-__all__ = ["NOISE_STREAM", "VECTORS_STREAM", "Monitor", "NoiseMeasurement"]
+__all__ = ["MAX_RAW_DIM", "NOISE_STREAM", "VECTORS_STREAM", "Monitor", "NoiseMeasurement"]
 
 NOISE_STREAM = "noise"
 """The stream of D measurements: one row of top-k eigenvalues per measurement."""
@@ -306,6 +306,7 @@ class Monitor:
         )  # fmt: skip
         self.path = self._recorder.path
         self.last_measurement: NoiseMeasurement | None = None
+        self.last_scalars: dict[str, Any] = {}
         self._train_seconds = 0.0  # training time since the last measurement
         self._last_cost: float | None = None  # None: measure at the next step ("auto")
         self._clock = time.perf_counter()
@@ -393,7 +394,7 @@ class Monitor:
             **scalars: Further scalars recorded at this step.
 
         A measurement made at this step is :attr:`last_measurement` (its ``step`` is this
-        step).
+        step); the scalars of the last recorded step are :attr:`last_scalars`.
 
         Raises:
             RuntimeError: If the monitor is closed, or its writer thread failed.
@@ -404,6 +405,7 @@ class Monitor:
         if step % self.record_every == 0:
             scalars = {**self._optimizer_scalars(optimizer, batch_size), **scalars}
             scalars["grad_norm"] = _grad_norm(self._params) if grad_norm is None else grad_norm
+            self.last_scalars = {"step": step, **scalars}
         self._recorder.step(loss=loss, **scalars)
         if self._measurement_due(step):
             self.measure()

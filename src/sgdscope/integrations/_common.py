@@ -1,0 +1,82 @@
+"""What the framework callbacks share: opening the monitor at the trainer's step, and scalars."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._params import LossFn
+from ..monitor import Monitor, NoiseMeasurement
+from ..trajectory.store import MANIFEST
+
+__all__ = ["batch_rows", "measurement_scalars", "open_monitor", "step_scalars"]
+
+
+def open_monitor(
+    model: nn.Module,
+    loss_fn: LossFn,
+    probe_data: Any,
+    path: str | os.PathLike,
+    *,
+    step: int,
+    overwrite: bool,
+    where: str,
+    settings: dict[str, Any],
+) -> Monitor:
+    """The monitor of a run that starts (or restarts from a checkpoint) at optimizer step ``step``.
+
+    At step 0 a new record is begun: a record already at ``path`` is replaced only with
+    ``overwrite`` (never silently). At a later step (the framework restored a checkpoint of that
+    step) the record continues from it: what the interrupted run recorded after the checkpoint is
+    dropped, so the record has no gap and no step twice.
+    """
+    if step > 0:
+        return Monitor(model, loss_fn, probe_data, path, resume=True, resume_step=step, **settings)
+    if (Path(path) / MANIFEST).is_file() and not overwrite:
+        raise FileExistsError(
+            f"the 'path' parameter of {where} names {str(path)!r}, which holds the record of "
+            "another run, and this one starts at step 0. Pass overwrite=True to replace it, or "
+            "record to a new path (a run resumed from a checkpoint continues its record)."
+        )
+    return Monitor(model, loss_fn, probe_data, path, overwrite=overwrite, **settings)
+
+
+def _value(v: Any) -> float:
+    if isinstance(v, torch.Tensor):
+        return float(v.detach().float().cpu())
+    return float(v)
+
+
+def step_scalars(monitor: Monitor, prefix: str) -> dict[str, float]:
+    """The temperature and gradient norm of the last recorded step, for a trainer's loggers."""
+    out = {}
+    for name in ("temperature", "grad_norm"):
+        if name in monitor.last_scalars:
+            v = _value(monitor.last_scalars[name])
+            if math.isfinite(v):
+                out[prefix + name] = v
+    return out
+
+
+def measurement_scalars(m: NoiseMeasurement, prefix: str) -> dict[str, float]:
+    """A measurement of D as named scalars, for a trainer's loggers."""
+    return {prefix + name: float(v) for name, v in m.scalars().items() if math.isfinite(v)}
+
+
+def batch_rows(batch: Any) -> int | None:
+    """The number of samples in a batch: the first dimension of its first tensor."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.ndim else None
+    if isinstance(batch, dict):
+        batch = list(batch.values())
+    if isinstance(batch, list | tuple):
+        for item in batch:
+            rows = batch_rows(item)
+            if rows is not None:
+                return rows
+    return None

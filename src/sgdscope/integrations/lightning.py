@@ -1,0 +1,188 @@
+"""sgdscope in PyTorch Lightning: :class:`SgdscopeCallback`, a thin layer over :class:`~sgdscope.Monitor`.
+
+Install with ``pip install "sgdscope[lightning]"`` (pin torch in the same call when the
+environment has none: ``pip install torch==2.13.0 "sgdscope[lightning]"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+try:
+    from lightning.pytorch import LightningModule, Trainer
+    from lightning.pytorch.callbacks import Callback
+except ImportError as err:  # pragma: no cover - exercised only without lightning
+    raise ImportError(
+        "sgdscope.integrations.lightning needs PyTorch Lightning (the 'lightning' package): "
+        "pip install 'sgdscope[lightning]'."
+    ) from err
+
+from .._params import LossFn
+from ..monitor import MAX_RAW_DIM, Monitor
+from ._common import batch_rows, measurement_scalars, open_monitor, step_scalars
+
+__all__ = ["SgdscopeCallback"]
+
+_WHERE = "sgdscope.integrations.lightning.SgdscopeCallback"
+
+
+class SgdscopeCallback(Callback):
+    """Record the trajectory, the temperature and the gradient noise D of a Lightning run.
+
+    A thin layer over :class:`~sgdscope.Monitor` (see it for what is recorded, the memory rule
+    and the measurements): after every optimizer step (``trainer.global_step`` advanced, so
+    gradient accumulation is counted once) it calls ``Monitor.step`` with ``trainer.optimizers[0]``,
+    the training step's loss and the effective batch size (the batch's rows × accumulate_grad_batches
+    × world size). Steps are the trainer's ``global_step``.
+
+    Loggers: the temperature and gradient norm go through ``pl_module.log`` (``sgdscope/...``,
+    at the trainer's ``log_every_n_steps``), and each measurement of D (tr D, B_simple, ‖g‖ and the
+    top eigenvalues) to every logger in ``trainer.loggers`` at its step.
+
+    Checkpoints and resuming: the record is flushed whenever Lightning saves a checkpoint
+    (before the file is written). ``trainer.fit(model, ckpt_path=...)`` restarts at the
+    checkpoint's ``global_step``, and the record continues from it: what the interrupted run
+    recorded after the checkpoint is dropped, so the record has each step once and no gap. A run
+    that starts at step 0 on a path that holds a record is refused unless ``overwrite=True``.
+
+    Distributed training: only global rank 0 records and measures (on its own model replica,
+    outside the DDP wrapper; the other ranks wait for it at their next collective).
+
+    Args:
+        path: Directory of the record.
+        probe_data: The fixed probe set D is measured on (as :class:`~sgdscope.Monitor` takes).
+        loss_fn: Per-sample loss ``loss_fn(pl_module(inputs), targets) -> (b,)``.
+        record_every: Record every this many optimizer steps.
+        measure_every: Measure D every this many steps, or ``"auto"`` (at most ``overhead`` of
+            the training time).
+        overhead: See :class:`~sgdscope.Monitor`.
+        k: Number of top eigenvalues of D per measurement.
+        params: The parameters that make up x (None: all that require grad).
+        n: Training-set size (for the temperature without replacement).
+        replacement: Whether mini-batches are drawn with replacement.
+        max_raw_dim: The largest d recorded as raw weights.
+        projection_dim: Single weights recorded above ``max_raw_dim``.
+        eigenvectors: Keep D's top eigenvectors (None: when the raw weights are recorded).
+        seed: Seed of the coordinate draw and of the eigensolver.
+        memory_budget: Bytes a measurement may allocate.
+        chunk_size: Records per chunk of the weights stream (None: ≈1 MiB); a crash loses the
+            records of the chunk being filled, which a resume from a checkpoint redoes anyway.
+        overwrite: Replace a record at ``path`` when training starts at step 0.
+        log: Send the scalars to the trainer's loggers.
+        prefix: Prefix of the logged names.
+
+    Example:
+        >>> import lightning.pytorch as pl  # doctest: +SKIP
+        >>> from sgdscope.integrations.lightning import SgdscopeCallback  # doctest: +SKIP
+        >>> cb = SgdscopeCallback("runs/sgd", probe_data=(x[:512], y[:512]),
+        ...                       loss_fn=torch.nn.CrossEntropyLoss(reduction="none"))  # doctest: +SKIP
+        >>> pl.Trainer(max_steps=10_000, callbacks=[cb]).fit(model, loader)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        probe_data: Any,
+        loss_fn: LossFn,
+        *,
+        record_every: int = 1,
+        measure_every: int | str = "auto",
+        overhead: float = 0.05,
+        k: int = 8,
+        params: Any = None,
+        n: int | None = None,
+        replacement: bool = True,
+        max_raw_dim: int = MAX_RAW_DIM,
+        projection_dim: int = 1024,
+        eigenvectors: bool | None = None,
+        seed: int = 0,
+        memory_budget: int | None = None,
+        chunk_size: int | None = None,
+        overwrite: bool = False,
+        log: bool = True,
+        prefix: str = "sgdscope/",
+    ) -> None:
+        self.path = path
+        self.probe_data = probe_data
+        self.loss_fn = loss_fn
+        self.overwrite = bool(overwrite)
+        self.log = bool(log)
+        self.prefix = str(prefix)
+        self.settings = {
+            "record_every": record_every, "measure_every": measure_every, "overhead": overhead,
+            "k": k, "params": params, "n": n, "replacement": replacement,
+            "max_raw_dim": max_raw_dim, "projection_dim": projection_dim,
+            "eigenvectors": eigenvectors, "seed": seed, "memory_budget": memory_budget,
+            "chunk_size": chunk_size,
+        }  # fmt: skip
+        self.monitor: Monitor | None = None
+
+    # ------------------------------------------------------------------------------- lifecycle
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Open the record at the trainer's step (0, or the restored checkpoint's)."""
+        if not trainer.is_global_zero:
+            return
+        self.monitor = open_monitor(
+            pl_module, self.loss_fn, self.probe_data, self.path, step=trainer.global_step,
+            overwrite=self.overwrite, where=_WHERE, settings=self.settings,
+        )  # fmt: skip
+
+    def on_train_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Count the optimizer step that just happened (none while gradients accumulate)."""
+        monitor = self.monitor
+        if monitor is None or trainer.global_step == monitor.step_count:
+            return
+        if trainer.global_step != monitor.step_count + 1:
+            raise RuntimeError(
+                f"{_WHERE} saw the trainer's global_step go from {monitor.step_count} to "
+                f"{trainer.global_step} in one batch; it counts one optimizer step per batch "
+                "(automatic optimization, or manual optimization with one optimizer)."
+            )
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        rows = batch_rows(batch)
+        b = None if rows is None else rows * trainer.accumulate_grad_batches * trainer.world_size
+        monitor.step(trainer.optimizers[0], loss=loss, batch_size=b)
+        if not self.log:
+            return
+        for name, value in step_scalars(monitor, self.prefix).items():
+            pl_module.log(name, value, on_step=True, on_epoch=False, rank_zero_only=True)
+        m = monitor.last_measurement
+        if m is not None and m.step == trainer.global_step:
+            for logger in trainer.loggers:
+                logger.log_metrics(measurement_scalars(m, self.prefix), step=trainer.global_step)
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """Flush the record before the checkpoint is written, so a resume finds no gap."""
+        if self.monitor is not None:
+            self.monitor.flush()
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Close the record (marked complete)."""
+        self._close()
+
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        """Keep what was recorded; the training error is the one that propagates."""
+        with contextlib.suppress(Exception):
+            self._close()
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Close the record if training ended without ``on_train_end``."""
+        self._close()
+
+    def _close(self) -> None:
+        monitor, self.monitor = self.monitor, None
+        if monitor is not None:
+            monitor.close()

@@ -1,0 +1,219 @@
+"""sgdscope in the Hugging Face Trainer: :class:`SgdscopeCallback`, a thin layer over the monitor.
+
+Install with ``pip install "sgdscope[transformers]"`` (transformers and accelerate, which its
+``Trainer`` needs; pin torch in the same call when the environment has none).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+try:
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+except ImportError as err:  # pragma: no cover - exercised only without transformers
+    raise ImportError(
+        "sgdscope.integrations.transformers needs Hugging Face transformers: "
+        "pip install 'sgdscope[transformers]'."
+    ) from err
+
+from .._params import LossFn
+from ..monitor import MAX_RAW_DIM, Monitor
+from ._common import measurement_scalars, open_monitor, step_scalars
+
+__all__ = ["SgdscopeCallback"]
+
+_WHERE = "sgdscope.integrations.transformers.SgdscopeCallback"
+
+
+class SgdscopeCallback(TrainerCallback):
+    """Record the trajectory, the temperature and the gradient noise D of a Hugging Face run.
+
+    A thin layer over :class:`~sgdscope.Monitor` (see it for what is recorded, the memory rule
+    and the measurements). It calls ``Monitor.step`` in ``on_optimizer_step``: after the
+    optimizer's step and before the scheduler's, while the gradients are still there (their
+    norm is taken after the Trainer's clipping), so the learning rate and temperature are the
+    ones the step used. Steps are the Trainer's ``global_step``; the batch size is the
+    effective one (per device × gradient accumulation × world size). The Trainer does not hand
+    the step's loss to callbacks, so the record's ``loss`` column is empty (the Trainer logs its
+    own running loss).
+
+    Loggers: pass ``trainer=`` (the Trainer the callback is added to) and the temperature and
+    gradient norm go through ``trainer.log`` at the Trainer's logging steps, and every
+    measurement of D (tr D, B_simple, ‖g‖, the top eigenvalues) at its step, to every
+    ``report_to`` integration (TensorBoard, W&B, MLflow, ...) and ``state.log_history``.
+    Callbacks receive no Trainer, and the integrations run before user callbacks in ``on_log``,
+    so without it nothing reaches them.
+
+    Checkpoints and resuming: the record is flushed in ``on_step_end`` whenever the Trainer is
+    about to save (``control.should_save``), before the checkpoint is written.
+    ``trainer.train(resume_from_checkpoint=...)`` restarts at the checkpoint's step and the
+    record continues from it, dropping what the interrupted run recorded after it: each step
+    once, no gap. A run that starts at step 0 on a path that holds a record is refused unless
+    ``overwrite=True``.
+
+    Distributed training: only the world's process zero records and measures.
+
+    Args:
+        path: Directory of the record.
+        probe_data: The fixed probe set, e.g. a dict batch ``{"input_ids": ..., "labels": ...}``
+            (the labels are the targets given to ``loss_fn``, the rest goes to the model).
+        loss_fn: Per-sample loss ``loss_fn(model(**inputs), labels) -> (b,)``, e.g.
+            :func:`sgdscope.noise.losses.sequence_cross_entropy` for a causal language model.
+        trainer: The Trainer, for its loggers (optional).
+        record_every: Record every this many optimizer steps.
+        measure_every: Measure D every this many steps, or ``"auto"``.
+        overhead: See :class:`~sgdscope.Monitor`.
+        k: Number of top eigenvalues of D per measurement.
+        params: The parameters that make up x (None: all that require grad).
+        n: Training-set size (for the temperature without replacement).
+        replacement: Whether mini-batches are drawn with replacement.
+        max_raw_dim: The largest d recorded as raw weights.
+        projection_dim: Single weights recorded above ``max_raw_dim``.
+        eigenvectors: Keep D's top eigenvectors (None: when the raw weights are recorded).
+        seed: Seed of the coordinate draw and of the eigensolver.
+        memory_budget: Bytes a measurement may allocate.
+        chunk_size: Records per chunk of the weights stream (None: ≈1 MiB); a crash loses the
+            records of the chunk being filled, which a resume from a checkpoint redoes anyway.
+        overwrite: Replace a record at ``path`` when training starts at step 0.
+        prefix: Prefix of the logged names.
+
+    Example:
+        >>> from sgdscope.integrations.transformers import SgdscopeCallback  # doctest: +SKIP
+        >>> trainer = Trainer(model=model, args=args, train_dataset=train)  # doctest: +SKIP
+        >>> trainer.add_callback(SgdscopeCallback("runs/lm", probe, sequence_cross_entropy,
+        ...                                       trainer=trainer))  # doctest: +SKIP
+        >>> trainer.train()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        probe_data: Any,
+        loss_fn: LossFn,
+        *,
+        trainer: Any = None,
+        record_every: int = 1,
+        measure_every: int | str = "auto",
+        overhead: float = 0.05,
+        k: int = 8,
+        params: Any = None,
+        n: int | None = None,
+        replacement: bool = True,
+        max_raw_dim: int = MAX_RAW_DIM,
+        projection_dim: int = 1024,
+        eigenvectors: bool | None = None,
+        seed: int = 0,
+        memory_budget: int | None = None,
+        chunk_size: int | None = None,
+        overwrite: bool = False,
+        prefix: str = "sgdscope/",
+    ) -> None:
+        self.path = path
+        self.probe_data = probe_data
+        self.loss_fn = loss_fn
+        self.trainer = trainer
+        self.overwrite = bool(overwrite)
+        self.prefix = str(prefix)
+        self.settings = {
+            "record_every": record_every, "measure_every": measure_every, "overhead": overhead,
+            "k": k, "params": params, "n": n, "replacement": replacement,
+            "max_raw_dim": max_raw_dim, "projection_dim": projection_dim,
+            "eigenvectors": eigenvectors, "seed": seed, "memory_budget": memory_budget,
+            "chunk_size": chunk_size,
+        }  # fmt: skip
+        self.monitor: Monitor | None = None
+
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Open the record at the Trainer's step (0, or the restored checkpoint's)."""
+        if not state.is_world_process_zero:
+            return
+        if model is None:
+            raise ValueError(f"{_WHERE} was given no model in on_train_begin.")
+        self.monitor = open_monitor(
+            model, self.loss_fn, self.probe_data, self.path, step=state.global_step,
+            overwrite=self.overwrite, where=_WHERE, settings=self.settings,
+        )  # fmt: skip
+
+    def on_optimizer_step(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        optimizer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Count the step the optimizer just made (``state.global_step`` + 1)."""
+        monitor = self.monitor
+        if monitor is None:
+            return
+        if monitor.step_count != state.global_step:
+            raise RuntimeError(
+                f"{_WHERE} is at step {monitor.step_count} but the Trainer at step "
+                f"{state.global_step}; it counts one optimizer step per on_optimizer_step."
+            )
+        per_device = state.train_batch_size or args.per_device_train_batch_size
+        b = per_device * args.gradient_accumulation_steps * max(args.world_size, 1)
+        monitor.step(optimizer, batch_size=b)
+
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: Any,
+    ) -> None:
+        """Log (through ``trainer.log``) and flush before a checkpoint is written."""
+        monitor = self.monitor
+        if monitor is None:
+            return
+        if self.trainer is not None:
+            logs = step_scalars(monitor, self.prefix) if control.should_log else {}
+            m = monitor.last_measurement
+            if m is not None and m.step == state.global_step:
+                logs.update(measurement_scalars(m, self.prefix))
+            if logs:
+                self.trainer.log(logs)
+        if control.should_save:
+            monitor.flush()
+
+    def on_epoch_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: Any,
+    ) -> None:
+        """Flush before an end-of-epoch checkpoint."""
+        if self.monitor is not None and control.should_save:
+            self.monitor.flush()
+
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: Any,
+    ) -> None:
+        """Flush: a "best model" checkpoint may follow the evaluation."""
+        if self.monitor is not None:
+            self.monitor.flush()
+
+    def on_train_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: Any,
+    ) -> None:
+        """Close the record (marked complete)."""
+        monitor, self.monitor = self.monitor, None
+        if monitor is not None:
+            monitor.close()
