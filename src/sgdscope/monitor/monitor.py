@@ -93,12 +93,12 @@ class NoiseMeasurement:
 
 
 def _base_optimizer(optimizer: Any) -> Any:
-    """The torch optimizer inside a framework's wrapper (Lightning, Accelerate)."""
-    seen = 0
-    while not isinstance(optimizer, torch.optim.Optimizer) and hasattr(optimizer, "optimizer"):
-        optimizer, seen = optimizer.optimizer, seen + 1
-        if seen > 8:
+    """The torch optimizer inside a framework's wrapper (Accelerate's, Lightning's)."""
+    for _ in range(8):
+        inner = getattr(optimizer, "optimizer", None) or getattr(optimizer, "_optimizer", None)
+        if not isinstance(inner, torch.optim.Optimizer) or inner is optimizer:
             break
+        optimizer = inner
     return optimizer
 
 
