@@ -196,3 +196,62 @@ def test_a_fresh_run_on_a_used_path_is_refused_unless_overwrite(tmp_path, ns):
     cb = SgdscopeCallback(tmp_path / "rec", data, ns["LOSS"], measure_every=9, overwrite=True)
     ns["trainer"](3, tmp_path / "c3", [cb]).fit(ns["Net"](), ns["LOADER"])
     assert len(sg.load_monitor(tmp_path / "rec").trajectory) == 3
+
+
+DDP = textwrap.dedent(
+    """
+    import sys, warnings
+    import torch
+    from torch import nn
+    import lightning.pytorch as pl
+    from sgdscope.integrations.lightning import SgdscopeCallback
+
+    warnings.filterwarnings("ignore")
+    LOSS = nn.CrossEntropyLoss(reduction="none")
+
+    class Net(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 3))
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            return LOSS(self(batch[0]), batch[1]).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+
+    if __name__ == "__main__":
+        torch.set_num_threads(1)
+        g = torch.Generator().manual_seed(1)
+        X, Y = torch.randn(80, 6, generator=g), torch.randint(0, 3, (80,), generator=g)
+        data = torch.utils.data.TensorDataset(X, Y)
+        cb = SgdscopeCallback(sys.argv[1], (X[:40], Y[:40]), LOSS, measure_every=2, k=3)
+        pl.Trainer(
+            max_steps=6, accelerator="cpu", devices=2, strategy="ddp_spawn", callbacks=[cb],
+            enable_progress_bar=False, enable_model_summary=False, logger=False,
+            enable_checkpointing=False,
+        ).fit(Net(), torch.utils.data.DataLoader(data, batch_size=8))
+        print("finished", flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_under_ddp_global_rank_zero_alone_records(tmp_path):
+    """Two CPU processes (gloo): one record (a second writer would meet the lock and fail), every
+    step once, D measured on rank 0 without hanging the other, the batch size of both ranks."""
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP)
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "rec")], capture_output=True, timeout=600
+    )
+    assert b"finished" in out.stdout, out.stderr.decode()[-3000:]
+    rec = sg.load_monitor(tmp_path / "rec")
+    assert rec.trajectory.complete and rec.trajectory.meta["resumed_at_steps"] == []
+    np.testing.assert_array_equal(rec.trajectory.steps, np.arange(1, 7))
+    np.testing.assert_array_equal(rec.steps, [2, 4, 6])
+    np.testing.assert_array_equal(rec.trajectory.scalars["batch_size"], 16.0)
