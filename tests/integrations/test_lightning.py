@@ -143,7 +143,8 @@ def test_sigkill_then_ckpt_path_resume_continues_the_record(tmp_path, ns):
     for name in ("loss", "lr", "temperature", "grad_norm", "batch_size"):
         np.testing.assert_array_equal(got.trajectory.scalars[name], want.trajectory.scalars[name])
     np.testing.assert_allclose(
-        got.trajectory.scalars["lr"][:9], [0.1] * 3 + [0.05] * 4 + [0.025] * 2
+        got.trajectory.scalars["lr"][:9],
+        [0.1] * 4 + [0.05] * 4 + [0.025],  # the step's own lr
     )
     np.testing.assert_allclose(
         got.trajectory.scalars["temperature"], got.trajectory.scalars["lr"] / (2 * 16 * 0.1)

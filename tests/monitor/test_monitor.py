@@ -157,6 +157,17 @@ def test_temperature_without_replacement_and_per_step_batch_sizes(tmp_path):
     np.testing.assert_array_equal(s["batch_size"], [16, 64])
 
 
+def test_the_lr_a_step_used_can_be_given_when_the_scheduler_already_moved(tmp_path):
+    x, y = _data()
+    model = _model(batchnorm=False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
+    mon = sg.Monitor(model, LOSS, (x[:32], y[:32]), tmp_path / "m", measure_every=9)
+    mon.step(opt, batch_size=8, lr=0.3)
+    mon.close()
+    s = sg.load_monitor(tmp_path / "m").trajectory.scalars
+    assert s["lr"][0] == 0.3 and s["temperature"][0] == pytest.approx(0.3 / (2 * 8 * 0.5))
+
+
 @pytest.mark.parametrize(
     ("make", "note"),
     [

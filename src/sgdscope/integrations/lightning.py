@@ -13,7 +13,7 @@ from typing import Any
 try:
     from lightning.pytorch import LightningModule, Trainer
     from lightning.pytorch.callbacks import Callback
-except ImportError as err:  # pragma: no cover - exercised only without lightning
+except ImportError as err:
     raise ImportError(
         "sgdscope.integrations.lightning needs PyTorch Lightning (the 'lightning' package): "
         "pip install 'sgdscope[lightning]'."
@@ -34,8 +34,10 @@ class SgdscopeCallback(Callback):
     A thin layer over :class:`~sgdscope.Monitor` (see it for what is recorded, the memory rule
     and the measurements): after every optimizer step (``trainer.global_step`` advanced, so
     gradient accumulation is counted once) it calls ``Monitor.step`` with ``trainer.optimizers[0]``,
-    the training step's loss and the effective batch size (the batch's rows × accumulate_grad_batches
-    × world size). Steps are the trainer's ``global_step``.
+    the learning rate the step used (noted in ``on_before_optimizer_step``: Lightning steps a
+    per-step scheduler before ``on_train_batch_end``), the training step's loss and the effective
+    batch size (the batch's rows × accumulate_grad_batches × world size). Steps are the
+    trainer's ``global_step``.
 
     Loggers: the temperature and gradient norm go through ``pl_module.log`` (``sgdscope/...``,
     at the trainer's ``log_every_n_steps``), and each measurement of D (tr D, B_simple, ‖g‖ and the
@@ -118,6 +120,7 @@ class SgdscopeCallback(Callback):
             "chunk_size": chunk_size,
         }  # fmt: skip
         self.monitor: Monitor | None = None
+        self._lr: float | None = None
 
     # ------------------------------------------------------------------------------- lifecycle
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -150,7 +153,7 @@ class SgdscopeCallback(Callback):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         rows = batch_rows(batch)
         b = None if rows is None else rows * trainer.accumulate_grad_batches * trainer.world_size
-        monitor.step(trainer.optimizers[0], loss=loss, batch_size=b)
+        monitor.step(trainer.optimizers[0], loss=loss, batch_size=b, lr=self._lr)
         if not self.log:
             return
         for name, value in step_scalars(monitor, self.prefix).items():
@@ -159,6 +162,12 @@ class SgdscopeCallback(Callback):
         if m is not None and m.step == trainer.global_step:
             for logger in trainer.loggers:
                 logger.log_metrics(measurement_scalars(m, self.prefix), step=trainer.global_step)
+
+    def on_before_optimizer_step(
+        self, trainer: Trainer, pl_module: LightningModule, optimizer: Any
+    ) -> None:
+        """Note the learning rate the step uses (the scheduler moves before the batch's end)."""
+        self._lr = float(optimizer.param_groups[0]["lr"])
 
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]

@@ -11,7 +11,7 @@ from typing import Any
 
 try:
     from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-except ImportError as err:  # pragma: no cover - exercised only without transformers
+except ImportError as err:
     raise ImportError(
         "sgdscope.integrations.transformers needs Hugging Face transformers: "
         "pip install 'sgdscope[transformers]'."

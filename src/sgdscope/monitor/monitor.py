@@ -377,6 +377,7 @@ class Monitor:
         *,
         batch_size: int | None = None,
         grad_norm: Any = None,
+        lr: float | None = None,
         **scalars: Any,
     ) -> None:
         """Count one optimizer step: record it when due, and measure D when due.
@@ -391,6 +392,8 @@ class Monitor:
             batch_size: This step's mini-batch size (else the constructor's).
             grad_norm: The norm of this step's gradient, when the ``.grad`` fields are already
                 cleared (a framework that zeroes them before its callbacks); None reads them.
+            lr: The learning rate this step used, when the optimizer already holds the next
+                one (a framework that steps the scheduler before its callbacks); None reads it.
             **scalars: Further scalars recorded at this step.
 
         A measurement made at this step is :attr:`last_measurement` (its ``step`` is this
@@ -403,7 +406,7 @@ class Monitor:
         self._train_seconds += now - self._clock
         step = self.step_count + 1
         if step % self.record_every == 0:
-            scalars = {**self._optimizer_scalars(optimizer, batch_size), **scalars}
+            scalars = {**self._optimizer_scalars(optimizer, batch_size, lr), **scalars}
             scalars["grad_norm"] = _grad_norm(self._params) if grad_norm is None else grad_norm
             self.last_scalars = {"step": step, **scalars}
         self._recorder.step(loss=loss, **scalars)
@@ -411,8 +414,13 @@ class Monitor:
             self.measure()
         self._clock = time.perf_counter()
 
-    def _optimizer_scalars(self, optimizer: Any, batch_size: int | None) -> dict[str, float]:
+    def _optimizer_scalars(
+        self, optimizer: Any, batch_size: int | None, lr_used: float | None
+    ) -> dict[str, float]:
         lr, momentum, effective, why = _sgd_state(optimizer)
+        if lr_used is not None and effective is not None:
+            effective *= float(lr_used) / lr
+        lr = lr if lr_used is None else float(lr_used)
         b = self.batch_size if batch_size is None else int(batch_size)
         temp = math.nan
         if effective is not None and b is not None:
