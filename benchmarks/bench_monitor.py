@@ -9,7 +9,8 @@ weights, one plain and one watched by ``sg.Monitor`` at its defaults (every step
 weights), on a probe set of ``--probe`` samples. Timings on a shared machine drift, so the two
 variants run in interleaved blocks of ``--block`` steps (one block of each per round) and the
 slowdown is the median over rounds of the paired ratio (monitored block / plain block − 1) over the
-blocks with no measurement in them: the cost of recording. The measurements' own cost is reported
+blocks with no measurement in them: the cost of recording. A first round warms both up (it holds
+the first measurement, at step 1) and counts only in the totals; the order alternates by round. The measurements' own cost is reported
 separately, with their number and their share of the monitored run's time ("auto" keeps that
 share near 5 % once the run is long against one measurement; a short run pays its first one).
 
@@ -88,9 +89,10 @@ def run(name, args):
     mon = sg.Monitor(watched, loss_fn, probe, path, batch_size=b)
     step = 0
     rounds = []
-    for _ in range(args.rounds):
-        times = {}
-        for variant, m in (("plain", model), ("monitor", watched)):
+    for r in range(args.rounds + 1):  # round 0 warms both up (it holds the first measurement)
+        times = {"warmup": r == 0}
+        order = [("plain", model), ("monitor", watched)]
+        for variant, m in order if r % 2 else order[::-1]:
             t0 = time.perf_counter()
             for j in range(args.block):
                 x, y = batch(data, step + j, b)
@@ -109,7 +111,7 @@ def run(name, args):
         print(f"{name}: round {len(rounds)}: {times}", flush=True)
     mon.close()
     rec = sg.load_monitor(path)
-    clean = [r["monitor"] / r["plain"] - 1 for r in rounds if not r["measured"]]
+    clean = [r["monitor"] / r["plain"] - 1 for r in rounds if not (r["measured"] or r["warmup"])]
     plain_total = sum(r["plain"] for r in rounds)
     monitor_total = sum(r["monitor"] for r in rounds)
     return {

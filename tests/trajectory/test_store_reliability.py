@@ -451,6 +451,9 @@ def test_a_stray_projection_file_is_ignored(tmp_path):
     path = _recorded(tmp_path)
     np.savez(path / "projection.npz", basis=np.eye(2), mean=np.zeros(2))
     assert sg.load_trajectory(path).projection is None
+    with sg.TrajectoryRecorder(path, torch.nn.Linear(9, 1), chunk_size=16, resume=True) as rec:
+        rec.step()  # resuming reads no projection from it either
+    assert sg.load_trajectory(path).projection is None and rec.projection is None
 
 
 # ------------------------------------------------------------------- format 1 is still readable

@@ -213,8 +213,7 @@ class Monitor:
     Example:
         >>> import tempfile, torch
         >>> from torch import nn
-        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-        <torch._C.Generator object at ...>
+        >>> _ = torch.manual_seed(0)
         >>> model = nn.Linear(4, 3)
         >>> x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
         >>> loss_fn = nn.CrossEntropyLoss(reduction="none")

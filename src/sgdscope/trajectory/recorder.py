@@ -721,10 +721,11 @@ class TrajectoryRecorder:
         return proj
 
     def _stored_projection(self, manifest: dict | None) -> Projection | CoordinateProjection | None:
-        if manifest is None or not (self.path / PROJECTION_FILE).is_file():
-            return None
+        described = None if manifest is None else manifest["meta"].get("projection")
+        if described is None or not (self.path / PROJECTION_FILE).is_file():
+            return None  # a stray projection file of an unprojected trajectory is ignored
         with np.load(self.path / PROJECTION_FILE) as z:
-            kind = ProjectionKind(manifest["meta"]["projection"]["kind"])
+            kind = ProjectionKind(described["kind"])
             if kind is ProjectionKind.COORDINATES:
                 return CoordinateProjection(indices=z["indices"], dim=int(z["dim"]))
             return Projection(basis=z["basis"], mean=z["mean"], kind=kind)
