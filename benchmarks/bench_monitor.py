@@ -9,7 +9,9 @@ weights, one plain and one watched by ``sg.Monitor`` at its defaults (every step
 weights), on a probe set of ``--probe`` samples. Timings on a shared machine drift, so the two
 variants run in interleaved blocks of ``--block`` steps (one block of each per round) and the
 slowdown is the median over rounds of the paired ratio (monitored block / plain block − 1) over the
-blocks with no measurement in them: the cost of recording. A first round warms both up (it holds
+blocks with no measurement in them: the cost of recording. On a loaded machine that ratio drifts by
+tens of percent either way, so the time spent inside ``Monitor.step`` on the steps without a
+measurement is also timed directly (``monitor_step_share``: its median over the plain step's mean). A first round warms both up (it holds
 the first measurement, at step 1) and counts only in the totals; the order alternates by round. The measurements' own cost is reported
 separately, with their number and their share of the monitored run's time ("auto" keeps that
 share near 5 % once the run is long against one measurement; a short run pays its first one).
@@ -88,7 +90,7 @@ def run(name, args):
     path = Path(tempfile.mkdtemp()) / "run"
     mon = sg.Monitor(watched, loss_fn, probe, path, batch_size=b)
     step = 0
-    rounds = []
+    rounds, in_step = [], []
     for r in range(args.rounds + 1):  # round 0 warms both up (it holds the first measurement)
         times = {"warmup": r == 0}
         order = [("plain", model), ("monitor", watched)]
@@ -101,7 +103,10 @@ def run(name, args):
                 loss.backward()
                 opts[variant].step()
                 if variant == "monitor":
+                    t1 = time.perf_counter()
                     mon.step(opts[variant], loss=loss)
+                    if mon.last_measurement is None or mon.last_measurement.step != step + j + 1:
+                        in_step.append(time.perf_counter() - t1)
             times[variant] = time.perf_counter() - t0
             if variant == "monitor":
                 measured = mon.last_measurement is not None and mon.last_measurement.step > step
@@ -123,6 +128,8 @@ def run(name, args):
         "steps": step,
         "plain_step_s": plain_total / step,
         "recording_slowdown_paired_median": statistics.median(clean) if clean else None,
+        "monitor_step_s_median": statistics.median(in_step),
+        "monitor_step_share": statistics.median(in_step) / (plain_total / step),
         "rounds_without_measurement": len(clean),
         "measurements": len(rec),
         "measurement_steps": rec.steps.tolist(),
