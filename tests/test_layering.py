@@ -6,10 +6,13 @@ Floors, bottom up (a module imports its own room and the floors below, never a f
 0. shared helpers: ``_validation``, ``_memory``, ``_progress``, ``_params``, ``_operator``,
    ``_checkpoint``, ``temperature``;
 1. the library: ``noise``, ``dynamics``, ``trajectory``, which never import one another;
-2. users of the library: ``paper``, ``report``, ``reference``, which never import one another;
-3. ``reproduce``, the paper's experiments, imported by nothing outside it but ``cli``;
-4. ``cli``;
-5. the package's face: ``sgdscope/__init__.py`` and ``__main__``.
+2. users of the library: ``paper``, ``report``, ``reference``, ``monitor`` (a training run watched
+   by the recorder and the noise engine together), which never import one another;
+3. ``integrations``, the training frameworks' callbacks over ``monitor``, imported by nothing in
+   the package (each imports its framework);
+4. ``reproduce``, the paper's experiments, imported by nothing outside it but ``cli``;
+5. ``cli``;
+6. the package's face: ``sgdscope/__init__.py`` and ``__main__``.
 
 Inside ``reproduce`` the same rule holds one level down: the run context, then the protocol
 (``_experiment``), then the four experiments (which never import one another), then the registry
@@ -184,12 +187,13 @@ PACKAGE = Layering(
             False,
         ),
         ({"noise", "dynamics", "trajectory"}, True),
-        ({"paper", "report", "reference"}, True),
+        ({"paper", "report", "reference", "monitor"}, True),
+        ({"integrations"}, False),
         ({"reproduce"}, False),
         ({"cli"}, False),
         ({"", "__main__"}, False),
     ),
-    only_imported_by={"reproduce": frozenset({"cli"})},
+    only_imported_by={"reproduce": frozenset({"cli"}), "integrations": frozenset()},
 )
 REPRODUCE = Layering(
     "sgdscope.reproduce",

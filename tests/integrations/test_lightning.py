@@ -242,9 +242,11 @@ DDP = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_under_ddp_global_rank_zero_alone_records(tmp_path):
+def test_under_ddp_every_rank_measures_and_global_rank_zero_records(tmp_path):
     """Two CPU processes (gloo): one record (a second writer would meet the lock and fail), every
-    step once, D measured on rank 0 without hanging the other, the batch size of both ranks."""
+    step once, the batch size of both ranks, and each measurement, made by both ranks on their
+    halves of the probe set, equal to one process's GradientNoise on the whole probe set at the
+    recorded weights."""
     script = tmp_path / "ddp.py"
     script.write_text(DDP)
     out = subprocess.run(
@@ -256,3 +258,17 @@ def test_under_ddp_global_rank_zero_alone_records(tmp_path):
     np.testing.assert_array_equal(rec.trajectory.steps, np.arange(1, 7))
     np.testing.assert_array_equal(rec.steps, [2, 4, 6])
     np.testing.assert_array_equal(rec.trajectory.scalars["batch_size"], 16.0)
+    assert rec.settings["ranks"] == 2
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(80, 6, generator=g), torch.randint(0, 3, (80,), generator=g)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 12), torch.nn.Tanh(), torch.nn.Linear(12, 3))
+    for i, step in enumerate(rec.steps):
+        w = rec.trajectory.weights[int(step) - 1]
+        torch.nn.utils.vector_to_parameters(torch.from_numpy(w), model.parameters())
+        noise = sg.GradientNoise(
+            model, torch.nn.CrossEntropyLoss(reduction="none"), (x[:40], y[:40])
+        )
+        np.testing.assert_allclose(rec.trace[i], noise.trace(), rtol=1e-9)
+        np.testing.assert_allclose(
+            rec.eigenvalues[i], noise.spectrum(k=3).eigenvalues, rtol=1e-7, atol=1e-12
+        )

@@ -49,8 +49,9 @@ class SgdscopeCallback(Callback):
     recorded after the checkpoint is dropped, so the record has each step once and no gap. A run
     that starts at step 0 on a path that holds a record is refused unless ``overwrite=True``.
 
-    Distributed training: only global rank 0 records and measures (on its own model replica,
-    outside the DDP wrapper; the other ranks wait for it at their next collective).
+    Distributed training: a monitor runs on every rank; each measures D on its share of the
+    probe set and the sums are taken across ranks (a measurement equals one process on the whole
+    probe set), and global rank 0 alone writes the record and logs.
 
     Args:
         path: Directory of the record.
@@ -124,9 +125,7 @@ class SgdscopeCallback(Callback):
 
     # ------------------------------------------------------------------------------- lifecycle
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Open the record at the trainer's step (0, or the restored checkpoint's)."""
-        if not trainer.is_global_zero:
-            return
+        """Open the record at the trainer's step (0, or the restored checkpoint's), on every rank."""
         self.monitor = open_monitor(
             pl_module, self.loss_fn, self.probe_data, self.path, step=trainer.global_step,
             overwrite=self.overwrite, where=_WHERE, settings=self.settings,
@@ -154,7 +153,7 @@ class SgdscopeCallback(Callback):
         rows = batch_rows(batch)
         b = None if rows is None else rows * trainer.accumulate_grad_batches * trainer.world_size
         monitor.step(trainer.optimizers[0], loss=loss, batch_size=b, lr=self._lr)
-        if not self.log:
+        if not (self.log and trainer.is_global_zero):
             return
         for name, value in step_scalars(monitor, self.prefix).items():
             pl_module.log(name, value, on_step=True, on_epoch=False, rank_zero_only=True)

@@ -52,7 +52,9 @@ class SgdscopeCallback(TrainerCallback):
     once, no gap. A run that starts at step 0 on a path that holds a record is refused unless
     ``overwrite=True``.
 
-    Distributed training: only the world's process zero records and measures.
+    Distributed training: a monitor runs in every process; each measures D on its share of the
+    probe set and the sums are taken across processes (a measurement equals one process on the
+    whole probe set), and the world's process zero alone writes the record and logs.
 
     Args:
         path: Directory of the record.
@@ -132,9 +134,7 @@ class SgdscopeCallback(TrainerCallback):
         model: Any = None,
         **kwargs: Any,
     ) -> None:
-        """Open the record at the Trainer's step (0, or the restored checkpoint's)."""
-        if not state.is_world_process_zero:
-            return
+        """Open the record at the Trainer's step (0, or the restored checkpoint's), on every rank."""
         if model is None:
             raise ValueError(f"{_WHERE} was given no model in on_train_begin.")
         self.monitor = open_monitor(
@@ -174,7 +174,7 @@ class SgdscopeCallback(TrainerCallback):
         monitor = self.monitor
         if monitor is None:
             return
-        if self.trainer is not None:
+        if self.trainer is not None and state.is_world_process_zero:
             logs = step_scalars(monitor, self.prefix) if control.should_log else {}
             m = monitor.last_measurement
             if m is not None and m.step == state.global_step:

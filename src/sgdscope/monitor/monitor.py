@@ -29,6 +29,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ from .._memory import format_bytes
 from .._params import LossFn, select_params
 from .._validation import check_int, check_real
 from ..noise import GradientNoise
+from ..noise.distributed import Reducer, shard
 from ..temperature import temperature
 from ..trajectory import TrajectoryRecorder, coordinate_projection
 
@@ -158,8 +160,9 @@ class Monitor:
       η(1 − τ)/(2b(1 − μ)) (×(1 − b/N) without replacement), NaN when it is not defined (not
       SGD, groups with different settings, or no batch size); plus your own scalars.
 
-    Every ``measure_every`` steps (or, with ``"auto"``, as often as keeps the measurements'
-    time at most ``overhead`` of the training time, from the first step on), on the probe set:
+    Every ``measure_every`` steps (or, with ``"auto"``, at the first step and then at the step
+    where the training time since the last measurement, at its mean step time, makes that
+    measurement's cost ``overhead`` of it), on the probe set:
     tr D, B_simple, ‖g‖ and D's top ``k`` eigenvalues (and eigenvectors when kept), stored in
     the ``noise`` stream at that step (:class:`NoiseMeasurement`). D is measured in eval mode,
     as the paper did; the model's modes and ``.grad`` fields are left as they were, and no
@@ -170,6 +173,14 @@ class Monitor:
     when you save a checkpoint; to continue, construct the monitor with ``resume=True`` and
     ``resume_step`` = the checkpoint's step: the records after it (made by the interrupted run)
     are dropped, and the record goes on with no gap and no step twice.
+
+    Data-parallel training (``torch.distributed`` initialised, e.g. DDP under ``torchrun``):
+    construct the monitor on every rank, with the same ``probe_data`` and ``path``, and call
+    :meth:`step` on every rank. Each rank measures D on its contiguous share of the probe set
+    and the statistics are summed across ranks (:class:`~sgdscope.GradientNoise` with
+    ``process_group``), so a measurement equals one process on the whole probe set; only rank
+    0 (:attr:`is_writer`) records and writes, and the ``"auto"`` schedule is decided there and
+    shared, so that every rank measures at the same step.
 
     Args:
         model: The model being trained (construct the monitor after moving it to its device).
@@ -200,8 +211,10 @@ class Monitor:
         resume: Continue the record at ``path`` if it exists.
         resume_step: With ``resume``: the step training restarts from (the checkpoint's).
         overwrite: Replace an existing record at ``path``.
-        progress: Show the progress of long measurements.
+        progress: Show the progress of long measurements (on the writing rank).
         meta: Extra JSON-serialisable metadata.
+        process_group: Under ``torch.distributed``, the group of the ranks that train together
+            (None: the default group when one is initialised, else one process).
 
     Raises:
         ValueError: On an argument out of range, a loss that is not per-sample, or ``k`` above
@@ -209,6 +222,8 @@ class Monitor:
         FileExistsError: If ``path`` holds a record and neither ``resume`` nor ``overwrite``.
         TrajectoryGapError: If ``resume_step`` is after the record's last step.
         TrajectoryLockedError: If another writer holds ``path``.
+        RankError: Under ``torch.distributed``, on every rank, if any rank failed (the first
+            failure's message).
 
     Example:
         >>> import tempfile, torch
@@ -262,12 +277,18 @@ class Monitor:
         overwrite: bool = False,
         progress: bool = False,
         meta: Mapping[str, Any] | None = None,
+        process_group: Any = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(
                 f"the 'model' parameter of {_WHERE} must be a torch.nn.Module, got "
                 f"{type(model).__name__}."
             )
+        self._ranks = Reducer(process_group, where=_WHERE)
+        self.is_writer = self._ranks.is_writer
+        self._group = process_group
+        if self._ranks.distributed:
+            probe_data = shard(probe_data, group=process_group)  # this rank's share
         self._model, self._loss_fn, self._probe = model, loss_fn, probe_data
         self.record_every = check_int("record_every", record_every, where=_WHERE, low=1)
         self.measure_every = self._check_cadence(measure_every)
@@ -288,26 +309,19 @@ class Monitor:
         self.eigenvectors = (
             self.recorded_dim == self.full_dim if eigenvectors is None else bool(eigenvectors)
         )
-        streams: dict[str, Any] = {NOISE_STREAM: self.k}
-        if self.eigenvectors:
-            streams[VECTORS_STREAM] = (self.k * self.full_dim, torch.float32)
-        settings = {
-            "probe_size": self._probe_size, "k": self.k, "measure_every": self.measure_every,
-            "overhead": self.overhead, "record_rule": self.record_rule,
-            "eigenvectors": self.eigenvectors, "replacement": self.replacement,
+        self.path = Path(path)
+        record = {
+            "projection": projection, "chunk_size": chunk_size, "resume": resume,
+            "resume_step": resume_step, "overwrite": overwrite, "meta": meta,
         }  # fmt: skip
-        self._recorder = TrajectoryRecorder(
-            path, model, every=self.record_every, params=self._names, projection=projection,
-            batch_size=self.batch_size, n=self.n, seed=self.seed, replacement=self.replacement,
-            streams=streams, chunk_size=chunk_size, dtype=torch.float32, resume=resume,
-            resume_step=resume_step, overwrite=overwrite,
-            meta={**(dict(meta) if meta is not None else {}), "monitor": settings},
-        )  # fmt: skip
-        self.path = self._recorder.path
+        self._recorder = self._ranks.run("opening the record", lambda: self._open_record(record))
+        start = self._recorder.step_count if self._recorder is not None else -1
+        self._step = int(self._ranks.max("the record's step", [start])[0])
         self.last_measurement: NoiseMeasurement | None = None
         self.last_scalars: dict[str, Any] = {}
         self._train_seconds = 0.0  # training time since the last measurement
-        self._last_cost: float | None = None  # None: measure at the next step ("auto")
+        self._steps_since = 0  # steps since the last measurement
+        self._next_measurement: int | None = None  # None: at the next step ("auto")
         self._clock = time.perf_counter()
         self.temperature_note = ""
 
@@ -357,17 +371,41 @@ class Monitor:
         )
         return coordinate_projection(d, k, seed=self.seed)
 
+    def _open_record(self, record: dict[str, Any]) -> TrajectoryRecorder | None:
+        """The trajectory store, on the writing rank (rank 0); None on the others."""
+        if not self.is_writer:
+            return None
+        streams: dict[str, Any] = {NOISE_STREAM: self.k}
+        if self.eigenvectors:
+            streams[VECTORS_STREAM] = (self.k * self.full_dim, torch.float32)
+        settings = {
+            "probe_size": self._probe_size, "k": self.k, "measure_every": self.measure_every,
+            "overhead": self.overhead, "record_rule": self.record_rule,
+            "eigenvectors": self.eigenvectors, "replacement": self.replacement,
+            "ranks": self._ranks.world_size,
+        }  # fmt: skip
+        meta = record["meta"]
+        return TrajectoryRecorder(
+            self.path, self._model, every=self.record_every, params=self._names,
+            projection=record["projection"], batch_size=self.batch_size, n=self.n,
+            seed=self.seed, replacement=self.replacement, streams=streams,
+            chunk_size=record["chunk_size"], dtype=torch.float32, resume=record["resume"],
+            resume_step=record["resume_step"], overwrite=record["overwrite"],
+            meta={**(dict(meta) if meta is not None else {}), "monitor": settings},
+        )  # fmt: skip
+
     def _noise(self) -> GradientNoise:
         return GradientNoise(
             self._model, self._loss_fn, self._probe, params=self._names,
-            memory_budget=self._memory_budget, progress=self._progress,
+            memory_budget=self._memory_budget, progress=self._progress and self.is_writer,
+            process_group=self._group,
         )  # fmt: skip
 
     # ----------------------------------------------------------------------------- training side
     @property
     def step_count(self) -> int:
         """Number of optimizer steps seen (continues from the resume step after a resume)."""
-        return self._recorder.step_count
+        return self._step
 
     def step(
         self,
@@ -403,12 +441,14 @@ class Monitor:
         """
         now = time.perf_counter()
         self._train_seconds += now - self._clock
-        step = self.step_count + 1
-        if step % self.record_every == 0:
-            scalars = {**self._optimizer_scalars(optimizer, batch_size, lr), **scalars}
-            scalars["grad_norm"] = _grad_norm(self._params) if grad_norm is None else grad_norm
-            self.last_scalars = {"step": step, **scalars}
-        self._recorder.step(loss=loss, **scalars)
+        self._steps_since += 1
+        self._step = step = self._step + 1
+        if self._recorder is not None:
+            if step % self.record_every == 0:
+                scalars = {**self._optimizer_scalars(optimizer, batch_size, lr), **scalars}
+                scalars["grad_norm"] = _grad_norm(self._params) if grad_norm is None else grad_norm
+                self.last_scalars = {"step": step, **scalars}
+            self._recorder.step(loss=loss, **scalars)
         if self._measurement_due(step):
             self.measure()
         self._clock = time.perf_counter()
@@ -435,18 +475,30 @@ class Monitor:
     def _measurement_due(self, step: int) -> bool:
         if self.measure_every != _AUTO:
             return step % self.measure_every == 0
-        if self._last_cost is None:
-            return True
-        return self._train_seconds * self.overhead >= self._last_cost
+        return self._next_measurement is None or step >= self._next_measurement
+
+    def _schedule(self, cost: float) -> None:
+        """With "auto": the step of the next measurement, shared by every rank.
+
+        Its cost is ``overhead`` of the training time until it, at the mean step time since the
+        last one; the writing rank decides, so that every rank measures at the same step.
+        """
+        mean_step = self._train_seconds / max(self._steps_since, 1)
+        gap = math.ceil(cost / (self.overhead * max(mean_step, 1e-9)))
+        nxt = self._step + int(min(max(gap, 1), 2**52)) if self.is_writer else -1
+        self._next_measurement = int(self._ranks.max("the next measurement's step", [nxt])[0])
 
     def measure(self) -> NoiseMeasurement:
         """Measure D on the probe set now, at the current step, and record it.
+
+        Under ``torch.distributed``, call it on every rank at the same step.
 
         Returns:
             The :class:`NoiseMeasurement` (also kept as :attr:`last_measurement`).
 
         Raises:
             ValueError: If the current step already holds a measurement.
+            RankError: Under ``torch.distributed``, on every rank, if a rank failed.
         """
         t0 = time.perf_counter()
         noise = self._noise()
@@ -471,23 +523,34 @@ class Monitor:
             noise_scale=float(noise_scale), grad_norm=grad_norm, seconds=seconds,
             converged=bool(spec.converged), eigenvectors=vectors,
         )  # fmt: skip
-        self._recorder.append(
-            NOISE_STREAM, values, trace=m.trace, noise_scale=m.noise_scale,
-            grad_norm=m.grad_norm, seconds=seconds, converged=float(m.converged),
-        )  # fmt: skip
-        if self.eigenvectors:
-            self._recorder.append(VECTORS_STREAM, torch.from_numpy(np.ascontiguousarray(vectors.T)))
+        self._ranks.run("recording a measurement", lambda: self._record(m))
         self.last_measurement = m
-        self._last_cost, self._train_seconds = seconds, 0.0
+        if self.measure_every == _AUTO:
+            self._schedule(seconds)
+        self._train_seconds, self._steps_since = 0.0, 0
         return m
+
+    def _record(self, m: NoiseMeasurement) -> None:
+        """Append a measurement to the record (on the writing rank)."""
+        if self._recorder is None:
+            return
+        self._recorder.append(
+            NOISE_STREAM, m.eigenvalues, trace=m.trace, noise_scale=m.noise_scale,
+            grad_norm=m.grad_norm, seconds=m.seconds, converged=float(m.converged),
+        )  # fmt: skip
+        if m.eigenvectors is not None:
+            rows = torch.from_numpy(np.ascontiguousarray(m.eigenvectors.T))
+            self._recorder.append(VECTORS_STREAM, rows)
 
     def flush(self) -> None:
         """Commit everything recorded so far; call it when you save a training checkpoint."""
-        self._recorder.flush()
+        if self._recorder is not None:
+            self._recorder.flush()
 
     def close(self) -> None:
         """Flush and close the record (idempotent)."""
-        self._recorder.close()
+        if self._recorder is not None:
+            self._recorder.close()
 
     def __enter__(self) -> Monitor:
         return self
