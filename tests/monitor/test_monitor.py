@@ -397,3 +397,29 @@ def test_sigkill_then_resume_from_the_checkpoint_continues_with_no_gap(tmp_path)
     np.testing.assert_allclose(got.eigenvalues, ref.eigenvalues, rtol=1e-12)
     np.testing.assert_allclose(got.trace, ref.trace, rtol=1e-12)
     json.loads((path / "manifest.json").read_text())
+
+
+def test_a_ddp_wrapped_model_is_watched_through_its_module(tmp_path):
+    """One gloo process: DDP's wrapper is unwrapped, the names are the module's own."""
+    import torch.distributed as dist
+
+    x, y = _data()
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1
+    )
+    try:
+        model = _model(batchnorm=False)
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+        with sg.Monitor(ddp, LOSS, (x[:32], y[:32]), tmp_path / "m", measure_every=2) as mon:
+            for t in range(2):
+                loss = LOSS(ddp(x[t * 16 : (t + 1) * 16]), y[t * 16 : (t + 1) * 16]).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                mon.step(opt, loss=loss)
+    finally:
+        dist.destroy_process_group()
+    rec = sg.load_monitor(tmp_path / "m")
+    assert rec.trajectory.layout.names[0] == "0.weight" and rec.steps.tolist() == [2]
+    np.testing.assert_array_equal(rec.trajectory.weights[-1], _flat(model))

@@ -40,7 +40,7 @@ from .._memory import format_bytes
 from .._params import LossFn, select_params
 from .._validation import check_int, check_real
 from ..noise import GradientNoise
-from ..noise.distributed import Reducer, shard
+from ..noise.distributed import Reducer, shard, unwrap_data_parallel
 from ..temperature import temperature
 from ..trajectory import TrajectoryRecorder, coordinate_projection
 
@@ -183,7 +183,8 @@ class Monitor:
     shared, so that every rank measures at the same step.
 
     Args:
-        model: The model being trained (construct the monitor after moving it to its device).
+        model: The model being trained (construct the monitor after moving it to its device);
+            a ``DistributedDataParallel`` wrapper is accepted (its module is watched).
         loss_fn: Per-sample loss ``loss_fn(outputs, targets) -> (b,)`` (``reduction="none"``)
             for the measurements of D.
         probe_data: The fixed probe set D is measured on: ``(inputs, targets)`` tensors, a dict
@@ -284,6 +285,7 @@ class Monitor:
                 f"the 'model' parameter of {_WHERE} must be a torch.nn.Module, got "
                 f"{type(model).__name__}."
             )
+        model = unwrap_data_parallel(model, where=_WHERE)  # DDP's module: its replica here
         self._ranks = Reducer(process_group, where=_WHERE)
         self.is_writer = self._ranks.is_writer
         self._group = process_group
