@@ -314,39 +314,50 @@ def test_bad_model_loss_and_optimizer(tmp_path):
 
 
 # ----------------------------------------------------------------------------- crash and resume
-WORKER = textwrap.dedent(
+RUN = textwrap.dedent(
     """
-    import os, sys, time, torch
+    import os, time, torch
     from torch import nn
     import sgdscope as sg
 
+
+    def run(path, ckpt, total, pause):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        g = torch.Generator().manual_seed(1)
+        x, y = torch.randn(256, 6, generator=g), torch.randint(0, 3, (256,), generator=g)
+        loss_fn = nn.CrossEntropyLoss(reduction="none")
+        start = 0
+        if os.path.exists(ckpt):
+            state = torch.load(ckpt)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            start = state["step"]
+        mon = sg.Monitor(model, loss_fn, (x[:64], y[:64]), path, measure_every=7, k=4,
+                         chunk_size=3, resume=True, resume_step=start)
+        for step in range(start + 1, total + 1):
+            i = (step * 16) % 256
+            loss = loss_fn(model(x[i : i + 16]), y[i : i + 16]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            mon.step(opt, loss=loss, batch_size=16)
+            if step % 10 == 0:  # checkpoint: flush the record first, then save atomically
+                mon.flush()
+                state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step}
+                torch.save(state, str(ckpt) + ".tmp")
+                os.replace(str(ckpt) + ".tmp", ckpt)
+            time.sleep(pause)
+        mon.close()
+    """
+)
+WORKER = RUN + textwrap.dedent(
+    """
+    import sys
+
     torch.set_num_threads(1)
-    path, ckpt, total, pause = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    g = torch.Generator().manual_seed(1)
-    x, y = torch.randn(256, 6, generator=g), torch.randint(0, 3, (256,), generator=g)
-    loss_fn = nn.CrossEntropyLoss(reduction="none")
-    start = 0
-    if os.path.exists(ckpt):
-        state = torch.load(ckpt)
-        model.load_state_dict(state["model"]); opt.load_state_dict(state["opt"])
-        start = state["step"]
-    mon = sg.Monitor(model, loss_fn, (x[:64], y[:64]), path, measure_every=7, k=4,
-                     chunk_size=3, resume=True, resume_step=start)
-    for step in range(start + 1, total + 1):
-        i = (step * 16) % 256
-        loss = loss_fn(model(x[i : i + 16]), y[i : i + 16]).mean()
-        opt.zero_grad(); loss.backward(); opt.step()
-        mon.step(opt, loss=loss, batch_size=16)
-        if step % 10 == 0:  # checkpoint: flush the record first, then save atomically
-            mon.flush()
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step},
-                       ckpt + ".tmp")
-            os.replace(ckpt + ".tmp", ckpt)
-        time.sleep(pause)
-    mon.close()
+    run(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     print("finished", flush=True)
     """
 )
@@ -366,9 +377,14 @@ def test_sigkill_then_resume_from_the_checkpoint_continues_with_no_gap(tmp_path)
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     total = 60
-    ref_path, ref_ckpt = tmp_path / "ref", tmp_path / "ref.pt"
-    out = _run(script, ref_path, ref_ckpt, total, 0.0).communicate(timeout=120)
-    assert b"finished" in out[0], out[1].decode()
+    namespace: dict = {}
+    exec(RUN, namespace)  # the uninterrupted reference, in this process (one thread, as the worker)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        namespace["run"](tmp_path / "ref", tmp_path / "ref.pt", total, 0.0)
+    finally:
+        torch.set_num_threads(threads)
     path, ckpt = tmp_path / "run", tmp_path / "run.pt"
     rng = np.random.default_rng(0)
     killed = 0
@@ -388,7 +404,7 @@ def test_sigkill_then_resume_from_the_checkpoint_continues_with_no_gap(tmp_path)
     assert killed >= 1
     out = _run(script, path, ckpt, total, 0.0).communicate(timeout=120)
     assert b"finished" in out[0], out[1].decode()
-    ref, got = sg.load_monitor(ref_path), sg.load_monitor(path)
+    ref, got = sg.load_monitor(tmp_path / "ref"), sg.load_monitor(path)
     assert got.trajectory.complete and len(got.trajectory.meta["resumed_at_steps"]) >= 1
     np.testing.assert_array_equal(got.trajectory.steps, np.arange(1, total + 1))
     np.testing.assert_array_equal(got.trajectory.weights[:], ref.trajectory.weights[:])
