@@ -226,7 +226,8 @@ def test_fast_statistics_and_vectorised_surrogates_match_the_loop(q):
     ref_null, ref_sigma = _slow_null(fit, 1500, 23, 5, lags, ac_lags, bins, seg)
     for threads in (1, 2):
         null, sigma = eq._null_statistics(
-            fit,
+            fit.null_paths,
+            x.shape[1],
             1500,
             23,
             np.random.default_rng(5),

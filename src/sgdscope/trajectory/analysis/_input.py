@@ -26,7 +26,13 @@ _CHUNK = 4096
 
 
 def positions(
-    traj: Any, *, where: str, min_length: int = 2, why: str = "", check_values: bool = True
+    traj: Any,
+    *,
+    where: str,
+    min_length: int = 2,
+    why: str = "",
+    check_values: bool = True,
+    name: str = "traj",
 ) -> np.ndarray:
     """Return the weights of ``traj`` as an array of shape (T, d), validated.
 
@@ -38,6 +44,7 @@ def positions(
         why: What the minimum is for (e.g. ``"the lags up to 50"``), appended to the message.
         check_values: Scan the values (finite, no constant coordinate) here; False when the
             caller goes on to :func:`project`, which checks them in its own single pass.
+        name: The argument's name in error messages.
 
     Returns:
         A (T, d) array (float32 or float64; a view or memory map when possible, never upcast).
@@ -55,18 +62,18 @@ def positions(
         x = np.asarray(x)
     except (TypeError, ValueError) as exc:  # pragma: no cover - numpy message is kept
         raise TypeError(
-            f"the 'traj' parameter of {where} must be a Trajectory or an array of shape (T, d), "
+            f"the '{name}' parameter of {where} must be a Trajectory or an array of shape (T, d), "
             f"got {type(traj).__name__}."
         ) from exc
     if x.dtype.kind not in "fiu" or x.dtype == np.float16:
         raise TypeError(
-            f"the 'traj' parameter of {where} must hold real numbers, got dtype {x.dtype}."
+            f"the '{name}' parameter of {where} must hold real numbers, got dtype {x.dtype}."
         )
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2:
         raise ValueError(
-            f"the 'traj' parameter of {where} must have shape (T, d), got shape {x.shape}."
+            f"the '{name}' parameter of {where} must have shape (T, d), got shape {x.shape}."
         )
     if x.dtype.kind in "iu":
         x = x.astype(np.float64)
@@ -74,7 +81,7 @@ def positions(
     if n < min_length:
         tail = f" for {why}" if why else ""
         raise ValueError(
-            f"the 'traj' parameter of {where} has {n} snapshots, but at least {min_length} are "
+            f"the '{name}' parameter of {where} has {n} snapshots, but at least {min_length} are "
             f"needed{tail}. Record a longer trajectory or ask for fewer/shorter lags."
         )
     if not check_values:
@@ -86,21 +93,21 @@ def positions(
         if not np.isfinite(blk).all():
             bad = np.argwhere(~np.isfinite(blk))[0]
             raise ValueError(
-                f"the 'traj' parameter of {where} contains a non-finite value (NaN or inf) at "
+                f"the '{name}' parameter of {where} contains a non-finite value (NaN or inf) at "
                 f"snapshot {t0 + bad[0]}, coordinate {bad[1]}. Drop the diverged part of the run "
                 "(e.g. traj.weights[:t]) before analysing it."
             )
         lo = np.minimum(lo, blk.min(axis=0))
         hi = np.maximum(hi, blk.max(axis=0))
-    _refuse_constant(np.flatnonzero(hi <= lo), where)
+    _refuse_constant(np.flatnonzero(hi <= lo), where, name)
     return x
 
 
-def _refuse_constant(const: np.ndarray, where: str) -> None:
+def _refuse_constant(const: np.ndarray, where: str, name: str = "traj") -> None:
     if const.size:
         shown = ", ".join(str(i) for i in const[:5]) + (", ..." if const.size > 5 else "")
         raise ValueError(
-            f"the 'traj' parameter of {where} has {const.size} constant coordinate(s) "
+            f"the '{name}' parameter of {where} has {const.size} constant coordinate(s) "
             f"(index {shown}); their statistics are undefined. Drop them first, e.g. "
             "x[:, x.std(axis=0) > 0], or record only the parameters that train."
         )
@@ -180,6 +187,52 @@ def project(
     if scale != 1.0:
         plane += f", in units of {scale:.3g} (the values were rescaled by this power of two)"
     return y, proj, plane
+
+
+def project_velocities(
+    velocities: Any, proj: Projection | None, shape: tuple[int, int], *, where: str
+) -> np.ndarray:
+    """Project velocities (T, d) onto the positions' directions: centred float64 (T, k).
+
+    One streamed pass (:meth:`Projection.apply` with the positions' basis and no centre; the
+    coordinates themselves when the positions were not projected), then the values are checked
+    on the (T, k) result: a non-finite velocity gives a non-finite projection, and only then is
+    the input searched for it. Projected values beyond 2^±64 are divided by a power of two.
+
+    Raises:
+        ValueError: If the velocities' shape differs from the positions', or a value is not
+            finite, or a projected velocity is constant.
+    """
+    v = positions(velocities, where=where, check_values=False, name="velocities")
+    if tuple(v.shape) != tuple(shape):
+        raise ValueError(
+            f"the 'velocities' parameter of {where} must have the positions' shape (T, d) = "
+            f"{tuple(shape)}, one velocity per snapshot and weight, got shape {v.shape}."
+        )
+    if proj is None:
+        yv = np.array(v, dtype=np.float64)
+    else:
+        yv = Projection(proj.basis, np.zeros(proj.dim), kind=proj.kind).apply(v)
+    bad = ~np.isfinite(yv).all(axis=1)
+    if bad.any():
+        t = int(np.flatnonzero(bad)[0])
+        cols = np.flatnonzero(~np.isfinite(np.asarray(v[t], dtype=np.float64)))
+        if not cols.size:
+            raise ValueError(
+                f"the 'velocities' parameter of {where} overflows float64 when projected at "
+                f"snapshot {t}; divide the velocities by a power of two first."
+            )
+        raise ValueError(
+            f"the 'velocities' parameter of {where} contains a non-finite value (NaN or inf) at "
+            f"snapshot {t}, coordinate {int(cols[0])}. Drop the diverged part of the run before "
+            "analysing it."
+        )
+    yv -= yv.mean(axis=0)
+    _refuse_constant(np.flatnonzero(~(yv.std(axis=0) > 0)), where, "velocities")
+    top = float(np.abs(yv).max())
+    if top > 2.0**64 or top < 2.0**-64:
+        yv = np.ldexp(yv, -int(np.frexp(top)[1]))
+    return yv
 
 
 def as_generator(seed: int | np.random.Generator | None) -> np.random.Generator:

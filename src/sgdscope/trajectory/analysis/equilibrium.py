@@ -9,9 +9,8 @@ theirs.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -20,28 +19,43 @@ import scipy.signal
 
 from ..._validation import check_int, check_real
 from ..projection import Projection
-from ._input import as_generator
+from ._input import as_generator, project_velocities
+from ._surrogates import surrogate_statistics, worker_threads
 from .flux import ProbabilityFlux, _flux_field, probability_flux
 from .irreversibility import (
     EntropyProduction,
     Irreversibility,
+    _refuse_collinear,
     antisymmetric_covariance,
     check_lags,
     default_lags,
     irreversibility_statistic,
     p_value_upper,
+    parity_signs,
     prepare,
 )
-from .ou import OUFit, _fit_from_moments, fit_ou
+from .ou import OUFit, _fit_from_moments, _kl_rate, fit_ou, parity_null
 from .spectral import _acf, _density
+from .stationarity import Stationarity, diagnose
 
-__all__ = ["COMPONENTS", "EquilibriumTest", "equilibrium_test"]
+__all__ = ["COMPONENTS", "EquilibriumStatus", "EquilibriumTest", "equilibrium_test"]
 
 # Snapshots needed: the flux component splits the path into 20 blocks of ≥ 10 steps.
 _MIN_LENGTH = 200
 
 #: The component statistics, in the order of ``EquilibriumTest.components``.
 COMPONENTS = ("irreversibility", "circulation", "spectrum", "autocorrelation")
+
+
+class EquilibriumStatus(str, Enum):
+    """What a test of detailed balance concluded."""
+
+    OUT_OF_EQUILIBRIUM = "out of equilibrium"
+    """Detailed balance is rejected at the level α."""
+    NO_EVIDENCE = "no evidence against equilibrium"
+    """Detailed balance is not rejected (which does not prove it)."""
+    NOT_STATIONARY = "not testable: not stationary"
+    """The record is not stationary, so neither conclusion is drawn."""
 
 
 @dataclass(frozen=True)
@@ -69,14 +83,19 @@ class EquilibriumTest:
 
     Attributes:
         statistic: The irreversibility statistic
-            :math:`\|S^{-1/2}\sum_\tau(\hat C(\tau)-\hat C(\tau)^\top)S^{-1/2}\|_F^2`
-            (dimensionless; 0 in expectation up to noise at detailed balance).
-        p_value: Its Monte Carlo p-value against the reversible surrogates.
-        out_of_equilibrium: ``p_value < alpha``.
+            :math:`\|S^{-1/2}\sum_\tau(\hat C(\tau)-\varepsilon\hat C(\tau)^\top\varepsilon)
+            S^{-1/2}\|_F^2` (dimensionless; 0 in expectation up to noise at detailed balance;
+            ε = I without velocities).
+        p_value: Its Monte Carlo p-value against the reversible surrogates (computed, and
+            reported, also when the record is not stationary; then it decides nothing).
+        out_of_equilibrium: True only when ``status`` is ``OUT_OF_EQUILIBRIUM``: the record is
+            stationary and ``p_value < alpha``.
         alpha: The level of the test.
         verdict: A plain-language sentence.
         effect_size: :math:`\|\hat Q\hat U\|_F/\|\hat D\hat U\|_F` of the fitted linear model
-            (0 at detailed balance; rotation over relaxation).
+            (0 at detailed balance; rotation over relaxation). With velocities only the part of
+            Q that breaks detailed balance with parity, :math:`(Q + \varepsilon Q\varepsilon)/2`,
+            counts.
         circulation: Signed circulation of the flux in the first two projected coordinates
             (> 0: counter-clockwise), from ``flux``.
         components: The component results, keyed by name (``COMPONENTS``).
@@ -87,6 +106,12 @@ class EquilibriumTest:
         projection: The projection used (None when the coordinates were kept).
         plane: Where the test was done, in words.
         n_surrogates: Number of surrogates.
+        status: The conclusion: out of equilibrium, no evidence against it, or not testable
+            because the record is not stationary.
+        stationary: Whether the record passed the stationarity diagnosis.
+        stationarity: The diagnosis (unit root, trend, relaxation times against the length).
+        odd: (k,) bool, True for the coordinates that are odd under time reversal (the projected
+            velocities, after the positions), or None without velocities.
     """
 
     statistic: float
@@ -104,6 +129,15 @@ class EquilibriumTest:
     projection: Projection | None
     plane: str
     n_surrogates: int
+    status: EquilibriumStatus
+    stationary: bool
+    stationarity: Stationarity
+    odd: np.ndarray | None
+
+    @property
+    def testable(self) -> bool:
+        """False when the record is not stationary (then the test draws no conclusion)."""
+        return self.status is not EquilibriumStatus.NOT_STATIONARY
 
     def summary(self) -> dict:
         """A JSON-ready dict of the scalars (no arrays)."""
@@ -111,6 +145,7 @@ class EquilibriumTest:
             "statistic": self.statistic,
             "p_value": self.p_value,
             "out_of_equilibrium": self.out_of_equilibrium,
+            "status": self.status.value,
             "alpha": self.alpha,
             "verdict": self.verdict,
             "effect_size": self.effect_size,
@@ -123,7 +158,9 @@ class EquilibriumTest:
             "flux": self.flux.summary(),
             "plane": self.plane,
             "null_model": self.null_model.method,
-            "stationary": self.null_model.stationary,
+            "stationary": self.stationary,
+            "stationarity": self.stationarity.summary(),
+            "velocities": self.odd is not None,
             "n_surrogates": self.n_surrogates,
         }
 
@@ -135,19 +172,32 @@ def _statistics(
     bins: int,
     seg: int,
     fit: OUFit | None = None,
+    odd: np.ndarray | None = None,
 ) -> tuple[np.ndarray, OUFit]:
-    """The four component statistics of a projected path y (T, k), and its linear fit."""
+    """The four component statistics of a projected path y (T, k), and its linear fit.
+
+    ``odd`` marks the velocity coordinates (then the null is :func:`~.ou.parity_null`).
+    """
     fit = fit_ou(y) if fit is None else fit
-    irr = irreversibility_statistic(y, lags)
+    null = fit if odd is None else _ParityModel(parity_null(fit, odd, y.shape[0]))
+    irr = irreversibility_statistic(y, lags, odd)
     yc = y[:, :2] - fit.mean[:2]
     wh = np.linalg.inv(np.linalg.cholesky(fit.S[:2, :2]))  # scale-free circulation
     area = _flux_field(yc @ wh.T, bins)[4]
     freq, p = _density(y, seg)
-    model = fit.null_spectrum(freq[1:])
+    model = null.null_spectrum(freq[1:])
     spec = float(np.mean(np.log(p[1:] / model) ** 2))
     ac = _acf(y, ac_lags).T
-    acd = float(np.sum((ac - fit.null_autocorrelation(ac_lags)) ** 2) / y.shape[1])
+    acd = float(np.sum((ac - null.null_autocorrelation(ac_lags)) ** 2) / y.shape[1])
     return np.array([irr, abs(area.sum()), spec, acd]), fit
+
+
+class _ParityModel:
+    """The exact spectrum and autocorrelation of a parity null under OUFit's method names."""
+
+    def __init__(self, chain: Any) -> None:
+        self.null_spectrum = chain.spectrum
+        self.null_autocorrelation = chain.autocorrelation
 
 
 def _statistics_fast(
@@ -157,6 +207,7 @@ def _statistics_fast(
     bins: int,
     seg: int,
     fit: OUFit | None = None,
+    odd: np.ndarray | None = None,
 ) -> tuple[np.ndarray, OUFit]:
     """:func:`_statistics` of ``yt`` = yᵀ (k, T), with the passes over y shared.
 
@@ -178,13 +229,19 @@ def _statistics_fast(
         last = yc[:, -1]
         c0 = (g0 - np.outer(last, last)) / (n - 1)
         fit = _fit_from_moments(mean, g0 / n, c0, lagged(1) / (n - 1), n)
-    # irreversibility: ‖S^{-1/2} Σ_τ (C(τ) − C(τ)ᵀ) S^{-1/2}‖², C(τ) over T with 1/T
-    w, v = np.linalg.eigh(g0 / n)
+    # irreversibility: ‖W Σ_τ (C(τ) − ε C(τ)ᵀ ε) W‖², C(τ) over T with 1/T, W = S_ε^{-1/2}
+    if odd is None:
+        w, v = np.linalg.eigh(g0 / n)
+        null = fit
+    else:
+        flip = parity_signs(odd, k)
+        w, v = np.linalg.eigh(0.5 * (g0 + g0 * flip) / n)
+        null = _ParityModel(parity_null(fit, odd, n))
     wh = (v / np.sqrt(np.maximum(w, w.max() * 1e-15))) @ v.T
     a = np.zeros((k, k))
     for t in lags:
         c = lagged(int(t)) / n
-        a += c - c.T
+        a += c - c.T if odd is None else c - c.T * flip
     irr = float(np.sum((wh @ a @ wh) ** 2))
     # circulation: Lévy area per step of the coarse-grained whitened path in the first plane
     u = np.linalg.inv(np.linalg.cholesky(fit.S[:2, :2])) @ yc[:2]
@@ -202,10 +259,10 @@ def _statistics_fast(
     area = steps[0] * steps[1] * (m[0, 1] - m[1, 0]) / (n - 1)
     # spectrum: Welch against the null's exact spectrum
     freq, p = _density_rows(yc, seg)
-    spec = float(np.mean(np.log(p[1:] / fit.null_spectrum(freq[1:])) ** 2))
+    spec = float(np.mean(np.log(p[1:] / null.null_spectrum(freq[1:])) ** 2))
     # autocorrelation at the log-spaced lags, biased (1/T) estimator as in _acf
     ac = np.stack([np.diag(lagged(int(t))) for t in ac_lags]) / np.diag(g0)
-    acd = float(np.sum((ac - fit.null_autocorrelation(ac_lags)) ** 2) / k)
+    acd = float(np.sum((ac - null.null_autocorrelation(ac_lags)) ** 2) / k)
     return np.array([irr, abs(area), spec, acd]), fit
 
 
@@ -223,98 +280,81 @@ def _density_rows(xt: np.ndarray, segment_length: int) -> tuple[np.ndarray, np.n
 
 
 def _null_statistics(
-    fit: OUFit,
+    paths: Any,
+    k: int,
     n: int,
     n_surrogates: int,
     rng: np.random.Generator,
     stats: Any,
     threads: int,
+    entropy: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Statistics and entropy-production rates of ``n_surrogates`` surrogates of the null.
 
-    The normals are drawn in the calling thread, in surrogate order, exactly as
-    ``fit.simulate_null(n, rng)`` draws them one surrogate after another (a batch
-    ``rng.standard_normal((B, n, k))`` is the same stream), so the surrogates, and hence the
-    p-values, do not depend on ``threads`` or the batch size; the filtering and the statistics
-    of a batch run on a worker thread (numpy and scipy release the GIL in their loops).
-    ``stats`` takes a surrogate as yᵀ (k, T).
+    ``paths`` maps standard normals (B, T, k) to surrogates (B, k, T) (``OUFit.null_paths``, or a
+    parity null's ``GaussianChain.paths``); ``stats`` takes a surrogate yᵀ (k, T) and returns its
+    statistics and its refitted model, and ``entropy`` maps that model to its rate (default
+    ``entropy_production``). The normals are drawn in order from ``rng``
+    (:func:`~._surrogates.surrogate_statistics`), so the values equal those of drawing one
+    surrogate at a time with ``simulate_null`` and do not depend on ``threads``.
     """
-    k = fit.null_coefficients.size
-    batch = max(1, min(n_surrogates, (1 << 20) // max(n * k, 1)))
-    null = np.empty((n_surrogates, len(COMPONENTS)))
-    sigma = np.empty(n_surrogates)
-    mu = fit.null_coefficients
-    gain = np.sqrt(np.maximum(1.0 - mu**2, 0.0))
+    rate = (lambda f: f.entropy_production) if entropy is None else entropy
 
-    def work(i0: int, eps: np.ndarray) -> None:
-        e = np.ascontiguousarray(eps.transpose(0, 2, 1))  # (B, k, T)
-        e[:, :, 1:] *= gain[:, None]
-        for i in range(k):
-            e[:, i] = scipy.signal.lfilter([1.0], [1.0, -mu[i]], e[:, i], axis=-1)
-        for j in range(e.shape[0]):
-            yt = fit.mixing @ e[j]
-            yt += fit.mean[:, None]
-            null[i0 + j], fit_j = stats(yt)
-            sigma[i0 + j] = fit_j.entropy_production
+    def both(yt: np.ndarray) -> np.ndarray:
+        values, fit_j = stats(yt)
+        return np.append(values, rate(fit_j))
 
-    starts = range(0, n_surrogates, batch)
-    if threads <= 1:
-        for i0 in starts:
-            work(i0, rng.standard_normal((min(batch, n_surrogates - i0), n, k)))
-    else:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            futures = [
-                pool.submit(work, i0, rng.standard_normal((min(batch, n_surrogates - i0), n, k)))
-                for i0 in starts
-            ]
-            for f in futures:
-                f.result()
-    return null, sigma
-
-
-def _threads(n: int, n_surrogates: int) -> int:
-    """Worker threads for the surrogates: up to 2 (the CPUs this process may use), 1 when small."""
-    if n * n_surrogates < 1_000_000:
-        return 1
-    return max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+    out = surrogate_statistics(paths, k, n, n_surrogates, rng, both, len(COMPONENTS) + 1, threads)
+    return out[:, :-1], out[:, -1]
 
 
 def _verdict(
+    status: EquilibriumStatus,
     p: float,
     alpha: float,
     plane: str,
     flux: ProbabilityFlux,
     components: dict[str, Component],
     eff: float,
-    stationary: bool,
+    stationarity: Stationarity,
+    parity: bool,
 ) -> str:
-    turn = "counter-clockwise" if flux.circulation > 0 else "clockwise"
-    if not stationary:
-        notes = (
-            " Caution: the trajectory spans fewer than 20 relaxation times of the fitted model, "
-            "or has a unit root (it drifts rather than fluctuates about a stationary state in "
-            "this plane), so the reversible null is not reliable; analyse a longer or later "
-            "window of the run."
+    if status is EquilibriumStatus.NOT_STATIONARY:
+        return (
+            f"Not testable: the trajectory is not stationary in {plane}: "
+            + "; ".join(stationarity.reasons)
+            + ". It has no stationary state whose detailed balance could be tested, so no "
+            f"verdict is given either way (irreversibility p = {p:.3g}, for reference only). "
+            "Analyse a later window in which the run has relaxed, or coordinates in which it is "
+            "stationary (for BatchNorm weights without weight decay, their directions)."
         )
-    else:
-        notes = ""
+    turn = "counter-clockwise" if flux.circulation > 0 else "clockwise"
+    symmetric = (
+        "symmetric under time reversal with the velocities flipped" if parity else ("symmetric")
+    )
     misfit = [n for n in ("spectrum", "autocorrelation") if components[n].p_value < alpha]
-    notes += (
+    notes = (
         f" The reversible linear model also misses the {' and '.join(misfit)} (p < {alpha:g}), "
         "so the dynamics are not well described by an OU process there."
         if misfit
         else ""
     )
-    if p < alpha:
+    if status is EquilibriumStatus.OUT_OF_EQUILIBRIUM:
         return (
             f"Out of equilibrium: p = {p:.3g} < α = {alpha:g}. The lagged covariance in {plane} "
-            f"is not symmetric, so detailed balance is rejected; the probability current turns "
+            f"is not {symmetric}, so detailed balance is rejected; the probability current turns "
             f"{turn} (flux test p = {flux.p_value:.3g}) and the fitted rotation-to-relaxation "
             f"ratio ‖QU‖/‖DU‖ is {eff:.2g}.{notes}"
         )
+    kind = (
+        "a reversible Ornstein–Uhlenbeck process with odd velocities (it may rotate in phase "
+        "space, but carries no current)"
+        if parity
+        else "a reversible (Q = 0) Ornstein–Uhlenbeck process"
+    )
     return (
         f"No evidence against equilibrium: p = {p:.3g} ≥ α = {alpha:g}. In {plane} the lagged "
-        f"covariance is as symmetric as in a reversible (Q = 0) Ornstein–Uhlenbeck process "
+        f"covariance is as {symmetric} as in {kind} "
         f"(flux test p = {flux.p_value:.3g}). This does not prove equilibrium: a longer "
         f"trajectory or other directions may still reveal currents.{notes}"
     )
@@ -322,6 +362,7 @@ def _verdict(
 
 def equilibrium_test(
     traj: Any,
+    velocities: Any = None,
     *,
     n_components: int = 2,
     basis: np.ndarray | None = None,
@@ -337,22 +378,33 @@ def equilibrium_test(
     1. Project the positions onto the top ``n_components`` principal components (or a given
        basis), as :func:`sgdscope.pca_projection` does, from one streamed pass over the data in
        their own dtype (a float32 memory map stays float32; float64 accumulation per block) that
-       also validates them, then a light pass that applies the projection.
-    2. Fit the linear model of :func:`~sgdscope.trajectory.analysis.ou.fit_ou`, i.e. F, D and
+       also validates them, then a light pass that applies the projection. Velocities, when
+       given, are projected onto the same directions (one pass) and appended: the state is
+       (x, v), and v is odd under time reversal.
+    2. Diagnose stationarity (:func:`~sgdscope.trajectory.analysis.stationarity`: unit root,
+       trend, relaxation times against the record length). A record that is not stationary gets
+       the status "not testable: not stationary" and no verdict either way; the statistics
+       below are still computed and reported.
+    3. Fit the linear model of :func:`~sgdscope.trajectory.analysis.ou.fit_ou`, i.e. F, D and
        (Lemma 20) Q, U = S⁻¹, and build its null: Q forced to 0, F₀ = DU, same stationary
-       covariance S.
-    3. Compute four statistics, each larger when the data are further from that null:
-       *irreversibility* :math:`\|S^{-1/2}\sum_\tau(C(\tau)-C(\tau)^\top)S^{-1/2}\|_F^2`;
+       covariance S. With velocities the null is the reversible model *with parity*
+       (:func:`~sgdscope.trajectory.analysis.ou.parity_null`): it keeps the part of Q that
+       couples positions to velocities, which an underdamped process at equilibrium has (it
+       rotates in phase space without any current), and drops the rest.
+    4. Compute four statistics, each larger when the data are further from that null:
+       *irreversibility* :math:`\|W\sum_\tau(C(\tau)-\varepsilon C(\tau)^\top\varepsilon)
+       W\|_F^2`, W the inverse square root of the parity-even part of S (ε = I without
+       velocities, ε = diag(1, −1) on (x, v));
        *circulation*, the |Lévy area| per step of the coarse-grained path (Battle et al. 2016)
-       in the whitened first two coordinates; *spectrum*, the mean squared log-ratio of the
-       Welch spectrum to the null's exact spectrum; *autocorrelation*, the squared distance of
-       the autocorrelations to the null's exact ones.
-    4. Draw ``n_surrogates`` exact discrete-time surrogates from the null and compute the same
+       in the whitened first two position coordinates; *spectrum*, the mean squared log-ratio
+       of the Welch spectrum to the null's exact spectrum; *autocorrelation*, the squared
+       distance of the autocorrelations to the null's exact ones.
+    5. Draw ``n_surrogates`` exact discrete-time surrogates from the null and compute the same
        statistics on each, refitting the model to each surrogate (a parametric bootstrap). Their
        normals are drawn in order from the seeded generator, in batches, and the rest runs on up
        to two worker threads; the p-values equal those of drawing one surrogate at a time.
-    5. Decide with the irreversibility component: ``p_value`` is its Monte Carlo p-value. It is
-       the direct test of detailed balance (C(τ) = C(τ)ᵀ) and its statistic is pivotal
+    6. Decide with the irreversibility component: ``p_value`` is its Monte Carlo p-value. It is
+       the direct test of detailed balance (C(τ) = εC(τ)ᵀε) and its statistic is pivotal
        (whitened), so the p-value is calibrated. The other components are reported with their
        own p-values and z-scores: the spectrum and autocorrelation ones test the *linear* model
        (a non-linear reversible process can fail them), and combining all four by their
@@ -360,13 +412,23 @@ def equilibrium_test(
 
     Under the Q = 0 null the p-value is approximately uniform (false-positive rate 0.03 at
     α = 0.05 over 200 seeds, KS p = 0.80; docs/benchmarks/equilibrium_test.md); the
-    approximation is the parametric bootstrap's (the model is refitted, not known). The
-    verdict warns when the trajectory spans fewer than 20 relaxation times (``stationary``).
+    approximation is the parametric bootstrap's (the model is refitted, not known). The same
+    page gives the calibration with velocities (underdamped processes at equilibrium) and of the
+    stationarity diagnosis.
+
+    Velocities must be odd at each snapshot: for a trajectory sampled from a continuous process,
+    the velocity at the snapshot time; for heavy-ball SGD, whose buffer b_t makes the step
+    x_{t+1} = x_t − η b_t, the central difference (x_{t+1} − x_{t−1})/2 = −η (b_{t−1} + b_t)/2.
+    A one-sided difference such as b_t itself is odd only up to one step, and a long record
+    will show that as a current.
 
     Args:
-        traj: A Trajectory or an array of shape (T, d), T ≥ 200 (the flux component's 20
-            blocks of ≥ 10 steps).
-        n_components: Dimension k of the projection (≥ 2; d ≤ k: no projection).
+        traj: A Trajectory or an array of shape (T, d) of positions, T ≥ 200 (the flux
+            component's 20 blocks of ≥ 10 steps).
+        velocities: Optional array (or Trajectory) of shape (T, d), the velocities at the same
+            snapshots (odd under time reversal; see above), or None.
+        n_components: Dimension k of the projection (≥ 2; d ≤ k: no projection). With
+            velocities the test runs in 2k dimensions.
         basis: Optional (k, d) basis, one direction per row, instead of PCA (e.g. D's top
             eigenvectors as rows).
         lags: Lags of the irreversibility statistic (ints ≥ 1, T ≥ 10× the largest); default
@@ -383,7 +445,8 @@ def equilibrium_test(
     Raises:
         ValueError: If an argument is out of range, or the trajectory is shorter than 200 or too
             short for the lags, has a constant coordinate, a non-finite value, or coordinates
-            that are collinear in the tested plane (the message says which n_components fits).
+            that are collinear in the tested plane (the message says which n_components fits),
+            or the velocities do not have the positions' shape.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -391,8 +454,8 @@ def equilibrium_test(
         >>> for t in range(1, 3000):
         ...     x[t] = 0.9 * x[t - 1] + rng.standard_normal(2)
         >>> res = equilibrium_test(x, n_surrogates=49)
-        >>> res.out_of_equilibrium
-        False
+        >>> res.status.value, res.stationary
+        ('no evidence against equilibrium', True)
     """
     where = "equilibrium_test"
     n_components = check_int("n_components", n_components, where=where, low=2)
@@ -414,7 +477,17 @@ def equilibrium_test(
             f"the 'traj' parameter of {where} must have at least 2 coordinates, got d = 1; "
             "detailed balance cannot be broken in one dimension."
         )
-    n = y.shape[0]
+    n, k = y.shape
+    odd = None
+    names = [f"coordinate {i}" for i in range(k)]
+    if velocities is not None:
+        d = proj.dim if proj is not None else k
+        yv = project_velocities(velocities, proj, (n, d), where=where)
+        y = np.hstack([y, yv])
+        odd = np.repeat([False, True], k)
+        names = [f"position {i}" for i in range(k)] + [f"velocity {i}" for i in range(k)]
+        plane = f"the phase space (positions and velocities) of {plane}"
+        _refuse_collinear(y, plane, where)
     if segment_length is None:
         seg = max(16, n // 8)
     else:
@@ -423,15 +496,27 @@ def equilibrium_test(
     rng = as_generator(seed)
 
     fit = fit_ou(y)
+    stationarity = diagnose(y, fit, plane=plane, projection=proj, names=names)
     lag_arr = default_lags(n, fit) if lag_arr is None else lag_arr
-    obs, _ = _statistics_fast(np.ascontiguousarray(y.T), lag_arr, ac_lags, bins, seg, fit)
+    obs, _ = _statistics_fast(np.ascontiguousarray(y.T), lag_arr, ac_lags, bins, seg, fit, odd)
+    if odd is None:
+        paths, entropy, sigma, definition = fit.null_paths, None, fit.entropy_production, "ou"
+    else:
+        paths = parity_null(fit, odd, n).paths
+
+        def entropy(f: OUFit) -> float:
+            return _kl_rate(f.A, f.S, odd) / f.dt
+
+        sigma, definition = entropy(fit), "parity-kl"
     null, null_sigma = _null_statistics(
-        fit,
+        paths,
+        y.shape[1],
         n,
         n_surrogates,
         rng,
-        lambda s: _statistics_fast(s, lag_arr, ac_lags, bins, seg),
-        _threads(n, n_surrogates),
+        lambda s: _statistics_fast(s, lag_arr, ac_lags, bins, seg, None, odd),
+        worker_threads(n, n_surrogates),
+        entropy,
     )
 
     mu, sd = null.mean(axis=0), null.std(axis=0)
@@ -448,7 +533,7 @@ def equilibrium_test(
     }
     irr = Irreversibility(
         lags=lag_arr,
-        antisymmetric=antisymmetric_covariance(y, lag_arr),
+        antisymmetric=antisymmetric_covariance(y, lag_arr, odd),
         statistic=float(obs[0]),
         null=null[:, 0],
         p_value=components["irreversibility"].p_value,
@@ -459,9 +544,8 @@ def equilibrium_test(
     flux = probability_flux(y[:, :2], bins=bins, seed=rng)
     # the flux was computed in y's own coordinates; report the plane of the original projection
     flux = ProbabilityFlux(**{**flux.__dict__, "projection": proj, "plane": plane})
-    sigma = fit.entropy_production
     bias = float(null_sigma.mean())
-    entropy = EntropyProduction(
+    entropy_result = EntropyProduction(
         rate=sigma,
         bias=bias,
         corrected=max(sigma - bias, 0.0),
@@ -469,23 +553,42 @@ def equilibrium_test(
         p_value=p_value_upper(sigma, null_sigma),
         dt=1.0,
         fit=fit,
+        definition=definition,
     )
     stat, p = float(obs[0]), components["irreversibility"].p_value
-    verdict = _verdict(p, alpha, plane, flux, components, fit.effect_size, fit.stationary)
+    if not stationarity.stationary:
+        status = EquilibriumStatus.NOT_STATIONARY
+    elif p < alpha:
+        status = EquilibriumStatus.OUT_OF_EQUILIBRIUM
+    else:
+        status = EquilibriumStatus.NO_EVIDENCE
+    if odd is None:
+        effect = fit.effect_size
+    else:  # only the part of Q that breaks detailed balance with parity carries a current
+        q_irr = 0.5 * (fit.Q + fit.Q * parity_signs(odd, y.shape[1]))
+        den = np.linalg.norm(fit.D @ fit.U)
+        effect = float(np.linalg.norm(q_irr @ fit.U) / den) if den > 0 else 0.0
+    verdict = _verdict(
+        status, p, alpha, plane, flux, components, effect, stationarity, odd is not None
+    )
     return EquilibriumTest(
         statistic=stat,
         p_value=p,
-        out_of_equilibrium=bool(p < alpha),
+        out_of_equilibrium=status is EquilibriumStatus.OUT_OF_EQUILIBRIUM,
         alpha=alpha,
         verdict=verdict,
-        effect_size=fit.effect_size,
+        effect_size=effect,
         circulation=flux.circulation,
         components=components,
         irreversibility=irr,
         flux=flux,
-        entropy=entropy,
+        entropy=entropy_result,
         null_model=fit,
         projection=proj,
         plane=plane,
         n_surrogates=n_surrogates,
+        status=status,
+        stationary=stationarity.stationary,
+        stationarity=stationarity,
+        odd=odd,
     )

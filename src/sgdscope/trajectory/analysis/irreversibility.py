@@ -95,31 +95,48 @@ def _refuse_collinear(y: np.ndarray, plane: str, where: str) -> None:
         )
 
 
-def antisymmetric_covariance(y: np.ndarray, lags: np.ndarray) -> np.ndarray:
-    r"""Lagged-covariance asymmetry, (L, k, k).
+def parity_signs(odd: np.ndarray | None, k: int) -> np.ndarray:
+    """(k, k) matrix of ε_i ε_j (ε = −1 on the coordinates that are odd under time reversal)."""
+    eps = np.where(np.zeros(k, bool) if odd is None else odd, -1.0, 1.0)
+    return eps[:, None] * eps[None, :]
 
-    :math:`\hat C(\tau)-\hat C(\tau)^\top` with
-    :math:`\hat C(\tau)=\frac1T\sum_t(y_{t+\tau}-\bar y)(y_t-\bar y)^\top`.
+
+def antisymmetric_covariance(
+    y: np.ndarray, lags: np.ndarray, odd: np.ndarray | None = None
+) -> np.ndarray:
+    r"""Lagged-covariance asymmetry under time reversal, (L, k, k).
+
+    :math:`\hat C(\tau)-\varepsilon\hat C(\tau)^\top\varepsilon` with
+    :math:`\hat C(\tau)=\frac1T\sum_t(y_{t+\tau}-\bar y)(y_t-\bar y)^\top` and
+    ε = diag(±1), −1 on the ``odd`` coordinates (velocities); ε = I by default.
     """
     yc = y - y.mean(axis=0)
     n = y.shape[0]
+    flip = parity_signs(odd, y.shape[1])
     out = np.empty((lags.size, y.shape[1], y.shape[1]))
     for i, t in enumerate(lags):
         c = yc[t:].T @ yc[: n - t] / n
-        out[i] = c - c.T
+        out[i] = c - c.T * flip
     return out
 
 
-def irreversibility_statistic(y: np.ndarray, lags: np.ndarray) -> float:
-    r""":math:`\|S^{-1/2}\sum_\tau(\hat C(\tau)-\hat C(\tau)^\top)S^{-1/2}\|_F^2` (scale-free).
+def irreversibility_statistic(
+    y: np.ndarray, lags: np.ndarray, odd: np.ndarray | None = None
+) -> float:
+    r""":math:`\|W\sum_\tau(\hat C(\tau)-\varepsilon\hat C(\tau)^\top\varepsilon)W\|_F^2` (scale-free).
 
-    The antisymmetric parts are summed before squaring: for a rotation they share a sign at lags
-    below the relaxation time, so the signal adds coherently while the noise adds in quadrature.
+    W = S_ε^{-1/2} with :math:`S_\varepsilon = (S + \varepsilon S\varepsilon)/2` (S itself
+    without odd coordinates). The antisymmetric parts are summed before squaring: for a rotation
+    they share a sign at lags below the relaxation time, so the signal adds coherently while the
+    noise adds in quadrature.
     """
     yc = y - y.mean(axis=0)
-    w, v = np.linalg.eigh(yc.T @ yc / y.shape[0])
+    s = yc.T @ yc / y.shape[0]
+    if odd is not None:
+        s = 0.5 * (s + s * parity_signs(odd, s.shape[0]))
+    w, v = np.linalg.eigh(s)
     wh = (v / np.sqrt(np.maximum(w, w.max() * 1e-15))) @ v.T
-    a = antisymmetric_covariance(y, lags).sum(axis=0)
+    a = antisymmetric_covariance(y, lags, odd).sum(axis=0)
     return float(np.sum((wh @ a @ wh) ** 2))
 
 
@@ -237,6 +254,14 @@ class EntropyProduction:
         p_value: Monte Carlo p-value of ``rate`` against the surrogates.
         dt: Time between snapshots.
         fit: The fitted linear model.
+        interval: (low, high) confidence interval for the rate, from a parametric bootstrap
+            of the fitted model (:func:`~sgdscope.trajectory.analysis.subspace_currents`); None
+            where it was not computed.
+        confidence: Its confidence level (None with no interval).
+        definition: ``"ou"`` for tr(Qᵀ D⁻¹ Q U) of the fitted OU process, or ``"parity-kl"``
+            for the Kullback–Leibler rate between the fitted chain and its time reverse with
+            the velocities flipped (:meth:`~sgdscope.trajectory.analysis.ou.GaussianChain.entropy_rate`),
+            used with velocities, where D is nearly singular on the positions.
     """
 
     rate: float
@@ -246,16 +271,24 @@ class EntropyProduction:
     p_value: float
     dt: float
     fit: OUFit
+    interval: tuple[float, float] | None = None
+    confidence: float | None = None
+    definition: str = "ou"
 
     def summary(self) -> dict:
         """Scalars for reports."""
-        return {
+        out = {
             "rate": self.rate,
             "bias": self.bias,
             "corrected": self.corrected,
             "p_value": self.p_value,
             "dt": self.dt,
+            "definition": self.definition,
         }
+        if self.interval is not None:
+            out["interval"] = [float(v) for v in self.interval]
+            out["confidence"] = self.confidence
+        return out
 
 
 def entropy_production(
