@@ -497,17 +497,21 @@ def equilibrium_test(
 
     fit = fit_ou(y)
     stationarity = diagnose(y, fit, plane=plane, projection=proj, names=names)
-    lag_arr = default_lags(n, fit) if lag_arr is None else lag_arr
-    obs, _ = _statistics_fast(np.ascontiguousarray(y.T), lag_arr, ac_lags, bins, seg, fit, odd)
     if odd is None:
         paths, entropy, sigma, definition = fit.null_paths, None, fit.entropy_production, "ou"
+        lag_arr = default_lags(n, fit) if lag_arr is None else lag_arr
     else:
-        paths = parity_null(fit, odd, n).paths
+        null_chain = parity_null(fit, odd, n)
+        paths = null_chain.paths
+        if lag_arr is None:
+            slowest = float(np.abs(np.linalg.eigvals(null_chain.A)).max())
+            lag_arr = default_lags(n, slowest=slowest)
 
         def entropy(f: OUFit) -> float:
             return _kl_rate(f.A, f.S, odd) / f.dt
 
         sigma, definition = entropy(fit), "parity-kl"
+    obs, _ = _statistics_fast(np.ascontiguousarray(y.T), lag_arr, ac_lags, bins, seg, fit, odd)
     null, null_sigma = _null_statistics(
         paths,
         y.shape[1],

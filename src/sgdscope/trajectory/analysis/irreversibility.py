@@ -31,16 +31,19 @@ __all__ = [
 _PER_LAG = 10
 
 
-def default_lags(n: int, fit: OUFit | None = None) -> np.ndarray:
+def default_lags(n: int, fit: OUFit | None = None, slowest: float | None = None) -> np.ndarray:
     """Up to four log-spaced integer lags from 1 to min(T // 50, τ/4), τ the slowest relaxation.
 
-    τ = −1/log μ_max in snapshots, from the fitted reversible model. The antisymmetry of C(τ)
-    peaks near τ, but the noise of Ĉ(τ) grows faster with the lag, so short lags have the most
-    power (measured on the rotated OU of the tests: lag 1 alone beats lags up to τ).
+    τ = −1/log μ_max in snapshots, from the fitted reversible model (μ_max = ``slowest`` when
+    given: with velocities, the largest eigenvalue modulus of the parity null's transition
+    matrix, since D, and hence the Q = 0 model, nearly vanishes on the positions). The
+    antisymmetry of C(τ) peaks near τ, but the noise of Ĉ(τ) grows faster with the lag, so short
+    lags have the most power (measured on the rotated OU of the tests: lag 1 alone beats lags up
+    to τ).
     """
     hi = max(1, n // 50)
-    if fit is not None:
-        mu = float(np.abs(fit.null_coefficients).max())
+    if fit is not None or slowest is not None:
+        mu = float(np.abs(fit.null_coefficients).max()) if slowest is None else slowest
         hi = min(hi, max(1, round(-0.25 / np.log(mu))))
     return np.unique(np.round(np.geomspace(1, hi, 4)).astype(np.int64))
 

@@ -22,10 +22,12 @@ means anything there. Three checks, on each projected coordinate :math:`y_i`:
    underestimates it badly for the slowly relaxing coordinates of a training run, and then
    rejects stationary records (an AR-based long-run variance, as in Sul, Phillips & Choi 2005).
 3. **Relaxation times** of the linear (OU) model fitted to all coordinates together
-   (:func:`~sgdscope.trajectory.analysis.ou.fit_ou`), :math:`1/(1-|\mu_i|)` snapshots for the
-   null's AR(1) coefficients μ, against the record length: a record that spans fewer than 20 of
-   the slowest is too short for lagged covariances (this includes unit roots: a random walk's
-   least-squares μ̂ is biased below 1, but :math:`T(1-\hat\mu) > 20` in under 1 % of walks).
+   (:func:`~sgdscope.trajectory.analysis.ou.fit_ou`), :math:`1/(1-|\lambda_i|)` snapshots for
+   the eigenvalues λ of its transition matrix :math:`A = e^{-F\Delta}` (so a rotation, or an
+   underdamped oscillation whose D vanishes on the positions, relaxes at the rate of F, not of
+   D), against the record length: a record that spans fewer than 20 of the slowest is too short
+   for lagged covariances (this includes unit roots: a random walk's least-squares λ̂ is biased
+   below 1, but :math:`T(1-\hat\lambda) > 20` in under 1 % of walks).
 
 The record is called stationary when every coordinate rejects a unit root at level α (ADF; all
 must, so no correction is needed), no coordinate rejects level-stationarity at α_trend/k (KPSS,
@@ -144,8 +146,9 @@ class Stationarity:
         kpss_statistic: (k,) KPSS η per coordinate.
         kpss_p_value: (k,) its p-value against level-stationarity (Cramér–von Mises limit),
             before the Bonferroni correction (the check compares it with trend_alpha/k).
-        relaxation_times: (k,) relaxation times 1/(1 − |μ|) of the fitted linear model's modes,
-            slowest first, in units of ``dt``.
+        relaxation_times: (k,) relaxation times 1/(1 − |λ|) of the fitted linear model's modes
+            (λ the eigenvalues of its transition matrix A), slowest first, in units of ``dt``
+            and at most the record length.
         record_length: T·dt.
         relaxations: record_length / the slowest relaxation time (at least 20 to pass).
         reasons: Why the record is not stationary, one sentence per failed check (empty when
@@ -215,8 +218,8 @@ def diagnose(
         adf[i], eta[i], _ = _adf_kpss(y[:, i], p)
     adf_p = np.array([adf_p_value(t) for t in adf])
     kpss_p = bridge_cvm_sf(eta)
-    mu = np.sort(np.abs(fit.null_coefficients))[::-1]
-    relax = fit.dt / (1.0 - mu)
+    lam = np.sort(np.abs(np.linalg.eigvals(fit.A)))[::-1]
+    relax = fit.dt / np.maximum(1.0 - lam, 1.0 / n)
     length = n * fit.dt
     names = names or [f"coordinate {i}" for i in range(k)]
     reasons = []
@@ -230,7 +233,7 @@ def diagnose(
             f"{names[i]} has a trend or level shift (KPSS p = {kpss_p[i]:.2g} < "
             f"{trend_alpha:g}/{k})"
         )
-    if not fit.stationary:
+    if n * (1.0 - lam[0]) <= MIN_RELAXATIONS:
         reasons.append(
             f"the record spans only {length / relax[0]:.1f} relaxation times of the fitted linear "
             f"model (fewer than {MIN_RELAXATIONS}; slowest {relax[0]:.3g})"
