@@ -53,3 +53,44 @@ def stuart_landau(T, seed, omega=2.0, mu=1.0, sigma=0.3, dt=0.01, every=20):
             z = z + ((mu + 1j * omega) * z - abs(z) ** 2 * z) * dt + complex(*noise[t, s])
         out[t] = z.real, z.imag
     return out, omega * dt * every / (2 * np.pi)
+
+
+def underdamped(K, gamma, temperature, dt, T, seed, drive=None):
+    """Exact sampling of dx = v dt, dv = −(Kx + γv) dt + drive(x, v) dt + √(2γ·temp) dW.
+
+    An underdamped Langevin process in phase space (x, v) of dimension 2k. With ``drive`` None
+    and the noise γ·temperature proportional to γ with one temperature (a scalar times γ), it is
+    in equilibrium with velocities odd under time reversal: it rotates in phase space without any
+    current. ``drive`` is a (2k, 2k) matrix subtracted from −F (a non-conservative force, e.g. a
+    rotation of the positions). Returns positions (T, k) and velocities (T, k).
+    """
+    K, gamma, temperature = (np.atleast_2d(np.asarray(m, float)) for m in (K, gamma, temperature))
+    k = K.shape[0]
+    z = np.zeros((k, k))
+    F = np.block([[z, -np.eye(k)], [K, gamma]])
+    if drive is not None:
+        F = F - np.asarray(drive, float)
+    D = np.block([[z, z], [z, 0.5 * (gamma @ temperature + temperature @ gamma)]])
+    path = ou(F, D, dt, T, seed)
+    return path[:, :k], path[:, k:]
+
+
+def heavy_ball(H, noise_cov, lr, momentum, T, seed, burn_in=2000):
+    """Heavy-ball SGD on f = ½ xᵀHx with Gaussian gradient noise of covariance ``noise_cov``.
+
+    PyTorch's convention, one snapshot per step: b ← μ b + (H x + ξ), x ← x − η b, by a loop
+    over steps after ``burn_in`` steps. Returns the snapshots x_t (T + 1, k) and the buffers b_t
+    (T + 1, k) of the step that produced them (x_t = x_{t−1} − η b_t).
+    """
+    H, C = np.asarray(H, float), np.asarray(noise_cov, float)
+    k = H.shape[0]
+    rng = np.random.default_rng(seed)
+    L = np.linalg.cholesky(C)
+    x, b = np.zeros(k), np.zeros(k)
+    xs, bs = np.empty((T + 1, k)), np.empty((T + 1, k))
+    for t in range(burn_in + T + 1):
+        b = momentum * b + H @ x + L @ rng.standard_normal(k)
+        x = x - lr * b
+        if t >= burn_in:
+            xs[t - burn_in], bs[t - burn_in] = x, b
+    return xs, bs

@@ -6,13 +6,22 @@ from scipy import stats
 
 import sgdscope as sg
 from sgdscope.trajectory.analysis import (
+    EquilibriumStatus,
     entropy_production,
     equilibrium_test,
     fit_ou,
     irreversibility,
 )
 
-from ._analysis_processes import J, brownian, ou, rotated_ou, stuart_landau
+from ._analysis_processes import (
+    J,
+    brownian,
+    heavy_ball,
+    ou,
+    rotated_ou,
+    stuart_landau,
+    underdamped,
+)
 
 
 def test_fit_recovers_lemma20_decomposition():
@@ -165,6 +174,11 @@ def test_wide_trajectory_is_projected_and_summary_is_json_ready():
 def test_random_walk_is_flagged_non_stationary():
     r = equilibrium_test(brownian(2000, 3, seed=1), n_surrogates=19)
     assert not r.null_model.stationary and "unit root" in r.verdict
+    # no verdict either way: neither "out of" nor "no evidence against" equilibrium
+    assert r.status is EquilibriumStatus.NOT_STATIONARY and not r.testable
+    assert not r.stationary and not r.out_of_equilibrium
+    assert r.verdict.startswith("Not testable") and "No evidence" not in r.verdict
+    assert r.summary()["status"] == "not testable: not stationary"
     # Dickey–Fuller: random walks are flagged in nearly every seed
     assert sum(not fit_ou(brownian(2000, 2, seed=s)).stationary for s in range(20)) >= 19
     assert fit_ou(rotated_ou(0.5, 2000, seed=1)[0]).stationary
@@ -302,3 +316,120 @@ def test_extreme_scales_give_the_unscaled_p_values(exponent):
     res = equilibrium_test(np.ldexp(x, exponent), n_surrogates=19, seed=0)
     assert res.p_value == ref.p_value and res.statistic == ref.statistic
     assert "rescaled by this power of two" in res.plane
+
+
+def test_a_trending_record_gets_no_verdict_even_when_it_circulates():
+    x, *_ = rotated_ou(0.8, 2000, seed=3)
+    r = equilibrium_test(x, n_surrogates=49)
+    assert r.status is EquilibriumStatus.OUT_OF_EQUILIBRIUM and r.stationary
+    drift = x + np.outer(np.linspace(0.0, 3.0, 2000), [1.0, 0.5])  # ~4 sd over the record
+    d = equilibrium_test(drift, n_surrogates=49)
+    assert d.status is EquilibriumStatus.NOT_STATIONARY and not d.out_of_equilibrium
+    assert "trend" in d.verdict and d.p_value <= 0.05  # the p-value is still reported
+
+
+# --- velocities: the state is (x, v), v odd under time reversal -------------------------------
+
+_K = np.array([[1.0, 0.3], [0.3, 0.5]])
+
+
+def _oscillator(T, seed, drive=0.0):
+    f = np.zeros((4, 4))
+    f[2:, :2] = drive * J  # a rotational, non-conservative force on the positions
+    return underdamped(_K, 0.4 * np.eye(2), np.eye(2), 0.3, T, seed, drive=f)
+
+
+def test_underdamped_equilibrium_is_not_rejected_with_parity_but_is_without():
+    ps, blind = [], []
+    for s in range(24):
+        x, v = _oscillator(2000, s)
+        r = equilibrium_test(x, v, n_surrogates=49, seed=s)
+        assert r.stationary and r.odd.tolist() == [False, False, True, True]
+        ps.append(r.p_value)
+        blind.append(equilibrium_test(np.c_[x, v], n_components=4, n_surrogates=49, seed=s))
+    ps = np.array(ps)
+    assert stats.kstest(ps, "uniform").pvalue > 0.01 and np.mean(ps < 0.05) <= 0.15
+    assert all(b.out_of_equilibrium for b in blind)  # it mistakes the rotation for a current
+    assert "odd velocities" in r.verdict or r.out_of_equilibrium
+
+
+def test_driven_underdamped_process_is_rejected_with_parity():
+    x, v = _oscillator(2000, 1, drive=0.4)
+    r = equilibrium_test(x, v, n_surrogates=49)
+    assert r.out_of_equilibrium and r.entropy.definition == "parity-kl"
+    assert "with the velocities flipped" in r.verdict and r.entropy.corrected > 0
+
+
+def test_heavy_ball_sgd_with_commuting_noise_is_reversible_in_phase_space():
+    """Heavy-ball SGD on a quadratic: (midpoint, buffer) is odd exactly; non-commuting noise
+    (Kunin et al. 2021; Lemma 20 for plain SGD) gives a phase-space current."""
+    H = np.diag([1.0, 0.3])
+    ps = []
+    for s in range(12):
+        x, b = heavy_ball(H, np.diag([1.0, 0.5]), 0.1, 0.9, 3000, seed=s)
+        ps.append(equilibrium_test(x + 0.05 * b, b, n_surrogates=49, seed=s).p_value)
+    assert np.mean(np.array(ps) < 0.05) <= 0.2
+    x, b = heavy_ball(H, np.array([[1.0, 0.28], [0.28, 0.5]]), 0.1, 0.9, 3000, seed=0)
+    assert equilibrium_test(x + 0.05 * b, b, n_surrogates=49).out_of_equilibrium
+
+
+@pytest.mark.parametrize("drive", [0.0, 0.4])
+def test_parity_statistics_fast_equal_slow_and_surrogates_equal_the_loop(drive):
+    from sgdscope.trajectory.analysis import equilibrium as eq
+    from sgdscope.trajectory.analysis.ou import pair_entropy_rate, parity_null
+
+    x, v = _oscillator(1200, 2, drive=drive)
+    y = np.c_[x, v]
+    odd = np.array([False, False, True, True])
+    lags, ac_lags, bins, seg = np.array([1, 3]), np.array([1, 2, 5, 20, 120]), 12, 150
+    slow, fit = eq._statistics(y, lags, ac_lags, bins, seg, odd=odd)
+    fast, _ = eq._statistics_fast(np.ascontiguousarray(y.T), lags, ac_lags, bins, seg, odd=odd)
+    np.testing.assert_allclose(fast, slow, rtol=1e-9)
+    null = parity_null(fit, odd, 1200)
+    rng = np.random.default_rng(3)
+    ref = [
+        eq._statistics(null.simulate(1200, rng), lags, ac_lags, bins, seg, odd=odd)[0]
+        for _ in range(5)
+    ]
+    got, sigma = eq._null_statistics(
+        null.paths,
+        4,
+        1200,
+        5,
+        np.random.default_rng(3),
+        lambda s: eq._statistics_fast(s, lags, ac_lags, bins, seg, None, odd),
+        1,
+        lambda yt, f: pair_entropy_rate(yt, odd),
+    )
+    np.testing.assert_allclose(got, np.array(ref), rtol=1e-8)
+    assert np.all(sigma >= 0)
+
+
+def test_velocities_are_projected_on_the_positions_directions():
+    x, v = _oscillator(2000, 4, drive=0.2)
+    rng = np.random.default_rng(5)
+    embed = np.linalg.qr(rng.standard_normal((12, 2)))[0].T * 3.0  # (2, 12)
+    noise = 0.05 * rng.standard_normal((2000, 12))
+    wide = equilibrium_test(x @ embed + noise, v @ embed, n_surrogates=39, seed=1)
+    proj = wide.projection
+    xp, vp = proj.apply(x @ embed + noise), (v @ embed) @ proj.basis.T
+    small = equilibrium_test(xp, vp, n_surrogates=39, seed=1)
+    assert wide.p_value == small.p_value
+    assert wide.statistic == pytest.approx(small.statistic, rel=1e-9)
+    assert wide.plane.startswith("the phase space (positions and velocities) of the top-2 PCA")
+
+
+def test_velocity_errors():
+    x, v = _oscillator(300, 0)
+    with pytest.raises(
+        ValueError,
+        match=r"'velocities' parameter of equilibrium_test must have "
+        r"the positions' shape \(T, d\) = \(300, 2\)",
+    ):
+        equilibrium_test(x, v[:-1])
+    bad = v.copy()
+    bad[7, 1] = np.nan
+    with pytest.raises(ValueError, match=r"'velocities' .* non-finite value .* snapshot 7, coord"):
+        equilibrium_test(x, bad)
+    with pytest.raises(ValueError, match="'velocities' parameter of equilibrium_test has 1 const"):
+        equilibrium_test(x, np.c_[v[:, :1], np.ones(300)])

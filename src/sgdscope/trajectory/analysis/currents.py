@@ -11,7 +11,8 @@ any pair of directions. :func:`subspace_currents` tests a subspace of up to tens
   (the statistic of :func:`~sgdscope.trajectory.analysis.irreversibility`);
 * a test **per plane** of coordinates (i, j), :math:`r_{ij} = A_{ji}/\sqrt{\det S_{[ij]}}`
   (the signed square root of half the 2-D statistic in that plane; > 0 when the current turns
-  from i towards j), with the family-wise error over all k(k − 1)/2 planes controlled by the
+  counter-clockwise in the (i, j) plane, the sign of :math:`Q_{ij}` for an OU process, as for
+  the flux circulation), with the family-wise error over all k(k − 1)/2 planes controlled by the
   step-down max-T method of Westfall & Young (1993, Algorithm 2.8) on
   :math:`|r_{ij}|/s_{ij}`, :math:`s_{ij}` the root mean square of :math:`r_{ij}` on the
   surrogates: it uses the joint null law of all planes, so it is not as conservative as Holm's
@@ -68,7 +69,7 @@ class SubspaceCurrents:
         verdict: A plain-language sentence.
         planes: (P, 2) index pairs (i, j), i < j, of the coordinates of each plane.
         plane_statistic: (P,) signed per-plane statistic :math:`r_{ij}` (> 0: the current
-            turns from coordinate i towards j).
+            turns counter-clockwise in the (i, j) plane, from axis i towards axis j).
         plane_p_value: (P,) two-sided Monte Carlo p-value of each plane on its own.
         plane_p_adjusted: (P,) family-wise adjusted p-values (step-down max-T); a plane is
             significant when this is below ``alpha``.

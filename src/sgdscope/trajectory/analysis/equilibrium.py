@@ -34,7 +34,7 @@ from .irreversibility import (
     parity_signs,
     prepare,
 )
-from .ou import OUFit, _fit_from_moments, _kl_rate, fit_ou, parity_null
+from .ou import OUFit, _fit_from_moments, fit_ou, pair_entropy_rate, parity_null
 from .spectral import _acf, _density
 from .stationarity import Stationarity, diagnose
 
@@ -293,16 +293,16 @@ def _null_statistics(
 
     ``paths`` maps standard normals (B, T, k) to surrogates (B, k, T) (``OUFit.null_paths``, or a
     parity null's ``GaussianChain.paths``); ``stats`` takes a surrogate yᵀ (k, T) and returns its
-    statistics and its refitted model, and ``entropy`` maps that model to its rate (default
-    ``entropy_production``). The normals are drawn in order from ``rng``
+    statistics and its refitted model, and ``entropy(yt, fit)`` gives its entropy-production rate
+    (default the refitted model's ``entropy_production``). The normals are drawn in order from ``rng``
     (:func:`~._surrogates.surrogate_statistics`), so the values equal those of drawing one
     surrogate at a time with ``simulate_null`` and do not depend on ``threads``.
     """
-    rate = (lambda f: f.entropy_production) if entropy is None else entropy
+    rate = (lambda yt, f: f.entropy_production) if entropy is None else entropy
 
     def both(yt: np.ndarray) -> np.ndarray:
         values, fit_j = stats(yt)
-        return np.append(values, rate(fit_j))
+        return np.append(values, rate(yt, fit_j))
 
     out = surrogate_statistics(paths, k, n, n_surrogates, rng, both, len(COMPONENTS) + 1, threads)
     return out[:, :-1], out[:, -1]
@@ -507,10 +507,10 @@ def equilibrium_test(
             slowest = float(np.abs(np.linalg.eigvals(null_chain.A)).max())
             lag_arr = default_lags(n, slowest=slowest)
 
-        def entropy(f: OUFit) -> float:
-            return _kl_rate(f.A, f.S, odd) / f.dt
+        def entropy(yt: np.ndarray, f: OUFit) -> float:
+            return pair_entropy_rate(yt, odd)
 
-        sigma, definition = entropy(fit), "parity-kl"
+        sigma, definition = pair_entropy_rate(np.ascontiguousarray(y.T), odd), "parity-kl"
     obs, _ = _statistics_fast(np.ascontiguousarray(y.T), lag_arr, ac_lags, bins, seg, fit, odd)
     null, null_sigma = _null_statistics(
         paths,

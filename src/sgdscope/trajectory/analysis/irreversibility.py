@@ -262,9 +262,10 @@ class EntropyProduction:
             where it was not computed.
         confidence: Its confidence level (None with no interval).
         definition: ``"ou"`` for tr(Qᵀ D⁻¹ Q U) of the fitted OU process, or ``"parity-kl"``
-            for the Kullback–Leibler rate between the fitted chain and its time reverse with
-            the velocities flipped (:meth:`~sgdscope.trajectory.analysis.ou.GaussianChain.entropy_rate`),
-            used with velocities, where D is nearly singular on the positions.
+            for the Gaussian Kullback–Leibler rate between the one-step law of the path and
+            its time reverse with the velocities flipped
+            (:func:`~sgdscope.trajectory.analysis.ou.pair_entropy_rate`; per snapshot), used
+            with velocities, where D nearly vanishes on the positions.
     """
 
     rate: float
