@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...report.results import Comparison
+from ...report.results import Comparison, Verdict
 from .._experiment import Claim, grade
 from .measure import PAPER_GRAD_DROP, PAPER_GRAD_RANGE, Analysis
 from .settings import Settings
@@ -164,11 +164,12 @@ def _detailed_balance(an: Analysis) -> list[Comparison]:
             DETAILED_BALANCE.skipped(why, measured="not measured"),
             CIRCULATION.skipped(why, measured="not measured"),
         ]
-    stationary = eq.null_model.stationary
+    # a record that is not stationary gets no verdict either way (equilibrium_test's status)
     balance = DETAILED_BALANCE.judge(
         f"irreversibility p = {eq.p_value:.3g} against {eq.n_surrogates} reversible OU "
-        f"surrogates in {eq.plane}; ‖QU‖/‖DU‖ = {eq.effect_size:.2g}; stationary: {stationary}",
-        grade(eq.out_of_equilibrium, stationary, partly=eq.out_of_equilibrium),
+        f"surrogates in {eq.plane}; ‖QU‖/‖DU‖ = {eq.effect_size:.2g}; stationary: "
+        f"{eq.stationary}",
+        grade(eq.out_of_equilibrium) if eq.testable else Verdict.NOT_TESTABLE,
         eq.verdict,
     )
     f = eq.flux
