@@ -138,6 +138,7 @@ def timing(T: int, d: int, n_surrogates: int, baseline_src: str | None = None) -
         "seconds_reference_one_gram_pass": t_gram,
         "ratio_test_to_reference": t_test / t_gram,
         "p_value": res.p_value,
+        "status": res.status.value,
         "out_of_equilibrium": res.out_of_equilibrium,
         "effect_size": res.effect_size,
     }
@@ -218,6 +219,7 @@ def main() -> None:
         "to time side by side in a subprocess",
     )
     ap.add_argument("--skip-calibration", action="store_true")
+    ap.add_argument("--output", default=None, help="results file name (default by --quick)")
     args = ap.parse_args()
     out = {"machine": machine()}
     if args.quick:
@@ -229,7 +231,7 @@ def main() -> None:
         if not args.skip_calibration:
             out["calibration"] = calibration(200, 50, 1000, 99)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "equilibrium_test_quick.json" if args.quick else "equilibrium_test.json"
+    name = args.output or ("equilibrium_test_quick.json" if args.quick else "equilibrium_test.json")
     (RESULTS / name).write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
 

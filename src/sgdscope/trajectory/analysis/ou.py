@@ -28,7 +28,7 @@ import scipy.signal
 
 from ._input import as_generator
 
-__all__ = ["GaussianChain", "OUFit", "fit_ou", "fitted_chain", "parity_null"]
+__all__ = ["GaussianChain", "OUFit", "fit_ou", "fitted_chain", "pair_entropy_rate", "parity_null"]
 
 # A fit counts as stationary when the trajectory spans at least this many relaxation times.
 _MIN_RELAXATIONS = 20
