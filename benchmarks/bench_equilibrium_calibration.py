@@ -171,6 +171,26 @@ def calibrate_stationarity(n: int, n_power: int) -> dict:
         "irreversibility_p_below_0.05": rate(old),
     }
     log(f"stationarity: random walks: {out['random walk 2-D (T = 1000), equilibrium_test']}")
+    flags = []
+    for s in range(n):
+        r = subspace_currents(
+            brownian(2000, 10, seed=s), n_components=10, n_surrogates=19, n_bootstrap=19, seed=s
+        )
+        flags.append(not r.stationarity.stationary)
+    out["random walk 10-D (T = 2000), subspace_currents"] = {
+        "seeds": n,
+        "not_testable": rate(flags),
+    }
+    flags = []
+    for s in range(n):
+        x, v = oscillator(2000, s)
+        drift = np.outer(np.linspace(0.0, 1.0, 2000), [2.0, 0.0])  # positions drift 2 sd
+        flags.append(not equilibrium_test(x + drift, v, n_surrogates=19, seed=s).testable)
+    out["underdamped oscillator + drift of 2 sd (T = 2000), with velocities"] = {
+        "seeds": n,
+        "not_testable": rate(flags),
+    }
+    log(f"stationarity: drifting 10-D walks and drifting oscillators: {out}")
     sd = float(np.sqrt(np.linalg.inv(np.array([[2.0, 0.5], [0.5, 1.0]]))[0, 0]))
     for amp in (0.25, 0.5, 1.0, 2.0):
         ramp = np.outer(np.linspace(0.0, 1.0, 2000), [amp * sd, 0.0])
