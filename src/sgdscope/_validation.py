@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 E = TypeVar("E", bound=Enum)
 
@@ -121,9 +121,13 @@ def _is_number(value: Any) -> bool:
     return not isinstance(value, bool)
 
 
+@overload
+def check_option(name: str, value: Any, options: type[E], *, where: str = "") -> E: ...
+@overload
+def check_option(name: str, value: Any, options: Iterable[str], *, where: str = "") -> str: ...
 def check_option(
     name: str, value: Any, options: type[E] | Iterable[str], *, where: str = ""
-) -> Any:
+) -> E | str:
     """Return the option ``value`` (an Enum member when ``options`` is an Enum), or raise.
 
     Args:

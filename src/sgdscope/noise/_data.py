@@ -8,7 +8,7 @@ the model's output. One *sample* is one row of every tensor: for a sequence mode
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from typing import Any
 
 import torch
@@ -125,15 +125,21 @@ class DataSource:
                 )
             self._tensors = (x, y)
         elif isinstance(data, DataLoader):
-            if isinstance(data.dataset, IterableDataset):
+            dataset = data.dataset
+            if isinstance(dataset, IterableDataset) or not isinstance(dataset, Sized):
+                got = (
+                    "an IterableDataset"
+                    if isinstance(dataset, IterableDataset)
+                    else f"a {type(dataset).__name__} without __len__"
+                )
                 raise TypeError(
                     f"the 'data' parameter of {where} must be a DataLoader over a map-style Dataset "
-                    "(with __len__ and __getitem__), got one over an IterableDataset. D(x) needs a "
+                    f"(with __len__ and __getitem__), got one over {got}. D(x) needs a "
                     "finite data set: materialise it as tensors (inputs, targets)."
                 )
-            self._dataset = data.dataset
+            self._dataset = dataset
             self._collate = data.collate_fn or default_collate
-            n = len(data.dataset)
+            n = len(dataset)
         elif isinstance(data, Dataset) and hasattr(data, "__len__"):
             self._dataset = data
             n = len(data)
@@ -169,6 +175,7 @@ class DataSource:
         if self._tensors is not None:
             x, y = self._tensors
             return take(x, idx), y[idx]
+        assert self._dataset is not None  # data given as tensors, or as a dataset
         items = [self._dataset[int(i)] for i in idx]
         batch = self._collate(items)
         if isinstance(batch, dict):

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 import torch.utils._pytree as pytree
 from torch import nn
 from torch.func import functional_call, vjp, vmap
+from torch.utils.hooks import RemovableHandle
 
 from ._data import call_model
 from .blocks import (
@@ -125,6 +126,7 @@ def _mha_blocks(m: nn.MultiheadAttention, call: _Call, n: int) -> dict[str, Grad
         if pad is not None:
             pad = F._canonical_mask(mask=pad, mask_name="key_padding_mask", other_type=None,
                                     other_name="", target_type=q.dtype)  # fmt: skip
+            assert pad is not None  # a mask in, a mask out
             pad = pad[:, None, None, :]
             mask = pad if mask is None else mask + pad
         elif mask is not None and mask.dim() == 3:
@@ -181,7 +183,7 @@ class HookedGradients:
             _Unit(path, modules[path], params, _rule_for(modules[path], list(params)))
             for path, params in by_module.items()
         ]
-        self._handles = []
+        self._handles: list[RemovableHandle] = []
         self._warned: set[str] = set()
 
     @staticmethod
@@ -275,7 +277,7 @@ class HookedGradients:
                     parts[full].append(block)
             unit.calls = []
         named = dict(zip(self.names, self._params, strict=True))
-        blocks = {}
+        blocks: dict[str, GradBlock] = {}
         for name in self.names:
             got = parts.get(name, [])
             if not got:  # not on the loss's path: every per-sample gradient is zero
@@ -288,6 +290,7 @@ class HookedGradients:
     def _blocks(self, unit: _Unit, call: _Call, n: int) -> dict[str, GradBlock]:
         m = unit.module
         if unit.rule == "mha" and set(call.grads) == {0}:
+            assert isinstance(m, nn.MultiheadAttention)  # the rule's condition (_rule_for)
             return {
                 unit.params[k]: v for k, v in _mha_blocks(m, call, n).items() if k in unit.params
             }
@@ -308,6 +311,7 @@ class HookedGradients:
             if "bias" in loc:
                 out[loc["bias"]] = Materialised(B.sum(1))
         elif unit.rule == "conv":
+            assert isinstance(m, nn.Conv1d | nn.Conv2d)
             conv2d = isinstance(m, nn.Conv2d)
             x4 = x if conv2d else x.unsqueeze(2)
             kernel = m.kernel_size if conv2d else (1, m.kernel_size[0])
@@ -327,11 +331,13 @@ class HookedGradients:
             if "bias" in loc:
                 out[loc["bias"]] = Materialised(B.sum(1))
         elif unit.rule == "embedding":
+            assert isinstance(m, nn.Embedding)
             B = g
             if m.padding_idx is not None:
                 B = B * (x != m.padding_idx).unsqueeze(-1).to(B.dtype)
             out[loc["weight"]] = EmbeddingFactors(x, B, m.num_embeddings)
         elif unit.rule == "layernorm":
+            assert isinstance(m, nn.LayerNorm)
             dims = tuple(range(-len(m.normalized_shape), 0))
             xhat = F.layer_norm(x, m.normalized_shape, eps=m.eps)
             other = tuple(range(1, x.ndim - len(dims)))
@@ -372,7 +378,7 @@ class HookedGradients:
                 flat, _ = pytree.tree_flatten(functional_call(m, p, args, kwargs))
                 return tuple(flat[i] for i in idx)
 
-            _, back = vjp(f, params)
+            back = vjp(f, params)[1]
             return back(tuple(g.unsqueeze(0) for g in sample_grads))[0]
 
         in_dims = ([0 if b else None for b in batched], [0] * len(grads))

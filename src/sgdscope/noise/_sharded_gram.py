@@ -28,10 +28,12 @@ being sent and the one being received) beside one chunk's working memory.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 
 from .._memory import MemoryBudgetError, format_bytes
+from .blocks import tensor_sum
 from .stream import GradientStream
 
 __all__ = ["sharded_group_gram_matrices"]
@@ -96,14 +98,14 @@ def sharded_group_gram_matrices(
             if whole:
                 block = (L @ R.T).double()
             else:
-                block = sum((L[:, sl] @ R[:, sl].T).double() for sl in sls)
+                block = tensor_sum((L[:, sl] @ R[:, sl].T).double() for sl in sls)
             Ks[g][a : a + L.shape[0], b : b + R.shape[0]] = block
             Ks[g][b : b + R.shape[0], a : a + L.shape[0]] = block.T
 
     for i in range(rounds):
-        L = red.run("Gram rows", lambda i=i: rows(i))
+        L = red.run("Gram rows", partial(rows, i))
         for j in range(rounds):
-            mine = L if j == i else red.run("Gram rows", lambda j=j: rows(j))
+            mine = L if j == i else red.run("Gram rows", partial(rows, j))
             for src, R in red.ring("Gram panels", mine, lengths(j)):
                 if L.shape[0] and R.shape[0] and _computes(rank, src, world, i, j):
                     fill(L, R, i, src, j)

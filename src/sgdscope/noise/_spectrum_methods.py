@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from enum import Enum
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -200,6 +202,26 @@ def _normalise_in_place(Vt: torch.Tensor, values: np.ndarray, denom: int) -> tor
     return Vt.mul_(inv.to(Vt.dtype))
 
 
+class _Common(TypedDict):
+    """The fields every method's :class:`~sgdscope.Spectrum` shares."""
+
+    dim: int
+    n_samples: int
+    trace: float
+    reason: str
+
+
+class _KrylovOptions(TypedDict):
+    """The options :func:`eigenpairs_above` and :func:`block_krylov` share."""
+
+    tol: float
+    max_iter: int
+    generator: torch.Generator | None
+    dtype: torch.dtype
+    device: torch.device | str
+    on_iteration: Callable[[int, float], None] | None
+
+
 def compute_spectrum(
     stream: GradientStream,
     *,
@@ -222,17 +244,17 @@ def compute_spectrum(
     floor = noise_floor(stream, correction)
     _mean, sq, _ = stream.moments()
     trace = sq / denom
-    common = {"dim": stream.dim, "n_samples": stream.n, "trace": trace, "reason": reason}
+    common = _Common(dim=stream.dim, n_samples=stream.n, trace=trace, reason=reason)
     if method is SpectrumMethod.DENSE:
         _require(
             3 * stream.dim**2 * 8, stream.memory_budget, f"spectrum(method='dense') with d = {stream.dim}",
             "Use method='gram' (N < d) or 'randomized' (O(d·k) memory), or raise memory_budget.",
         )  # fmt: skip
-        values, V = eigh_descending(dense_covariance(stream, correction))
+        values, U = eigh_descending(dense_covariance(stream, correction))
         values = np.clip(values, 0.0, None)  # D ⪰ 0; negative values are round-off
         r = values.size if k is None else k
         return Spectrum(
-            eigenvalues=values[:r], eigenvectors=V[:, :vectors].cpu().numpy() if vectors else None,
+            eigenvalues=values[:r], eigenvectors=U[:, :vectors].cpu().numpy() if vectors else None,
             complete=k is None, method="dense", noise_floor=floor, precision="float64", info=_finish(info, stream), **common,
         )  # fmt: skip
     if method is SpectrumMethod.GRAM:
@@ -252,7 +274,7 @@ def compute_spectrum(
         del K
         r = min(n - 1, stream.dim) if k is None else k
         values = np.clip(values[:r], 0.0, None)
-        V = None
+        V: np.ndarray | None = None
         if vectors:
             m = min(vectors, r)
             Vt = gram_vectors(stream, U[:, :m].contiguous(), compute)
@@ -271,7 +293,7 @@ def compute_spectrum(
         "Ask for a smaller k, or raise memory_budget.",
     )  # fmt: skip
     with progress_bar("eigensolver passes", None, enabled=stream.progress) as advance:
-        kwargs = dict(
+        kwargs = _KrylovOptions(
             tol=tol, max_iter=max_iter, generator=generator, dtype=torch.float64,
             device=stream.device, on_iteration=lambda _it, _res: advance(),
         )  # fmt: skip

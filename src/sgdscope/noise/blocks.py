@@ -31,7 +31,7 @@ Every form materialises at most ``MAX_ELEMENTS`` numbers at a time, row slice by
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -46,11 +46,24 @@ __all__ = [
     "Materialised",
     "SumBlock",
     "gram_block",
+    "tensor_sum",
 ]
 
 MAX_ELEMENTS = 2**25
 """Largest number of per-sample gradient entries a block materialises at once (128 MiB in
 float32): the engine's working set for one layer is bounded by this, whatever the chunk size."""
+
+
+def tensor_sum(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Python's ``sum`` of one or more tensors (0 + t₁ + t₂ + …), typed as the tensor it is.
+
+    Raises:
+        ValueError: If there are no terms (the sum would be the int 0).
+    """
+    total = sum(terms)
+    if not isinstance(total, torch.Tensor):
+        raise ValueError("tensor_sum needs at least one tensor")
+    return total
 
 
 def _row_slices(n: int, width: int) -> list[slice]:
@@ -77,6 +90,7 @@ class GramRep:
         """Bytes held."""
         if self.dense is not None:
             return self.dense.numel() * self.dense.element_size()
+        assert self.factors is not None  # one of the two forms is kept
         return self.factors.nbytes + (0 if self.u is None else self.u.numel() * 8)
 
 
@@ -101,10 +115,11 @@ class GradBlock(ABC):
 
     def sums(self, dtype: torch.dtype) -> torch.Tensor:
         """Σ_i g_i, shape (d_p,)."""
-        out = None
+        out: torch.Tensor | None = None
         for sl in _row_slices(self.n, self.numel):
             part = self.rows(sl, dtype).sum(0)
             out = part if out is None else out + part
+        assert out is not None  # a chunk has at least one sample
         return out
 
     def project(self, X: torch.Tensor) -> torch.Tensor:
@@ -369,13 +384,13 @@ class SumBlock(GradBlock):
         return out
 
     def sums(self, dtype: torch.dtype) -> torch.Tensor:  # noqa: D102
-        return sum(p.sums(dtype) for p in self.parts)
+        return tensor_sum(p.sums(dtype) for p in self.parts)
 
     def project(self, X: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return sum(p.project(X) for p in self.parts)
+        return tensor_sum(p.project(X) for p in self.parts)
 
     def backproject(self, P: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return sum(p.backproject(P) for p in self.parts)
+        return tensor_sum(p.backproject(P) for p in self.parts)
 
 
 class ConcatBlock(GradBlock):
@@ -401,7 +416,7 @@ class ConcatBlock(GradBlock):
         return list(X.split([p.numel for p in self.parts]))
 
     def project(self, X: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return sum(p.project(x) for p, x in zip(self.parts, self._split(X), strict=True))
+        return tensor_sum(p.project(x) for p, x in zip(self.parts, self._split(X), strict=True))
 
     def backproject(self, P: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return torch.cat([p.backproject(P) for p in self.parts])
@@ -410,7 +425,7 @@ class ConcatBlock(GradBlock):
         return torch.cat([p.sums(dtype) for p in self.parts])
 
     def sq_dist(self, shift: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return sum(p.sq_dist(s) for p, s in zip(self.parts, self._split(shift), strict=True))
+        return tensor_sum(p.sq_dist(s) for p, s in zip(self.parts, self._split(shift), strict=True))
 
     def keeps_rows_cheaply(self) -> bool:  # noqa: D102
         return True
@@ -419,6 +434,9 @@ class ConcatBlock(GradBlock):
 def gram_block(a: GramRep, b: GramRep, dtype: torch.dtype) -> torch.Tensor:
     """The centred Gram block (g_i − ḡ)·(g_j − ḡ) between two chunks' reps, in float64."""
     if a.dense is not None:
+        assert b.dense is not None  # both reps come from one parameter's blocks: the same form
         return (a.dense @ b.dense.T).double()
+    assert a.factors is not None and b.factors is not None
+    assert a.u is not None and b.u is not None  # kept with the factors
     K = a.factors.self_gram(b.factors, dtype).double()
     return K - a.u[:, None] - b.u[None, :] + a.c

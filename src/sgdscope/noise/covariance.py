@@ -22,7 +22,7 @@ import torch
 
 from .._memory import MemoryBudgetError, format_bytes
 from .._operator import BaseOperator
-from .blocks import gram_block
+from .blocks import gram_block, tensor_sum
 from .stream import GradientStream
 
 __all__ = [
@@ -122,12 +122,12 @@ class CovarianceOperator(BaseOperator):
                     P += block.project(Xp).double()
             Pc = P.to(self.compute_dtype)
             for name, block in chunk.blocks.items():
-                rows = kept.pop(name, None)
+                kept_rows: torch.Tensor | None = kept.pop(name, None)
                 target = out[layout.slice(name)]
-                if rows is not None and rows.dtype == target.dtype:
-                    target.addmm_(rows.T, Pc)
+                if kept_rows is not None and kept_rows.dtype == target.dtype:
+                    target.addmm_(kept_rows.T, Pc)
                 else:
-                    target += rows.T @ Pc if rows is not None else block.backproject(Pc)
+                    target += kept_rows.T @ Pc if kept_rows is not None else block.backproject(Pc)
             p_total += P.sum(0)
 
 
@@ -196,7 +196,7 @@ def group_gram_matrices(
         (sa, na, ra), (sb, nb, rb) = a, b
         per_param = {p: gram_block(ra[p], rb[p], dtype) for p in ra}
         for g, members in groups.items():
-            block = sum(per_param[p] for p in members)
+            block = tensor_sum(per_param[p] for p in members)
             Ks[g][sa : sa + na, sb : sb + nb] = block
             Ks[g][sb : sb + nb, sa : sa + na] = block.T
 
@@ -254,7 +254,8 @@ def group_gram_vectors(
     """
     layout = stream.layout
     mean = stream.moments()[0]
-    outs, offsets = {}, {}
+    outs: dict[str, torch.Tensor] = {}
+    offsets: dict[str, dict[str, slice]] = {}
     for g, (members, U) in wanted.items():
         offsets[g] = {}
         pos = 0

@@ -31,7 +31,8 @@ concatenated data (what the Gram matrix's rows and eigenvector coefficients refe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from functools import partial
+from typing import TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -138,23 +139,31 @@ def unwrap_data_parallel(model: torch.nn.Module, *, where: str) -> torch.nn.Modu
     while isinstance(model, DistributedDataParallel | DataParallel):
         model = model.module
     sharded = []
+    sharding_modules: tuple[type, ...] = ()  # the wrappers of this torch build
+    sharded_tensors: tuple[type, ...] = ()
     try:
         from torch.distributed.fsdp import FullyShardedDataParallel
+
+        sharding_modules += (FullyShardedDataParallel,)
     except ImportError:  # pragma: no cover - builds without distributed
-        FullyShardedDataParallel = ()
+        pass
     try:
         from torch.distributed.fsdp import FSDPModule
+
+        sharding_modules += (FSDPModule,)
     except ImportError:  # pragma: no cover - torch < 2.6
-        FSDPModule = ()
+        pass
     try:
         from torch.distributed.tensor import DTensor
+
+        sharded_tensors += (DTensor,)
     except ImportError:  # pragma: no cover
-        DTensor = ()
+        pass
     for name, m in model.named_modules():
-        if isinstance(m, FullyShardedDataParallel) or (FSDPModule and isinstance(m, FSDPModule)):
+        if isinstance(m, sharding_modules):
             sharded.append(name or type(m).__name__)
-    if not sharded and DTensor:
-        sharded = [n for n, p in model.named_parameters() if isinstance(p, DTensor)]
+    if not sharded and sharded_tensors:
+        sharded = [n for n, p in model.named_parameters() if isinstance(p, sharded_tensors)]
     if sharded:
         raise ValueError(
             f"the 'model' parameter of {where} has FSDP-sharded parameters ({', '.join(sharded[:4])}"
@@ -226,7 +235,7 @@ class Reducer:
     def _global(self, rank: int) -> int:
         return rank if self.group is None else dist.get_global_rank(self.group, rank)
 
-    def _collective(self, what: str, fn: Callable[[], Any]) -> Any:
+    def _collective(self, what: str, fn: Callable[[], T]) -> T:
         """Run a collective; a failure (a rank died, or the group's timeout passed) → RankError."""
         try:
             return fn()
@@ -255,16 +264,14 @@ class Reducer:
         Raises:
             RankError: If a rank raised, or the replicated tensors differ between ranks.
         """
+        if not self.distributed:
+            return compute()
         error: Exception | None = None
-        result = None
+        result: T | None = None
         try:
             result = compute()
         except Exception as err:
-            if not self.distributed:
-                raise
             error = err
-        if not self.distributed:
-            return result
         prints = [float(t.double().sum()) for t in replicated] + [
             float(t.double().square().sum()) for t in replicated
         ]
@@ -279,7 +286,7 @@ class Reducer:
             first = failed[0]
             box = [
                 f"rank {self.rank} of {self.world_size} stopped in {what}: {_describe(error)}"
-                if self.rank == first
+                if self.rank == first and error is not None  # (the first failed rank has one)
                 else None
             ]
             self._collective(
@@ -296,7 +303,8 @@ class Reducer:
                 "Run every rank with the same torch build, device type and thread count "
                 "(torchrun sets OMP_NUM_THREADS=1), and the same seed."
             )
-        return result
+        # No rank failed, this one included: compute() returned (maybe None, so no assert).
+        return cast(T, result)
 
     def check_same(self, what: str, value: Sequence[float], hint: str) -> None:
         """Raise :class:`RankError` on every rank unless ``value`` is the same on all ranks."""
@@ -396,7 +404,7 @@ class Reducer:
             if lengths[src]:
                 ops.append(dist.P2POp(dist.irecv, recv, self._global(prv), self.group))
             if ops:
-                works = self._collective(what, lambda ops=ops: dist.batch_isend_irecv(ops))
+                works = self._collective(what, partial(dist.batch_isend_irecv, ops))
                 for w in works:
                     self._collective(what, w.wait)
             send = recv

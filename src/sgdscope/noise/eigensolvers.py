@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._validation import check_int
+
 __all__ = [
     "ConvergenceError",
     "EigenResult",
@@ -113,7 +115,11 @@ def subspace_iteration(
 
     Returns:
         An :class:`EigenResult`.
+
+    Raises:
+        ValueError: If ``max_iter`` is not a positive int.
     """
+    max_iter = check_int("max_iter", max_iter, where="subspace_iteration", low=1)
     b = min(dim, k + (max(10, k // 2) if oversample is None else oversample))
     Q = torch.randn(dim, b, generator=generator, dtype=dtype, device="cpu").to(device)
     if init is not None:
@@ -150,7 +156,15 @@ def subspace_iteration(
         if converged:
             break
         Q = _orthonormal(AV)
+    assert values is not None and vectors is not None and residuals is not None  # max_iter ≥ 1
     return EigenResult(values, vectors, residuals, it, converged)
+
+
+def _shifted(
+    on_iteration: Callable[[int, float], None], offset: int
+) -> Callable[[int, float], None]:
+    """``on_iteration`` with the iterations counted from ``offset`` on."""
+    return lambda it, residual: on_iteration(offset + it, residual)
 
 
 def eigenpairs_above(
@@ -200,7 +214,7 @@ def eigenpairs_above(
         res = subspace_iteration(
             matmat, dim, k, oversample=max(10, k // 4), tol=tol, max_iter=max_iter,
             generator=generator, dtype=dtype, device=device, init=init,
-            on_iteration=None if on_iteration is None else (lambda i, r, offset=total: on_iteration(offset + i, r)),
+            on_iteration=None if on_iteration is None else _shifted(on_iteration, total),
             rtol=None if full else rtol,
         )  # fmt: skip
         total += res.iterations
@@ -250,7 +264,11 @@ def block_krylov(
 
     Returns:
         An :class:`EigenResult`; ``iterations`` counts products (passes over the data).
+
+    Raises:
+        ValueError: If ``max_iter`` is not a positive int.
     """
+    max_iter = check_int("max_iter", max_iter, where="block_krylov", low=1)
     b = min(dim, max(block or 4, k))
     cap = min(dim, max_basis or 4 * b)
     Q = _orthonormal(torch.randn(dim, b, generator=generator, dtype=dtype).to(device))
@@ -291,4 +309,5 @@ def block_krylov(
         # orthonormal.
         Q = _orthonormal(Q - basis @ (basis.T @ Q))
         basis = torch.cat([basis, Q], 1)
+    assert values is not None and vectors is not None and residuals is not None  # max_iter ≥ 1
     return EigenResult(values, vectors, residuals, it, converged)

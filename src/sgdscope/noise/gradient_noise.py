@@ -266,7 +266,9 @@ class GradientNoise:
                 first_only = self.source.get(torch.arange(1))[0]
                 single = primary_output(call_model(self.model, to_device(first_only, self.device)))
                 both = primary_output(out)[:1]
-                if not torch.allclose(single, both, rtol=1e-4, atol=1e-5 * (1 + both.abs().max())):
+                if not torch.allclose(
+                    single, both, rtol=1e-4, atol=1e-5 * (1 + float(both.abs().max()))
+                ):
                     raise ValueError(
                         "the 'model' parameter of GradientNoise has a forward that is not per-sample: the "
                         "output of sample 0 changes when sample 1 is in the same batch (max difference "
@@ -470,6 +472,7 @@ class GradientNoise:
         """
         where = "GradientNoise.spectrum"
         precision = check_option("precision", precision, Precision, where=where)
+        max_iter = check_int("max_iter", max_iter, where=where, low=1)
         if rtol is not None and rtol != PAPER:
             check_real("rtol", rtol, where=where, low=0.0, low_open=True)
         t0 = time.perf_counter()

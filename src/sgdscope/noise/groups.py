@@ -29,7 +29,7 @@ def resolve_groups(layout: ParamLayout, groups, *, where: str) -> dict[str, list
     elif groups == "module":
         key = lambda n: n.split(".")[0]  # noqa: E731
     elif isinstance(groups, dict):
-        out = {}
+        out: dict[str, list[str]] = {}
         for group, patterns in groups.items():
             patterns = [patterns] if isinstance(patterns, str) else list(patterns)
             members = [n for n in names if any(fnmatchcase(n, p) for p in patterns)]
@@ -45,7 +45,7 @@ def resolve_groups(layout: ParamLayout, groups, *, where: str) -> dict[str, list
             f"the 'groups' parameter of {where} must be 'layer', 'module' or a dict from group name "
             f"to parameter names or glob patterns, got {groups!r}."
         )
-    out: dict[str, list[str]] = {}
+    out = {}
     for n in names:
         out.setdefault(key(n), []).append(n)
     return out

@@ -271,6 +271,7 @@ class Spectrum:
 
         1 means the same top-k subspace (D constant along training), k/d is the chance level.
         """
+        tops = []
         for s, name in ((self, "self"), (other, "other")):
             if s.eigenvectors is None or s.eigenvectors.shape[1] < k:
                 have = 0 if s.eigenvectors is None else s.eigenvectors.shape[1]
@@ -278,12 +279,13 @@ class Spectrum:
                     f"the 'k' parameter of Spectrum.subspace_overlap must be at most the number of "
                     f"eigenvectors of {name} ({have}), got {k}. Compute the spectra with k ≥ {k}."
                 )
+            tops.append(s.eigenvectors[:, :k])
         if self.dim != other.dim:
             raise ValueError(
                 f"the 'other' parameter of Spectrum.subspace_overlap must have the same d = {self.dim}, "
                 f"got d = {other.dim}."
             )
-        m = self.eigenvectors[:, :k].T @ other.eigenvectors[:, :k]
+        m = tops[0].T @ tops[1]
         return float((m**2).sum() / k)
 
     # ------------------------------------------------------------------------------- summary

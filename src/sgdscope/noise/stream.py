@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -62,7 +62,7 @@ class Chunk:
 
     start: int
     n: int
-    blocks: dict[str, GradBlock]
+    blocks: Mapping[str, GradBlock]
     sums: dict[str, torch.Tensor] | None = None
     """Σ_i g_i per parameter when the backend gives it for free (the batch gradient)."""
 
@@ -271,6 +271,10 @@ class GradientStream:
         return int(per_sample), size
 
     # --------------------------------------------------------------------------- chunks
+    def _full_cache(self) -> torch.Tensor | None:
+        """The cached gradients once they hold every sample of this rank, else None."""
+        return self._cache if self._cache_complete else None
+
     def _compute(
         self, ids: torch.Tensor, x: Any, y: torch.Tensor, out: torch.Tensor | None
     ) -> Chunk:
@@ -279,8 +283,9 @@ class GradientStream:
         if self.backend is Backend.VMAP:
             G = self._vmap_chunk(x, y, out=out)
             self._check_rows(ids, G)
-            blocks = {name: Materialised(G[:, self.layout.slice(name)]) for name in self.names}
-            return Chunk(start, n, blocks)
+            return Chunk(
+                start, n, {name: Materialised(G[:, self.layout.slice(name)]) for name in self.names}
+            )
         with model_mode(self.model, self.eval_mode):
             blocks, losses, sums = self._hooks(x, y)
         if self.check_finite and not (
@@ -326,9 +331,10 @@ class GradientStream:
         """
         stop = self.n_local if stop is None else stop
         c = self.chunk_size if chunk_size is None else chunk_size
-        if self._cache_complete:
+        cache = self._full_cache()
+        if cache is not None:
             for s in range(start, stop, c):
-                G = self._cache[s : min(s + c, stop)]
+                G = cache[s : min(s + c, stop)]
                 yield Chunk(
                     s,
                     G.shape[0],
@@ -415,8 +421,9 @@ class GradientStream:
                 f"at most {fit} samples fit. Pass fewer indices, or use operator() / spectrum(), "
                 "which stream over the data."
             )
-        if self._cache_complete:
-            return self._cache[idx.to(self._cache.device)]  # advanced indexing copies
+        cache = self._full_cache()
+        if cache is not None:
+            return cache[idx.to(cache.device)]  # advanced indexing copies
         result = torch.empty(idx.numel(), self.dim, dtype=self.grad_dtype, device=self.device)
         for begin in range(0, idx.numel(), self.chunk_size):
             sub = idx[begin : begin + self.chunk_size]
