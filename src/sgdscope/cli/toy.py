@@ -69,8 +69,9 @@ def _solve(name: str, params: dict, n: int, t_max: float) -> _Solved:
     try:
         ex = examples.get(name, **params)
         grid = Grid(ex.bounds, (n, n))
-        fields = {"loss": ex.loss} if ex.loss is not None else {"drift": ex.drift}
-        fp = FokkerPlanck(grid, diffusion=ex.diffusion, beta=ex.beta, **fields)
+        # the loss when the example has one (the drift is then −∇f), else the drift
+        drift = ex.drift if ex.loss is None else None
+        fp = FokkerPlanck(grid, drift, ex.loss, diffusion=ex.diffusion, beta=ex.beta)
         ss = fp.steady_state()
         lo, hi = grid.low, grid.high
         start = lo + np.array([0.3, 0.7]) * (hi - lo)

@@ -154,7 +154,9 @@ def assemble_generator(
     """
     shape, h, dim, n = grid.shape, grid.spacing, grid.dim, grid.size
     inv_beta = 1.0 / beta
-    rows, cols, vals = [], [], []
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
     peclets = []
 
     def add(face_left, face_right, cells, coef, axis):

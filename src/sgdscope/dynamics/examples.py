@@ -367,14 +367,16 @@ def state_dependent(
     kappa = check_real("kappa", kappa, where=where, low=0.0, low_open=True)
     d0 = check_real("d0", d0, where=where, low=0.0, low_open=True)
     theta = check_real("theta", theta, where=where)
-    a = tuple(
+    curvatures = tuple(
         check_real(f"a[{k}]", v, where=where, low=0.0, low_open=True) for k, v in enumerate(a)
     )
-    if len(a) != 2:
-        raise ValueError(f"the 'a' parameter of {where} must hold 2 curvatures, got {a!r}.")
+    if len(curvatures) != 2:
+        raise ValueError(
+            f"the 'a' parameter of {where} must hold 2 curvatures, got {curvatures!r}."
+        )
     c, s = math.cos(theta), math.sin(theta)
     rot = np.array([[c, -s], [s, c]])
-    a_arr = np.array(a)
+    a_arr = np.array(curvatures)
 
     def to_y(x):
         return x @ _const(x, rot)  # y = Rᵀx for row vectors
@@ -402,7 +404,7 @@ def state_dependent(
         return terms.sum(-1)
 
     reach = abs(c) + abs(s)  # largest |y_k| per unit of the box half-width
-    half = min(0.95 * d0 / (kappa * reach), math.sqrt(22.0 * d0 / (beta * min(a))))
+    half = min(0.95 * d0 / (kappa * reach), math.sqrt(22.0 * d0 / (beta * min(curvatures))))
     x_star = rot @ (-kappa / (beta * a_arr))
     return Example(
         name="state_dependent",

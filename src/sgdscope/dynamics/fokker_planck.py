@@ -368,7 +368,7 @@ class FokkerPlanck:
         if check_positivity:
             self._check_m_matrix()
         self._steady: SteadyState | None = None
-        self._lu_cache: dict[tuple[float, Solver], Any] = {}
+        self._lu_cache: dict[tuple[float, Solver, float], _fp_solve.Prepared] = {}
 
     def __repr__(self) -> str:
         return (
@@ -404,8 +404,8 @@ class FokkerPlanck:
                         f"{tuple(getattr(f, 'shape', ()))}. Write it with torch operations or "
                         "pass loss_grad=."
                     )
-                (g,) = torch.autograd.grad(f.sum(), x)
-            g = _to_numpy(g)
+                (grad,) = torch.autograd.grad(f.sum(), x)
+            g = _to_numpy(grad)
             _check_finite("gradient of the 'loss' callable", g, points)
             return -g
         return np.zeros((n, dim))
@@ -526,7 +526,7 @@ class FokkerPlanck:
             return 0.0
         wall = np.zeros(self.grid.shape, dtype=bool)
         for i in range(self.grid.dim):
-            sl = [slice(None)] * self.grid.dim
+            sl: list[slice | int] = [slice(None)] * self.grid.dim
             sl[i] = 0
             wall[tuple(sl)] = True
             sl[i] = -1
@@ -735,9 +735,8 @@ class FokkerPlanck:
         )
 
     def _steady_density(self) -> np.ndarray:
-        if self._steady is None:
-            self.steady_state()
-        return self._steady.density
+        steady = self._steady if self._steady is not None else self.steady_state()
+        return steady.density
 
     def _check_density(self, rho: Any, name: str, where: str) -> np.ndarray:
         rho = _to_numpy(rho)
@@ -882,7 +881,9 @@ class FokkerPlanck:
             residual=worst,
         )
 
-    def _prepared(self, step: float, gen: sp.csc_matrix, kind: Solver, rtol: float):
+    def _prepared(
+        self, step: float, gen: sp.csc_matrix, kind: Solver, rtol: float
+    ) -> _fp_solve.Prepared:
         key = (round(step, 14), kind, rtol)
         if key not in self._lu_cache:
             if len(self._lu_cache) > 4:
@@ -915,10 +916,9 @@ def _available_bytes() -> int:
 
 def gaussian_density(grid: Grid, mean: Sequence[float], cov: Any) -> np.ndarray:
     """A Gaussian N(mean, cov) sampled at the cell centres and normalised on the grid."""
-    mean = np.asarray(mean, dtype=float)
-    cov = np.atleast_2d(np.asarray(cov, dtype=float))
-    x = grid.points - mean
-    prec = np.linalg.inv(cov)
+    centre = np.asarray(mean, dtype=float)
+    x = grid.points - centre
+    prec = np.linalg.inv(np.atleast_2d(np.asarray(cov, dtype=float)))
     q = np.einsum("...i,ij,...j->...", x, prec, x)
     rho = np.exp(-0.5 * (q - q.min()))
     return rho / (rho.sum() * grid.cell_volume)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -69,36 +70,37 @@ class Grid:
             hi = check_real(f"bounds[{i}][1]", hi, where=_WHERE, low=lo, low_open=True)
             clean.append((lo, hi))
         dim = len(clean)
-        if isinstance(shape, int | np.integer) and not isinstance(shape, bool):
-            shape = (int(shape),) * dim
+        given: Any = shape  # not validated yet: anything may arrive
+        if isinstance(given, int | np.integer) and not isinstance(given, bool):
+            given = (int(given),) * dim
         try:
-            shape = tuple(shape)
+            cells = tuple(given)
         except TypeError:
             raise ValueError(
                 f"the 'shape' parameter of {_WHERE} must be an int or a sequence of ints (cells "
                 f"per dimension), got {shape!r}. Example: shape=(201, 201)."
             ) from None
-        if len(shape) != dim:
+        if len(cells) != dim:
             raise ValueError(
                 f"the 'shape' parameter of {_WHERE} must have one entry per dimension ({dim}), "
-                f"got {shape!r}."
+                f"got {cells!r}."
             )
-        shape = tuple(
+        sizes = tuple(
             check_int(
                 f"shape[{i}]", n, where=_WHERE, low=3, hint="Centred differences need 3 cells."
             )
-            for i, n in enumerate(shape)
+            for i, n in enumerate(cells)
         )
         object.__setattr__(self, "bounds", tuple(clean))
-        object.__setattr__(self, "shape", shape)
-        h = np.array([(hi - lo) / n for (lo, hi), n in zip(clean, shape, strict=True)])
+        object.__setattr__(self, "shape", sizes)
+        h = np.array([(hi - lo) / n for (lo, hi), n in zip(clean, sizes, strict=True)])
         for i, ((lo, hi), hi_) in enumerate(zip(clean, h, strict=True)):
             # the generator divides by h² and differences coordinates: both must be resolved
             tiny = 1e4 * np.finfo(float).eps * max(abs(lo), abs(hi))
             if not (_MIN_SPACING <= hi_ <= _MAX_SPACING) or hi_ <= tiny or hi - lo == np.inf:
                 raise ValueError(
                     f"the 'bounds' parameter of {_WHERE} gives axis {i} = [{lo:g}, {hi:g}] a "
-                    f"cell width h = {hi_:.3g} with {shape[i]} cells, outside what float64 "
+                    f"cell width h = {hi_:.3g} with {sizes[i]} cells, outside what float64 "
                     f"resolves (needs {_MIN_SPACING:g} ≤ h ≤ {_MAX_SPACING:g} and h > 10⁴ ε "
                     f"max(|low|, |high|) = {tiny:.3g}). Rescale the coordinates to O(1) units."
                 )

@@ -61,7 +61,7 @@ from .data import Split
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct
 except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core.multiarray import _reconstruct
+    from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]  # numpy 1.x's path
 
 __all__ = [
     "GCN_SCALE",
@@ -134,7 +134,9 @@ def _empty_array(cls: Any, shape: Any, dtype: Any) -> np.ndarray:
             "from an empty one of shape (0,) and its stored bytes; this file is not an official "
             "CIFAR batch."
         )
-    return _reconstruct(np.ndarray, (0,), dtype)
+    empty = _reconstruct(np.ndarray, (0,), dtype)
+    assert isinstance(empty, np.ndarray)  # numpy's stub says object
+    return empty
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -349,7 +351,9 @@ def _find(root: Path, classes: int) -> _Source:
     )
 
 
-def _parse_binary(name: str, raw: bytes, classes: int) -> tuple[np.ndarray, ...]:
+def _parse_binary(
+    name: str, raw: bytes, classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     head = 1 if classes == 10 else 2
     rec = head + PIXELS
     if len(raw) == 0 or len(raw) % rec:
@@ -363,7 +367,9 @@ def _parse_binary(name: str, raw: bytes, classes: int) -> tuple[np.ndarray, ...]
     return arr[:, head:], arr[:, head - 1].astype(np.int64), coarse
 
 
-def _parse_python(name: str, raw: bytes, classes: int) -> tuple[np.ndarray, ...]:
+def _parse_python(
+    name: str, raw: bytes, classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     d = _unpickle(raw, name)
     key = b"labels" if classes == 10 else b"fine_labels"
     if b"data" not in d or key not in d or (classes == 100 and b"coarse_labels" not in d):
@@ -457,7 +463,8 @@ def cifar(
     if n is not None:
         n = check_int("n", n, where=_WHERE, low=1, hint="Use n=None for all images.")
     source = _find(Path(data_dir).expanduser(), classes)
-    members = _LAYOUT[classes][4 if split is Split.TRAIN else 5]
+    layout = _LAYOUT[classes]
+    members = layout[4] if split is Split.TRAIN else layout[5]
     parse = _parse_binary if source.binary else _parse_python
     # the largest an official member can be: its images' records, plus pickle overhead
     images = 50_000 // len(members) if split is Split.TRAIN else 10_000
@@ -466,7 +473,7 @@ def cifar(
     parts = [parse(name, raw, classes) for name, raw in source.read(members, limit)]
     data = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
-    coarse = np.concatenate([p[2] for p in parts]) if classes == 100 else None
+    coarse = np.concatenate([p[2] for p in parts if p[2] is not None]) if classes == 100 else None
     checks = [("label", labels, classes)]
     if coarse is not None:
         checks.append(("coarse label", coarse, 20))

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from enum import Enum
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -372,6 +373,7 @@ def _read_embedded(split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _check_classes(classes: Iterable[int] | None) -> tuple[int, ...]:
     if classes is None:
         return tuple(range(10))
+    digits: tuple[Any, ...]  # not validated yet
     try:
         digits = tuple(classes)
     except TypeError:

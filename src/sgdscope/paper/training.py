@@ -266,7 +266,9 @@ def _resume(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: tuple[Tensor, Tensor], batch_size: int = 1024) -> tuple:
+def evaluate(
+    model: nn.Module, data: tuple[Tensor, Tensor], batch_size: int = 1024
+) -> tuple[float, float]:
     """Return ``(mean cross-entropy, error rate)`` of ``model`` in eval mode on ``data``."""
     was_training = model.training
     model.eval()
@@ -400,10 +402,13 @@ def train(
                 total += float(loss.detach()) * len(yb)
                 wrong += int((out.argmax(1) != yb).sum())
                 seen += len(yb)
-            test = evaluate(model, test_data) if test_data is not None else (None, None)
-            record = EpochRecord(
-                epoch + 1, lr, total / seen, wrong / seen, *test, time.perf_counter() - t0
+            test_loss, test_error = (
+                evaluate(model, test_data) if test_data is not None else (None, None)
             )
+            record = EpochRecord(
+                epoch + 1, lr, total / seen, wrong / seen, test_loss, test_error,
+                time.perf_counter() - t0,
+            )  # fmt: skip
             history.append(record)
             meta = {"epoch": epoch + 1, "settings": settings}
             if epoch + 1 in keep:

@@ -37,7 +37,10 @@ def covariance_by_rank_one_updates(
         loss = loss_fn(model(inputs[i : i + 1]), targets[i : i + 1]).sum()
         return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)]).to(dtype)
 
-    g = sum(grad_of(i) for i in range(n)) / n
+    total = grad_of(0)
+    for i in range(1, n):
+        total = total + grad_of(i)
+    g = total / n
     d = g.numel()
     S = torch.zeros(d, d, dtype=dtype)
     for i in range(n):

@@ -20,7 +20,14 @@ from torch import Tensor, nn
 from ..._validation import check_int
 from ...noise import GradientNoise
 from ...paper import data, models
-from ...paper.training import TrainConfig, epoch_batches, evaluate, load_weights, train
+from ...paper.training import (
+    Sampling,
+    TrainConfig,
+    epoch_batches,
+    evaluate,
+    load_weights,
+    train,
+)
 from ..context import RunContext
 from .settings import MODEL, Settings, scaled_lr
 
@@ -294,6 +301,7 @@ def measure_remark11(
                 at = max(1, round(0.4 * s.epochs))
                 tr = _trace_at(root / tag / f"epoch_{at:04d}.pt", noise_xy, ctx)
                 d = models.info(MODEL).parameters
+                assert r.temperature is not None  # _train_run sets it
                 r = replace(r, trace_d=tr, noise_scale=r.temperature * tr / d)
             done[tag] = r
         return done[tag]
@@ -393,7 +401,8 @@ def measure_remark12(
         for sampling in ("with", "without"):
             tag = f"r12-n{n}-b{b}-lr{lr:g}-{sampling}-e{epochs}-s{ctx.seed}"
             config = TrainConfig(
-                epochs=epochs, batch_size=b, lr=lr, schedule=((epochs, lr),), sampling=sampling,
+                epochs=epochs, batch_size=b, lr=lr, schedule=((epochs, lr),),
+                sampling=Sampling(sampling),
                 checkpoint_at=(1.0,), seed=ctx.seed,
             )  # fmt: skip
             r, last_model = _train_run(tag, root, sub_xy, test_xy, config, ctx, s, steady=True)
@@ -469,7 +478,7 @@ def measure_sampler(
     grads = _projected_gradients(model.eval(), xy, ctx, s)
     var: dict[str, float] = {}
     for sampling in ("with", "without"):
-        config = TrainConfig(batch_size=b, sampling=sampling, seed=ctx.seed + 1)
+        config = TrainConfig(batch_size=b, sampling=Sampling(sampling), seed=ctx.seed + 1)
         var[f"{sampling}_one_batch"] = batch_noise(grads, config, s.noise_epochs)
         var[f"{sampling}_one_epoch"] = batch_noise(grads, config, s.noise_epochs, window=n // b)
     return SamplerNoise(

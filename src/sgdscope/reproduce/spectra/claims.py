@@ -128,8 +128,7 @@ def _spread_row(spec: PanelSpec, panel: Panel) -> Comparison:
 
 # ------------------------------------------------------------------------------ across panels
 def _low_rank_row(panels: dict[str, Panel]) -> Comparison:
-    pcts = {k: p.final.rank_percent for k, p in panels.items()}
-    pcts = {k: v for k, v in pcts.items() if v is not None}
+    pcts = {k: p.final.rank_percent for k, p in panels.items() if p.final.rank_percent is not None}
     verdict = (
         grade(max(pcts.values()) <= 2.5, partly=max(pcts.values()) <= 5.0)
         if pcts
@@ -185,13 +184,27 @@ def _pair_row(
     return claim.judge(describe(fa, fb), test(fa, fb))
 
 
+def _percent(c: Checkpoint) -> float:
+    """The rank in % of d, which the claims comparing ranks read.
+
+    Raises:
+        ValueError: If the rank is not determined (a top-k spectrum stopping above the
+            threshold; the panels' spectra are computed with k=None, which determines it).
+    """
+    if c.rank_percent is None:
+        raise ValueError(
+            f"the rank at the paper's threshold of epoch {c.epoch}'s spectrum is not determined"
+        )
+    return c.rank_percent
+
+
 def _clipped_ratio(c: Checkpoint) -> float:
     return c.std_over_mean().get("clipped", float("nan"))
 
 
 def _fig1_caption(fc: Checkpoint, le: Checkpoint) -> Verdict:
     return grade(
-        fc.rank_percent <= le.rank_percent / 1.5,
+        _percent(fc) <= _percent(le) / 1.5,
         _clipped_ratio(fc) >= 1.5 * _clipped_ratio(le),
     )
 
@@ -200,7 +213,7 @@ def _cross_rows(panels: dict[str, Panel]) -> list[Comparison]:
     return [
         _pair_row(
             FIG1_CAPTION, panels, "fig1b", "fig1a", _fig1_caption,
-            lambda fc, le: f"rank {fc.rank_percent:.2f} % vs {le.rank_percent:.2f} %; "
+            lambda fc, le: f"rank {_percent(fc):.2f} % vs {_percent(le):.2f} %; "
             f"std/mean (clipped, the authors' reading) {_clipped_ratio(fc):.1f} vs "
             f"{_clipped_ratio(le):.1f} ({_clipped_ratio(fc) / _clipped_ratio(le):.1f}×); 'much' "
             "taken as a factor ≥ 1.5 (partly when only one of the two holds)",
@@ -214,16 +227,16 @@ def _cross_rows(panels: dict[str, Panel]) -> list[Comparison]:
         _pair_row(
             REMARK14_CIFAR100, panels, "fig2b", "fig2a",
             lambda h, t: grade(h.mean() > t.mean() and h.std() > t.std()
-                               and h.rank_percent > t.rank_percent),
+                               and _percent(h) > _percent(t)),
             lambda h, t: f"mean {h.mean():.3g} vs {t.mean():.3g}; std {h.std():.3g} vs "
-            f"{t.std():.3g}; rank {h.rank_percent:.2f} % vs {t.rank_percent:.2f} %",
+            f"{t.std():.3g}; rank {_percent(h):.2f} % vs {_percent(t):.2f} %",
         ),
         _pair_row(
             REMARK14_AUGMENT, panels, "fig2c", "fig2a",
             lambda g, t: grade(g.mean() > t.mean() and g.std() > t.std()
-                               and abs(g.rank_percent / t.rank_percent - 1) <= 0.25),
+                               and abs(_percent(g) / _percent(t) - 1) <= 0.25),
             lambda g, t: f"mean {g.mean():.3g} vs {t.mean():.3g}; std {g.std():.3g} vs "
-            f"{t.std():.3g}; rank {g.rank_percent:.2f} % vs {t.rank_percent:.2f} %",
+            f"{t.std():.3g}; rank {_percent(g):.2f} % vs {_percent(t):.2f} %",
         ),
     ]  # fmt: skip
 

@@ -270,6 +270,11 @@ def inputs_for_d(spec: PanelSpec, d: Data, s: Settings, ctx: RunContext) -> tupl
     return x, y
 
 
+def _vectors(sp: Spectrum) -> int:
+    """Number of eigenvectors the spectrum kept."""
+    return 0 if sp.eigenvectors is None else sp.eigenvectors.shape[1]
+
+
 def measure_spectrum(
     spec: PanelSpec, ckpt: Path, xy: tuple[Tensor, Tensor], ctx: RunContext, s: Settings
 ) -> tuple[Spectrum, float, bool]:
@@ -327,7 +332,7 @@ class PanelRun:
         for i, a in enumerate(epochs):
             for b in epochs[i + 1 :]:
                 sa, sb = self.spectra[a], self.spectra[b]
-                k = min(self.overlap_k, sa.eigenvectors.shape[1], sb.eigenvectors.shape[1])
+                k = min(self.overlap_k, _vectors(sa), _vectors(sb))
                 if k:
                     out[f"{a}-{b}"] = Overlap(k, sa.subspace_overlap(sb, k), k / sa.dim)
         return out

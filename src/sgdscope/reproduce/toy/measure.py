@@ -182,14 +182,26 @@ def _simulate(ex, settings: Settings, seed: int, device: str) -> np.ndarray:
     return paths[-1].cpu().numpy()
 
 
+def _closed_forms(ex: examples.Example) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """The example's known Φ and j (Example 19, the one measured here, has both).
+
+    Raises:
+        ValueError: If the example lacks either.
+    """
+    if ex.potential is None or ex.force is None:
+        raise ValueError(f"example {ex.name!r} has no closed-form Φ and j to compare with")
+    return ex.potential, ex.force
+
+
 def _phi_and_force_errors(ex: examples.Example, ss: SteadyState) -> tuple[float, float]:
     """max |Φ − Φ_known − c| and the ρ-weighted ‖j − j_known‖/‖j_known‖ over resolved cells."""
+    potential, force = _closed_forms(ex)
     points = ss.grid.points
-    known_phi = np.asarray(ex.potential(points), dtype=float)
+    known_phi = np.asarray(potential(points), dtype=float)
     resolved = ss.density >= RESOLVED * ss.density.max()
     diff = (ss.potential - known_phi)[resolved]
     w = np.where(resolved, ss.density, 0.0)
-    j_known = np.asarray(ex.force(points), dtype=float)
+    j_known = np.asarray(force(points), dtype=float)
     norm = float(np.sum(w * (j_known**2).sum(-1)))
     force_err = (
         float(np.sqrt(np.sum(w * ((ss.force - j_known) ** 2).sum(-1)) / norm))
@@ -206,10 +218,11 @@ def measure_well(lam: float, settings: Settings, seed: int, device: str) -> Well
     solve_s = time.perf_counter() - t0
     points = ss.grid.points
     phi_error, force_error = _phi_and_force_errors(ex, ss)
-    rho_exact = np.exp(-np.asarray(ex.potential(points), dtype=float))
+    potential, force = _closed_forms(ex)
+    rho_exact = np.exp(-np.asarray(potential(points), dtype=float))
 
     def flux(x):
-        return ex.force(x) * torch.exp(-ex.potential(x))[..., None]
+        return force(x) * torch.exp(-potential(x))[..., None]
 
     t0 = time.perf_counter()
     final = _simulate(ex, settings, seed, device)
@@ -221,7 +234,7 @@ def measure_well(lam: float, settings: Settings, seed: int, device: str) -> Well
         force_rel_error=force_error,
         current_ratio=ss.current_ratio,
         div_force=ss.div_force,
-        div_force_exact=divergence_ratio(ex.force, points, rho_exact),
+        div_force_exact=divergence_ratio(force, points, rho_exact),
         div_current=ss.div_current,
         div_current_exact=divergence_ratio(flux, points, np.ones_like(rho_exact)),
         critical_points_potential=[c.to_dict() for c in ss.critical_points_potential],

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import time
 import warnings
@@ -124,7 +125,7 @@ def eval_gradient_norm(model: nn.Module, x: Tensor, y: Tensor) -> float:
     with model_mode(model, eval_mode=True):  # every module's own flag restored afterwards
         params = [p for p in model.parameters() if p.requires_grad]
         gs = torch.autograd.grad(nn.functional.cross_entropy(model(x), y), params)
-    return float(torch.sqrt(sum((g.double() ** 2).sum() for g in gs)))
+    return math.sqrt(float(sum((g.double() ** 2).sum() for g in gs)))  # sqrt: correctly rounded
 
 
 def _train_epoch(
