@@ -152,7 +152,7 @@ def analyze(traj, out, project, surrogates, alpha, bins, seed, start, stop, ever
     Writes spectrum.png (increments, Fig. 3a), autocorrelation.png (Fig. 3b), gradient_norm.png
     (Fig. 3c, when recorded), msd.png, flux.png (top-2 PCA plane), equilibrium.png (the verdict)
     and summary.json.
-    """
+    """  # noqa: DOC501 (a command's docstring is its --help; its errors are click's usage errors)
     console = Console()
     k = _parse_project(project)
     source = _open(traj)

@@ -116,6 +116,9 @@ def _shared_options(sub: bool):
 
     After the subcommand they default to None ("not given"), so that a value given before it
     stays in force (``reproduce --quick spectra`` and ``reproduce spectra --quick`` agree).
+
+    Returns:
+        A decorator that adds the options to a click command.
     """
 
     def default(value):

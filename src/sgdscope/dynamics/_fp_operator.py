@@ -118,6 +118,9 @@ def face_cells(grid: Grid, axis: int, periodic: bool) -> tuple[np.ndarray, np.nd
     """Flat indices (left, right) of the two cells of every face normal to ``axis``.
 
     Faces are ordered as :meth:`Grid.face_points` orders them (C order over the face array).
+
+    Returns:
+        Two int arrays of equal length: the left and the right cell of each face.
     """
     idx = np.arange(grid.size).reshape(grid.shape)
     n = grid.shape[axis]

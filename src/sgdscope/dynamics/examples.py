@@ -197,6 +197,9 @@ def quadratic(F: Any = None, D: Any = None, beta: float = 1.0) -> Example:
 
     Returns:
         The :class:`Example`; bounds are ±5.5 stationary standard deviations (square box).
+
+    Raises:
+        ValueError: If F or D is not a symmetric positive-definite matrix of matching size.
     """
     F = _F_DEFAULT if F is None else np.asarray(F, dtype=float)
     D = _D_DEFAULT if D is None else np.asarray(D, dtype=float)
@@ -267,6 +270,9 @@ def accel(lam: float = 10.0, alpha: float = 0.25, b: float = 2.0, beta: float = 
 
     Returns:
         The :class:`Example`.
+
+    Raises:
+        ValueError: If U is not convex (b ≤ 4α²), or a parameter is not a finite number.
     """
     where = "examples.accel"
     lam = check_real("lam", lam, where=where)
@@ -361,6 +367,9 @@ def state_dependent(
 
     Returns:
         The :class:`Example`.
+
+    Raises:
+        ValueError: If ``a`` does not hold 2 positive curvatures, or a parameter is out of range.
     """
     where = "examples.state_dependent"
     beta = check_real("beta", beta, where=where, low=0.0, low_open=True)

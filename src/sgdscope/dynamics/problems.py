@@ -88,6 +88,9 @@ class AbstractFiniteSumProblem(ABC):
         """Mini-batch gradients ∇f_b(x_c) = (1/b) Σ_{k∈b_c} ∇ℓ_k(x_c); x (C, dim), idx (C, b) → (C, dim).
 
         Chains are independent, so one backward pass of Σ_c mean_b ℓ gives every chain's gradient.
+
+        Returns:
+            The chains' mini-batch gradients, shape (C, dim).
         """
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)

@@ -417,6 +417,9 @@ def n_records(n_steps: int, record_every: int) -> int:
     """How many records a run keeps: ⌊n_steps / k⌋ + 1, plus 1 if k does not divide n_steps.
 
     Arithmetic only, so that the memory check runs before anything of size n_steps is built.
+
+    Returns:
+        The number of records, including step 0 and the last step.
     """
     return n_steps // record_every + 1 + (n_steps % record_every != 0)
 
@@ -425,6 +428,9 @@ def record_steps(n_steps: int, record_every: int) -> np.ndarray:
     """The step numbers that are recorded: 0, k, 2k, …, and ``n_steps`` (always last).
 
     Call it after the memory check (:func:`n_records` gives the length without building it).
+
+    Returns:
+        The recorded step numbers, ascending, int64.
     """
     steps = np.arange(0, n_steps + 1, record_every, dtype=np.int64)
     if steps[-1] != n_steps:
@@ -461,6 +467,9 @@ def block_size(n_particles: int, dim: int, noise_dim: int, device: torch.device 
     the random stream of a given seed is the same everywhere on CPU. A block's work arrays (its
     states, drift and normals, at most ~2¹⁸ elements each, 1 MiB in float32) stay in cache across
     all the steps of the block.
+
+    Returns:
+        The number of particles a block advances together.
     """
     if torch.device(device).type != "cpu":
         return max(n_particles, 1)
@@ -672,6 +681,9 @@ def _thread_policy(size: int, n_blocks: int, threads: int | None) -> int:
     thread: their steps take microseconds, and waking threads costs more (on a loaded machine up
     to ~100× more). Larger ones run their blocks on ``threads`` (default
     ``torch.get_num_threads()``) Python threads, each op single-threaded inside.
+
+    Returns:
+        The number of worker threads (1: run the blocks in this thread).
     """
     if threads is None:
         threads = 1 if size < SMALL_PROBLEM else torch.get_num_threads()

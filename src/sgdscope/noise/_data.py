@@ -34,6 +34,12 @@ def primary_output(out: Any) -> torch.Tensor:
     """The tensor that carries a model's prediction.
 
     That is the output itself, ``logits`` of a dict / ``ModelOutput``, or a tuple's first tensor.
+
+    Returns:
+        The prediction tensor.
+
+    Raises:
+        TypeError: If the output holds no tensor.
     """
     if torch.is_tensor(out):
         return out

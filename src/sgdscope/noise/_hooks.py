@@ -104,6 +104,9 @@ def _mha_blocks(m: nn.MultiheadAttention, call: _Call, n: int) -> dict[str, Grad
     Recompute q, k, v and the heads' output, backpropagate the output gradient through the
     attention kernel once for the whole chunk, and hand each projection's (input, output
     gradient) to :class:`LinearFactors`.
+
+    Returns:
+        The block of each of the module's parameters, by local name (``in_proj_weight``, ...).
     """
     names = ["query", "key", "value", "key_padding_mask", "need_weights", "attn_mask",
              "average_attn_weights", "is_causal"]  # fmt: skip
@@ -238,6 +241,13 @@ class HookedGradients:
         """Blocks for every selected parameter, the per-sample losses, and Σ_i g_i per parameter.
 
         The sums are the batch gradient, which the backward computes anyway.
+
+        Returns:
+            ``(blocks, losses, sums)``: a :class:`GradBlock` per selected parameter, the (n,)
+            per-sample losses (detached), and Σ_i g_i per parameter.
+
+        Raises:
+            UnbatchedOutput: If a module's output does not have the samples as its first dimension.
         """
         for unit in self.units:
             unit.calls = []

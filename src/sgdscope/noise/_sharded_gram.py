@@ -52,6 +52,9 @@ def sharded_group_gram_matrices(
 ) -> dict[str, torch.Tensor]:
     """Kᶜ_g (N × N float64, not yet divided by N − c) for every group, over all ranks' samples.
 
+    Returns:
+        ``{group: Kᶜ_g}``, each (N, N) float64 and the same on every rank.
+
     Raises:
         MemoryBudgetError: If three panels of one sample's rows do not fit ``rep_budget``.
     """

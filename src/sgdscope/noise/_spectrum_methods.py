@@ -67,6 +67,9 @@ def rounding_floor(centred_sq: float, n: int, mean_sq: float, denom: int, dtype)
     and by Weyl's inequality every eigenvalue moves by at most ‖δD‖₂. With Σ_k ‖g_k‖² =
     Σ_k ‖g_k − ḡ‖² + N ‖ḡ‖² (``centred_sq``, ``mean_sq``). This floor does not grow with d, unlike
     the paper's λ_max · d · ε_float32, which reaches λ_max at d ≈ 8.4M.
+
+    Returns:
+        The floor 2ε · (centred_sq + n · mean_sq) / denom.
     """
     eps = float(torch.finfo(dtype).eps) / 2
     return 2 * eps * (centred_sq + n * mean_sq) / denom
@@ -88,6 +91,9 @@ def exact_bytes(
     precision) and their N × r coefficients, and room for the Gram pieces
     of at least two chunks (estimated as materialised per-sample gradients, capped at a quarter
     of the budget: factored layers need less).
+
+    Returns:
+        The bytes, an upper estimate.
     """
     if method is SpectrumMethod.DENSE:
         return 3 * stream.dim**2 * 8 + stream.dim * 8
@@ -154,6 +160,9 @@ def _estimated_costs(
     dense symmetric eigh of size m costs m³ times the rate measured on a 256 × 256 matrix on the
     same device. Gram: 1 + ⌈panels / 2⌉ (+ 1 for eigenvectors) passes and the N × N eigh;
     randomized: ``RANDOMIZED_PASSES`` passes (k = None: the rank search, about twice that).
+
+    Returns:
+        ``(gram seconds, randomized seconds, how)``, ``how`` the estimate in words.
     """
     t0 = time.perf_counter()
     stream.moments()
@@ -339,6 +348,9 @@ def compute_group_spectra(
     Every group's N × N Gram matrix K_g = Gᶜ_g Gᶜ_gᵀ / (N − c) is accumulated in the same panel
     passes as the whole model's (the blocks are computed once per parameter and summed per
     group); the top ``vectors`` eigenvectors of every group come from one more pass.
+
+    Returns:
+        ``{group: Spectrum}``, each frozen, method ``"gram"``.
     """
     compute = torch.float64 if precision is Precision.FLOAT64 else stream.grad_dtype
     n, denom = stream.n, stream.n - correction

@@ -57,6 +57,9 @@ float32): the engine's working set for one layer is bounded by this, whatever th
 def tensor_sum(terms: Iterable[torch.Tensor]) -> torch.Tensor:
     """Python's ``sum`` of one or more tensors (0 + t₁ + t₂ + …), typed as the tensor it is.
 
+    Returns:
+        The sum, a new tensor.
+
     Raises:
         ValueError: If there are no terms (the sum would be the int 0).
     """

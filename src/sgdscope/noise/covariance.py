@@ -156,6 +156,9 @@ def gram_matrix(stream: GradientStream, dtype: torch.dtype, rep_budget: int) -> 
     r"""Kᶜ = Gᶜ Gᶜᵀ (N × N, float64, not yet divided by N − c), without the N × d matrix.
 
     See :func:`group_gram_matrices`, of which this is the one-group case.
+
+    Returns:
+        Kᶜ, shape (N, N), float64.
     """
     return group_gram_matrices(stream, dtype, rep_budget, {"all": list(stream.layout.names)})["all"]
 
@@ -169,6 +172,9 @@ def group_gram_matrices(
     factors of a factored layer) are kept while the rest of the data streams past chunk by
     chunk, filling the panel's rows of K; then the next panel. When every piece fits
     ``rep_budget`` there is one panel and one pass; otherwise passes ≈ (panels + 1) / 2.
+
+    Returns:
+        ``{group: Kᶜ_g}``, each (N, N) float64.
 
     Raises:
         MemoryBudgetError: If not even two chunks' pieces fit ``rep_budget``.
@@ -251,6 +257,9 @@ def group_gram_vectors(
     The result is accumulated and returned in ``dtype``: float64, or the gradients' float32 under
     mixed precision, which halves the d × r block (9 GB instead of 18 GB for 64 eigenvectors of a
     36M-parameter model) at a relative error of about √(chunks) · 2⁻²⁴.
+
+    Returns:
+        ``{group: Gᶜ_gᵀ U_g}``, each (d_g, r_g) in ``dtype``.
     """
     layout = stream.layout
     mean = stream.moments()[0]

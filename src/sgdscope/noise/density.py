@@ -104,6 +104,9 @@ def stochastic_lanczos_quadrature(
 
     A run that breaks down early (an invariant subspace: β ≈ 0) keeps its shorter quadrature;
     its missing nodes get weight 0.
+
+    Returns:
+        ``(nodes, weights)``, float64 arrays of shape (n_probes, m).
     """
     nv = probes.shape[1]
     V = probes / torch.linalg.vector_norm(probes, dim=0)

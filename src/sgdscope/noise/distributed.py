@@ -75,6 +75,10 @@ def shard(data, rank: int | None = None, world_size: int | None = None, *, group
         world_size: The number of ranks; None for the size of ``group`` (1 without it).
         group: The process group (None: the default group).
 
+    Returns:
+        The shard, in the form ``data`` came in (a Subset for a Dataset, a DataLoader over one for
+        a DataLoader).
+
     Raises:
         ValueError: On a rank outside [0, world_size) or more ranks than samples.
     """
@@ -129,6 +133,9 @@ def unwrap_data_parallel(model: torch.nn.Module, *, where: str) -> torch.nn.Modu
     differentiates with ``torch.autograd.grad`` through the wrapped module itself, which runs
     neither DDP's forward bookkeeping nor that step, so no DDP collective is triggered and the
     model's ``.grad`` fields are left alone: measuring between two DDP steps is harmless.
+
+    Returns:
+        The innermost wrapped module (``model`` itself when it is not wrapped).
 
     Raises:
         ValueError: On a model with FSDP-sharded parameters (FSDP or ``fully_shard``, DTensor
@@ -260,6 +267,9 @@ class Reducer:
         One small all-reduce carries each rank's status and a fingerprint of the ``replicated``
         tensors (which must be equal on every rank). If any rank failed, every rank raises a
         :class:`RankError` with the first failing rank's message.
+
+        Returns:
+            What ``compute()`` returned on this rank.
 
         Raises:
             RankError: If a rank raised, or the replicated tensors differ between ranks.

@@ -345,6 +345,9 @@ class GradientNoise:
         The batch size at which the gradient's noise and signal are of one size: below it SGD
         steps are noise-dominated. Exact, from the same pass as :meth:`trace`.
 
+        Returns:
+            B_simple, in samples.
+
         Raises:
             ZeroDivisionError: If the mean gradient is exactly zero.
         """
@@ -363,8 +366,12 @@ class GradientNoise:
 
         Under torch.distributed, ``idx`` indexes this rank's shard (nothing is communicated).
 
+        Returns:
+            The gradients, shape (n, d), in the gradients' dtype.
+
         Raises:
             MemoryBudgetError: If n × d gradients exceed the memory budget.
+            IndexError: If an index is outside [0, n_local).
         """
         if idx is None:
             idx = torch.arange(self.n_local)
@@ -393,6 +400,9 @@ class GradientNoise:
     def dense(self) -> torch.Tensor:
         """D(x) as a dense (d, d) matrix in the accumulation dtype (eq. 2).
 
+        Returns:
+            D, shape (d, d).
+
         Raises:
             MemoryBudgetError: If d × d does not fit the memory budget (says what to call instead).
         """
@@ -405,6 +415,9 @@ class GradientNoise:
         Args:
             precision: "float64", or "mixed" (products inside a chunk in the model's dtype,
                 accumulated in float64 across chunks).
+
+        Returns:
+            The :class:`~sgdscope.noise.covariance.CovarianceOperator` of D.
         """
         precision = check_option("precision", precision, Precision, where="GradientNoise.operator")
         compute = torch.float64 if precision is Precision.FLOAT64 else self._stream.grad_dtype
@@ -637,6 +650,10 @@ class GradientNoise:
 
         Returns:
             A frozen :class:`~sgdscope.noise.density.SpectralDensity`.
+
+        Raises:
+            ValueError: On ``n_probes`` or ``steps`` out of range, or an unknown ``reorthogonalize``.
+            MemoryBudgetError: If the Lanczos blocks (4 d × n_probes float64) exceed the budget.
         """
         where = "GradientNoise.spectral_density"
         n_probes = check_int("n_probes", n_probes, where=where, low=1)

@@ -20,6 +20,9 @@ def resolve_groups(layout: ParamLayout, groups, *, where: str) -> dict[str, list
             (``{"attention": ["*.attn.*"]}``); groups may overlap.
         where: The caller, for error messages.
 
+    Returns:
+        ``{group name: parameter names}``, groups in the order found, names in layout order.
+
     Raises:
         ValueError: On an unknown rule, or a group that matches no selected parameter.
     """

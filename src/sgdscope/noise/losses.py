@@ -38,6 +38,9 @@ def sequence_cross_entropy(
     Returns:
         One loss per sequence: the mean over its counted tokens (0 for a sequence with none).
 
+    Raises:
+        ValueError: If the logits are not (n, T, V) or the labels not (n, T).
+
     Example:
         >>> logits = torch.zeros(2, 4, 3)
         >>> sequence_cross_entropy(logits, torch.tensor([[0, 1, 2, 0], [1, 1, -100, -100]]))

@@ -45,6 +45,9 @@ def per_sample_gradients_loop(
     takes them); a parameter a sample's loss does not reach gets a zero gradient. The model is
     used in whatever mode it is in (call ``model.eval()`` first to match the default of
     :class:`~sgdscope.GradientNoise`), and its ``.grad`` fields are left alone.
+
+    Returns:
+        The gradients, shape (N, d), in the parameters' dtype.
     """
     named = [
         (n, p)

@@ -88,6 +88,12 @@ class Spectrum:
             rtol: None for the default, the noise floor of the computation (see ``noise_floor``;
                 the paper's threshold for spectra without one); ``"paper"`` for the paper's
                 λ_max · d · ε_float32; a number r > 0 for r · λ_max.
+
+        Returns:
+            The threshold, in the units of the eigenvalues.
+
+        Raises:
+            ValueError: If ``rtol`` is neither None, ``"paper"`` nor a number > 0.
         """
         if rtol is None:
             if self.noise_floor is not None:
@@ -121,6 +127,9 @@ class Spectrum:
         """Numerical rank: #{λ > threshold} (see :meth:`threshold` for ``rtol``).
 
         Warns when the threshold is at or above λ_max (the rank is then 0 by construction).
+
+        Returns:
+            The number of eigenvalues above the threshold.
 
         Raises:
             ValueError: If the spectrum is partial and its smallest computed eigenvalue is still
@@ -181,6 +190,9 @@ class Spectrum:
         r"""Entropy effective rank exp(−Σ p_i log p_i), p_i = λ_i / Σλ (Roy & Vetterli 2007).
 
         On a partial spectrum it is computed over the listed eigenvalues (see ``top_k_share``).
+
+        Returns:
+            The effective rank (0 when no eigenvalue is listed).
         """
         p = self._weights()
         p = p[p > 0]
@@ -270,6 +282,12 @@ class Spectrum:
         r"""Overlap ‖V_kᵀ W_k‖_F² / k ∈ [0, 1] of two spectra's top-k eigenvectors (Remark 13).
 
         1 means the same top-k subspace (D constant along training), k/d is the chance level.
+
+        Returns:
+            The overlap.
+
+        Raises:
+            ValueError: If either spectrum has fewer than k eigenvectors, or the dimensions differ.
         """
         tops = []
         for s, name in ((self, "self"), (other, "other")):
@@ -294,6 +312,9 @@ class Spectrum:
 
         When the rank is not determined (a top-k spectrum that stops above the threshold), the
         rank fields and the threshold-dependent statistics are None and ``rank_note`` says why.
+
+        Returns:
+            A dict of plain numbers, strings and lists.
         """
         known = self.rank_known(rtol)
         r = self.rank(rtol) if known else None
@@ -382,6 +403,9 @@ class Spectrum:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Spectrum:
         """Read a spectrum written by :meth:`save` (or by the reproduce cache of sgdscope ≤ 0.1).
+
+        Returns:
+            The :class:`Spectrum`, eigenvectors included when saved.
 
         Raises:
             ValueError: If the file is not a saved spectrum (the message names it).

@@ -374,6 +374,9 @@ class GradientStream:
 
         Shifting every sample by the same s before summing keeps sums of squares free of
         cancellation; under torch.distributed s is agreed on in one all-reduce of d + 1 numbers.
+
+        Returns:
+            ``(first chunk, s)``.
         """
 
         def first() -> tuple[Chunk, torch.Tensor]:

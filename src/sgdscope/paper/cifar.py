@@ -127,6 +127,12 @@ def _empty_array(cls: Any, shape: Any, dtype: Any) -> np.ndarray:
     The array is then filled by its pickled state, whose bytes are in the file, so its size is
     bounded by the file's. Any other class or shape (a crafted file asking for a huge
     uninitialised array) is refused.
+
+    Returns:
+        An empty array of shape (0,), which the pickle's state then fills.
+
+    Raises:
+        CifarFormatError: On any other class or shape.
     """
     if cls is not _NDARRAY or tuple(shape) != (0,):
         raise CifarFormatError(
@@ -574,6 +580,9 @@ def fit_zca(x: Tensor, epsilon: float = ZCA_EPSILON, rtol: float = 1e-10) -> Zca
 
     Returns:
         The fitted :class:`Zca`.
+
+    Raises:
+        ValueError: On fewer than 2 images, or a negative ``epsilon``.
     """
     epsilon = check_real("epsilon", epsilon, where="fit_zca", low=0)
     flat = x.reshape(x.shape[0], -1).to(torch.float64)

@@ -145,6 +145,9 @@ def _pillow_coefficients(in_size: int, out_size: int) -> np.ndarray:
     ``int(center − support + 0.5)`` to ``int(center + support + 0.5)`` (clipped to the image)
     get weight ``tri((x − center + 0.5)/filterscale)`` with ``tri(t) = max(1 − |t|, 0)``; the
     weights are normalised to sum 1, then rounded to ``round(w · 2²²)`` (away from zero).
+
+    Returns:
+        The weights, shape (out_size, in_size), int64 in units of 2⁻²².
     """
     scale = in_size / out_size
     filterscale = max(scale, 1.0)

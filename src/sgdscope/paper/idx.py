@@ -57,8 +57,12 @@ def _gunzip(raw: bytes, limit: int) -> bytes:
     only ``limit`` bytes of memory. A stream that ends earlier is read to its end, where zlib
     checks its CRC-32 and length.
 
+    Returns:
+        The decompressed bytes, at most ``limit`` of them.
+
     Raises:
-        zlib.error, EOFError: If the stream is corrupted or truncated.
+        zlib.error: If the stream is corrupted (a bad CRC-32, length or deflate data).
+        EOFError: If it is truncated, or followed by bytes that are not another gzip member.
     """
     out = bytearray()
     data = raw

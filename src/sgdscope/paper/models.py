@@ -231,6 +231,9 @@ def small_allcnn(num_classes: int = 10, width: int = 1) -> nn.Sequential:
 
     ``width=1`` is the paper's network (26,982 parameters for 10 classes); wider variants serve
     the scaling benchmarks (about 26,712 · width² parameters).
+
+    Returns:
+        The network, freshly initialised.
     """
     width = check_int("width", width, where="sgdscope.paper.models.small_allcnn", low=1)
     c1, c2 = 12 * width, 24 * width

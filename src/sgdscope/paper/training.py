@@ -71,6 +71,9 @@ def default_schedule(epochs: int, lr: float) -> tuple[tuple[int, float], ...]:
     ``epoch < epoch_end`` applies (the authors' ``exptutils.schedule``). The paper's own schedule
     is unknown (it is not in the paper, and run names omit it); this is the common "divide by 10
     twice" choice.
+
+    Returns:
+        ``((epoch_end, lr), ...)`` ending at ``epochs``.
     """
     return ((max(1, epochs // 2), lr), (max(1, (3 * epochs) // 4), lr / 10), (epochs, lr / 100))
 
@@ -213,12 +216,15 @@ def _atomic_save(obj: Any, path: Path) -> None:
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint written by :func:`train` into ``model``; return its metadata.
 
+    Returns:
+        The checkpoint's other entries (epoch, settings, history).
+
     Raises:
         FileNotFoundError: If ``path`` does not exist.
         ValueError: If the file does not hold this network's weights, or is damaged
             (:class:`sgdscope._checkpoint.CheckpointError`: a zip member fails its CRC,
             truncated, not a checkpoint).
-    """
+    """  # noqa: DOC501 (the TypeError raised inside is caught: it becomes the ValueError)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {os.fspath(path)!r} does not exist.")
@@ -289,6 +295,9 @@ def epoch_batches(n: int, config: TrainConfig, epoch: int) -> list[Tensor]:
 
     ``ceil(n / b)`` batches: a fresh permutation split into batches of b (the last one smaller)
     for ``"without"`` replacement, or independent uniform draws of b indices for ``"with"``.
+
+    Returns:
+        ``ceil(n / b)`` int64 index tensors.
     """
     g = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
     b = min(config.batch_size, n)

@@ -29,6 +29,9 @@ def covariance_by_rank_one_updates(
 
     Two passes: the mean gradient g (as a mean of per-sample gradients), then a batch-size-1 loop
     adding ``torch.outer(g_k − g, g_k − g)`` to a dense d × d matrix.
+
+    Returns:
+        D, shape (d, d), in ``dtype``.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     n = inputs.shape[0]

@@ -62,6 +62,9 @@ class Claim:
             note: Why the verdict, and what differs from the paper's setting.
             paper: The paper's value when it depends on the run (e.g. a rank "≈ 62 of 3,474"
                 for the measured d); None keeps :attr:`paper`.
+
+        Returns:
+            The :class:`Comparison` row.
         """
         return Comparison(
             self.key, self.claim, self.paper if paper is None else paper, measured, verdict, note
@@ -82,6 +85,9 @@ def grade(*checks: bool, partly: bool | None = None) -> Verdict:
         *checks: What must all hold for the claim to be reproduced.
         partly: What suffices for "partly reproduced" when not all checks hold; None means "any
             check holds".
+
+    Returns:
+        The :class:`Verdict`.
 
     Example:
         >>> grade(True, True).value, grade(True, False).value, grade(False, False).value
@@ -166,6 +172,9 @@ class AbstractSettings(abc.ABC):
         Args:
             embedded_data: Whether the run read the embedded MNIST subset.
             **detail: Passed to :meth:`describe_reduction` (e.g. which panels ran).
+
+        Returns:
+            The reduction in words, or ``""``.
         """
         parts = [self.describe_reduction(**detail)] if self.is_reduced else []
         if embedded_data:

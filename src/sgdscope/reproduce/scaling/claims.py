@@ -47,6 +47,9 @@ def remark11_verdict(r: Remark11) -> tuple[Verdict, str]:
     Not testable when the control (fixed η) varies by no more than two standard errors of a
     difference of two test errors; reproduced when the range over b at fixed η/b is at most half
     the range at fixed η; partly when it is smaller; not reproduced otherwise.
+
+    Returns:
+        ``(verdict, why)``, why in words for the report.
     """
     if r.spread_fixed_lr <= r.noise_floor:
         return Verdict.NOT_TESTABLE, (
@@ -69,6 +72,9 @@ def remark12_verdict(d: WithMinusWithout) -> Verdict:
     (by more than 2 s.e.), that difference grows from the small to the large b/N, and the
     generalisation gap is smaller at the large b/N; partly when the first two hold, or the gap
     is smaller and its difference grows with b/N; not reproduced otherwise.
+
+    Returns:
+        The :class:`Verdict`.
     """
     hotter = d.steady_loss_diff_large > 2 * d.steady_loss_diff_large_se
     grows = abs(d.steady_loss_diff_large) > abs(d.steady_loss_diff_small)
@@ -85,6 +91,9 @@ def sampler_verdict(m: SamplerNoise) -> Verdict:
     Partly reproduced when the one-batch variance ratio is within 10 % of App. A's exact
     (N − b)/(N − 1); never fully, since over an epoch the batches' noise cancels (per-epoch
     reshuffling), which the per-step model of Remark 12 ignores; not reproduced otherwise.
+
+    Returns:
+        The :class:`Verdict`.
     """
     step_ok = abs(m.ratio_one_batch - m.exact_one_batch) <= 0.1 * m.exact_one_batch
     return Verdict.PARTLY if step_ok else Verdict.NOT_REPRODUCED

@@ -390,6 +390,9 @@ def measure_remark12(
 
     η = 0.1·b/128 is constant through each run (a steady state to average over), so β⁻¹ is the
     same at both b and only b/N differs; both samplers run the same number of steps.
+
+    Returns:
+        ``(record, last model, its training data)``.
     """
     n = s.replacement_n
     sub_xy = load_mnist(ctx, "train", n, s)
@@ -455,6 +458,9 @@ def _projected_gradients(model: nn.Module, xy: tuple, ctx: RunContext, s: Settin
 
     With P of i.i.d. N(0, 1/p) entries, E‖Pᵀv‖² = ‖v‖², so every squared norm in
     :func:`batch_noise` is estimated without bias and the ratios are unaffected.
+
+    Returns:
+        The projections, shape (N, ``s.projections``), float64, on the CPU.
     """
     noise = GradientNoise(
         model, nn.CrossEntropyLoss(reduction="none"), xy, device=ctx.device, cache=False

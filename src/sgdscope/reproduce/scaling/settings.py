@@ -135,6 +135,9 @@ def scaled_lr(batch_size: int, settings: Settings) -> float:
     which the authors' ``train_dual_batch.py`` set at 1 (github.com/pratikac/grad-info, commit
     4e1bd82).
 
+    Returns:
+        η for batch size ``batch_size``.
+
     Example:
         >>> scaled_lr(512, Settings())
         0.4

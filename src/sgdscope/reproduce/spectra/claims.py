@@ -187,6 +187,9 @@ def _pair_row(
 def _percent(c: Checkpoint) -> float:
     """The rank in % of d, which the claims comparing ranks read.
 
+    Returns:
+        ``100 · rank / d``.
+
     Raises:
         ValueError: If the rank is not determined (a top-k spectrum stopping above the
             threshold; the panels' spectra are computed with k=None, which determines it).

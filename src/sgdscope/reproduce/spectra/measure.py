@@ -137,6 +137,9 @@ def power_law_slope(sp: Spectrum) -> float | None:
     """Slope s of log λ_i = c − s log i over the eigenvalues above the threshold.
 
     A power law λ_i ∝ i^(−s), as Xie et al. (NeurIPS 2023) report for gradient-noise covariances.
+
+    Returns:
+        s, or None when fewer than 5 eigenvalues are above the threshold.
     """
     r = sp.rank(PAPER) if sp.rank_known(PAPER) else sp.eigenvalues.size
     lam = sp.eigenvalues[: max(r, 0)]

@@ -133,6 +133,9 @@ class Settings(AbstractSettings):
 
         Args:
             cifar: Whether CIFAR panels ran (their reductions are listed only then).
+
+        Returns:
+            The differences, comma-separated (``""`` for none).
         """
         parts = [f"{self.mnist_epochs} MNIST epochs"]
         if self.mnist_n_train:

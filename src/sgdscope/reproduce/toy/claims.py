@@ -113,6 +113,9 @@ def assumption4_verdict(
     some λ > 0 has a relative ∇·j above ``tol`` while ∇·(jρ) stays below it (the steady state is
     right, the assumption fails); reproduced when every λ > 0 has ∇·j below ``tol``; not
     testable when ∇·(jρ) itself is not resolved (the solve is too coarse to tell).
+
+    Returns:
+        The :class:`Verdict`.
     """
     rows = [(f, c) for lam, f, c in zip(lams, div_force, div_current, strict=True) if lam > 0]
     if not rows or any(c >= tol for _, c in rows):
@@ -128,6 +131,9 @@ def linear_verdict(
     Reproduced when the non-commuting pair has ‖Q‖/‖F‖ > 1e-3 and is flagged non-commuting,
     the commuting pair has ‖Q‖/‖F‖ < 1e-10 and is flagged commuting, and the Fokker–Planck
     force agrees with −QUx to 5 %; partly when only the algebra holds; otherwise not reproduced.
+
+    Returns:
+        The :class:`Verdict`.
     """
     algebra = q_noncommuting > 1e-3 and q_commuting < 1e-10 and commute_flags == (False, True)
     return grade(algebra, force_error < 0.05, partly=algebra)

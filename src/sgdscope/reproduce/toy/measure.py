@@ -112,6 +112,9 @@ def _solve(lam: float, n: int, beta: float = 1.0) -> tuple[examples.Example, Ste
     The drift (hence f) is that of the paper (β = 1); the box is the one the example sizes for
     max(1, β/4): the density concentrates as β grows and a smaller box keeps the cell Péclet
     number low, while the margin of 4 in β keeps the rotated density off the walls.
+
+    Returns:
+        ``(example, steady state, the Fokker–Planck problem)``.
     """
     ex = examples.double_well(lam, beta=1.0)
     grid = Grid(examples.double_well(lam, beta=max(1.0, beta / 4)).bounds, (n, n))
@@ -137,6 +140,9 @@ def chi2_test(points: np.ndarray, bins: int, potential_x1) -> tuple[float, int, 
     Bin probabilities come from the closed form (1-D quadrature in x₁, the normal CDF in x₂),
     not from the grid solve; edges span ±2.2 (x₁) and ±2.5 (x₂) with open outer bins, and bins
     whose expected count is below 5 are pooled into one.
+
+    Returns:
+        ``(χ², degrees of freedom, p-value)``.
     """
     e1 = np.concatenate([[-np.inf], np.linspace(-2.2, 2.2, bins - 1), [np.inf]])
     e2 = np.concatenate([[-np.inf], np.linspace(-2.5, 2.5, bins - 1), [np.inf]])
@@ -184,6 +190,9 @@ def _simulate(ex, settings: Settings, seed: int, device: str) -> np.ndarray:
 
 def _closed_forms(ex: examples.Example) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
     """The example's known Φ and j (Example 19, the one measured here, has both).
+
+    Returns:
+        ``(Φ, j)``, callables on points (..., 2).
 
     Raises:
         ValueError: If the example lacks either.
@@ -282,6 +291,9 @@ def local_exponent(inv_betas: list[float], shifts: list[float]) -> float:
     """Slope of log(shift) against log(β⁻¹) between the two smallest β⁻¹.
 
     nan when fewer than two shifts are given or a shift is missing or not positive.
+
+    Returns:
+        The slope (≈ 1 when the shift is linear in β⁻¹), or nan.
     """
     pairs = sorted_shifts(inv_betas, shifts)
     if pairs is None:
@@ -321,6 +333,9 @@ def measure_shift(
         settings: Supplies ``shift_lam``, ``shift_betas`` and ``grid``.
         solved: Steady states already solved, by β (the λ = shift_lam well at β = 1).
         advance: Called after each β (progress).
+
+    Returns:
+        The :class:`ShiftMeasurement`.
     """
     betas = sorted(settings.shift_betas)
     states = dict(solved)
@@ -416,6 +431,9 @@ def linear_case(seed: int, n: int) -> LinearCase:
     F and D get random eigenvectors at a relative angle in [π/8, 3π/8] and random eigenvalues
     with F's ratio ≥ 2 (so that Q is clearly non-zero) and D's ratio < 3 (which keeps the
     scheme an M-matrix on square cells).
+
+    Returns:
+        The :class:`LinearCase`.
     """
     F, D, D_c = _random_pair(seed)
     dec, dec_c = linear_decomposition(F, D), linear_decomposition(F, D_c)

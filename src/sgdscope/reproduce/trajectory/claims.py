@@ -250,6 +250,9 @@ def notes(an: Analysis, settings: Settings, numbers: dict[str, Any]) -> list[str
         an: The analysis.
         settings: The run's settings.
         numbers: The experiment's numbers (``data`` and ``timing`` are read).
+
+    Returns:
+        The notes, one sentence or paragraph each.
     """
     out = [
         "Full gradient: the recorder stores the eval-mode gradient of f (BatchNorm running "

@@ -197,6 +197,9 @@ def moving(x: np.ndarray, rtol: float = 1e-4) -> np.ndarray:
 
     The bias of the linear layer before BatchNorm has an exactly zero train-mode gradient (the
     batch mean removes it), so it moves only by round-off; its normalised statistics are noise.
+
+    Returns:
+        The indices, ascending.
     """
     rms = np.concatenate(
         [
@@ -228,6 +231,9 @@ def bartlett_outside(x: np.ndarray, lags: np.ndarray) -> dict[int, float]:
     with ρ the coordinate's own autocorrelation (computed densely, 64 coordinates at a time by
     :func:`~sgdscope.trajectory.analysis.autocorrelation`). Unlike ±2.576/√n, which holds for
     white noise only, it is the band of a correlated but otherwise unremarkable series.
+
+    Returns:
+        ``{lag: fraction}`` for each lag.
     """
     if lags.size == 0:
         return {}
@@ -247,6 +253,9 @@ def _shape_cv(x: np.ndarray, *, increments: bool) -> float:
 
     Columns are processed 64 at a time (a 10⁵-epoch record does not fit in memory as float64
     Welch segments).
+
+    Returns:
+        The median coefficient of variation.
     """
     n = x.shape[0] - int(increments)
     seg = int(min(n, max(16, n // 8)))
@@ -269,6 +278,9 @@ def spectral_shape(x: np.ndarray, seed: int = 0) -> dict[str, float]:
       length (64 columns, ``seed``): what the estimator's own noise gives when every weight has
       the same (flat) spectrum. ``shape_cv_excess`` = √(cv² − floor²), the spread beyond it.
     - ``scale_ratio``: 90th/10th percentile of the weights' increment variances (the *levels*).
+
+    Returns:
+        The numbers above, by name.
     """
     cv = _shape_cv(x, increments=True)
     white = np.random.default_rng(seed).standard_normal((x.shape[0] - 1, 64))
@@ -296,6 +308,9 @@ def spectrum_numbers(ps: PowerSpectrum) -> dict[str, float]:
     - ``slope``: least-squares slope of log power on log f over f > 0 (0 when white).
     - ``band_relative_width``: median over f of (upper − lower)/mean of the 68 % bootstrap band
       of the mean over weights, the band the paper drew.
+
+    Returns:
+        The three numbers above, by name.
     """
     f, p = ps.frequency[1:], ps.mean[1:]
     low = f <= 1e-2
@@ -443,6 +458,9 @@ def _weight_norm(traj: Trajectory, x: np.ndarray) -> WeightNorm:
 
     BN makes f invariant to its scale, and without weight decay SGD only grows it: a slow drift
     that alone gives long-lag autocorrelation and low-frequency power.
+
+    Returns:
+        The :class:`WeightNorm`.
     """
     lay = traj.meta["layout"]
     size = int(np.prod(lay["shapes"][0]))

@@ -79,6 +79,9 @@ class Settings(AbstractSettings):
 
         3,000 epochs took 186 s under shared load (17.5 epochs/s), over this experiment's share
         of the 10-minute quick budget; 2,000 reach lags of 900 epochs in Fig. 3b (T/2).
+
+        Returns:
+            The quick settings.
         """
         return cls(epochs=2_000, burnin=200, checkpoint_every=200, n_surrogates=99, embedded=True)
 
