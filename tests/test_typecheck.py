@@ -50,7 +50,9 @@ def test_the_settings_report_the_errors_of_a_probe(tmp_path: Path):
         "def first(values: list[int] | None) -> int:\n"
         "    return values[0]\n"  # line 7: None is not indexable
     )
-    run = _mypy("--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", "/dev/null", str(probe))
+    run = _mypy(
+        "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", "/dev/null", str(probe)
+    )
     report = run.stdout + run.stderr
     assert run.returncode == 1, report
     assert "probe.py:2: error" in report and "[assignment]" in report, report

@@ -186,6 +186,10 @@ def _css_width(png: bytes) -> int | None:
 
     Matplotlib writes the ``savefig`` dpi in the ``pHYs`` chunk; showing every figure at its
     physical size keeps the figures' fonts at the size of the page's text, whatever the dpi.
+
+    Returns:
+        The width in CSS pixels, or None (not a PNG, or no resolution in metres before the
+        image data).
     """
     if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
         return None
@@ -263,7 +267,12 @@ def _version() -> str:
 
 
 def _asset(name: str) -> str:
-    return resources.files(__package__).joinpath("templates", name).read_text(encoding="utf-8")
+    return (
+        resources.files(__package__)
+        .joinpath("templates")
+        .joinpath(name)
+        .read_text(encoding="utf-8")
+    )
 
 
 @cache

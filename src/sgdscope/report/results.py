@@ -23,7 +23,7 @@ import os
 import platform
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from importlib import metadata
@@ -157,10 +157,10 @@ class ExperimentResult:
     reduced_note: str = ""
     config: Mapping[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-    comparisons: tuple[Comparison, ...] = ()
-    figures: tuple[FigureRef, ...] = ()
+    comparisons: Sequence[Comparison] = ()  # stored as a tuple
+    figures: Sequence[FigureRef] = ()  # stored as a tuple
     numbers: Mapping[str, Any] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
+    notes: Sequence[str] = ()  # stored as a tuple
     environment: Mapping[str, Any] = field(default_factory=environment)
 
     def __post_init__(self) -> None:

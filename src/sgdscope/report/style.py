@@ -187,6 +187,9 @@ def _labelled(ax: Axes) -> Iterator[tuple[str, Artist | Container, list[Artist]]
 
     A container (bars, error bars) stands for all its parts, under its own label or, as
     ``ax.hist`` labels them, under the label of its first labelled part.
+
+    Yields:
+        ``(label, handle, artists)`` for each labelled container or artist, containers first.
     """
     seen: set[int] = set()
     for container in ax.containers:

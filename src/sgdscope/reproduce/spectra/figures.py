@@ -25,6 +25,9 @@ def panel(run: PanelRun, folder: Path, label: str) -> FigureRef:
         run: The measured panel.
         folder: The experiment's folder.
         label: What was reduced, in words (empty for the paper's protocol).
+
+    Returns:
+        The figure's :class:`FigureRef` (file name and caption).
     """
     spec, spectra = run.spec, run.spectra
     last = max(spectra)

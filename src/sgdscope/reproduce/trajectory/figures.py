@@ -29,6 +29,9 @@ def gradient_norms(an: Analysis, burnin: int, banner: str = "") -> Figure:
     """Fig. 3c: ‖∇f‖/√d per epoch (train and eval mode) and its EWMA, log-x, paper's range.
 
     ``banner`` (the reduced-run label) is drawn above the figure as on the other figures.
+
+    Returns:
+        The figure.
     """
     fig, ax = new_figure(width=5.5, height=3.8)
     for g, colour, what in ((an.grad_train, "C0", "train mode"), (an.grad_eval, "C1", "eval mode")):
@@ -51,31 +54,31 @@ def draw(an: Analysis, folder: Path, burnin: int, label: str) -> list[FigureRef]
     """Draw every figure the analyses allow into ``folder``; ``label`` heads each one."""
     eq = an.equilibrium
     banner = f"(reduced: {label})" if label else ""
-    # (result needed, file, draw() -> Figure, caption): drawn only when the analysis produced it
-    plan: list[tuple[Any, str, Callable[[], Figure], str]] = [
+    # (result needed, file, draw(result) -> Figure, caption): drawn when the analysis produced it
+    plan: list[tuple[Any, str, Callable[[Any], Figure], str]] = [
         (an.spectrum, "fig3a_spectrum.png",
-         lambda: plot_power_spectrum(an.spectrum, banner=banner),
+         lambda spectrum: plot_power_spectrum(spectrum, banner=banner),
          "Fig. 3a: power spectrum of the per-epoch increments, mean over weights with the 68 % "
          "bootstrap band (seaborn tsplot's, as the paper drew)."),
         (an.autocorrelation, "fig3b_autocorrelation.png",
-         lambda: plot_autocorrelation(an.autocorrelation, banner=banner),
+         lambda acf: plot_autocorrelation(acf, banner=banner),
          "Fig. 3b: autocorrelation of the weights against lag (epochs), with the paper's "
          "white-noise bands ±1.96/√n and ±2.576/√n."),
         (an.grad_train, "fig3c_gradient_norm.png",
-         lambda: gradient_norms(an, burnin, banner),
+         lambda _grad: gradient_norms(an, burnin, banner),
          "Fig. 3c: ‖∇f‖/√d per epoch, train mode (the authors' full_dw) and eval mode, EWMA "
          "com = 100, with the paper's 1e-3–3e-3 range."),
-        (an.msd, "msd.png", lambda: plot_msd(an.msd, banner=banner),
+        (an.msd, "msd.png", lambda msd: plot_msd(msd, banner=banner),
          "MSD of the weights against lag with the fitted power law (Kunin et al.: anomalous "
          "diffusion, c ≠ 1)."),
-        (eq, "flux.png", lambda: plot_flux(eq.flux, banner=banner),
+        (eq, "flux.png", lambda test: plot_flux(test.flux, banner=banner),
          f"Probability flux in {eq.plane if eq else ''} (Battle et al. 2016)."),
-        (eq, "equilibrium.png", lambda: plot_equilibrium(eq, banner=banner),
+        (eq, "equilibrium.png", lambda test: plot_equilibrium(test, banner=banner),
          "Equilibrium test: irreversibility of the lagged covariance against reversible (Q = 0) "
          "OU surrogates."),
     ]  # fmt: skip
     return [
-        FigureRef(save_figure(draw_one(), folder / name).name, caption)
+        FigureRef(save_figure(draw_one(need), folder / name).name, caption)
         for need, name, draw_one, caption in plan
         if need is not None
     ]
