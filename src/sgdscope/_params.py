@@ -67,6 +67,9 @@ def select_params(model: nn.Module, params, *, where: str) -> list[str]:
             dict from name to parameter.
         where: The caller, for error messages.
 
+    Returns:
+        The names, in ``model.named_parameters()`` order.
+
     Raises:
         ValueError: On names or tensors that are not parameters of ``model``, or an empty selection.
     """
@@ -84,7 +87,7 @@ def select_params(model: nn.Module, params, *, where: str) -> list[str]:
                 "parameters; pass a submodule of the model (e.g. params=model.fc)."
             )
     elif isinstance(params, dict):
-        names = [by_id.get(id(p), n) if n not in named else n for n, p in params.items()]
+        names = [n if n in named or id(p) not in by_id else by_id[id(p)] for n, p in params.items()]
     else:
         names = []
         for p in params:
@@ -118,6 +121,9 @@ def as_batches(data: Any) -> Iterable:
 
     A tuple or list ``(inputs, targets)`` of two tensors is one batch; anything else (a
     DataLoader, a list of batches) is iterated as it is.
+
+    Returns:
+        An iterable of ``(inputs, targets)`` batches (a one-element list for one batch).
     """
     if (
         isinstance(data, tuple | list)
@@ -270,6 +276,9 @@ class ParamLayout:
 
         Returns:
             A dict from parameter name to the corresponding piece (a view where possible).
+
+        Raises:
+            ValueError: If the leading dimension of ``vector`` is not d.
         """
         if vector.shape[0] != self.dim:
             raise ValueError(

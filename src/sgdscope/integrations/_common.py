@@ -34,6 +34,13 @@ def open_monitor(
     ``overwrite`` (never silently). At a later step (the framework restored a checkpoint of that
     step) the record continues from it: what the interrupted run recorded after the checkpoint is
     dropped, so the record has no gap and no step twice.
+
+    Returns:
+        The :class:`~sgdscope.Monitor`, new or continuing the record.
+
+    Raises:
+        FileExistsError: If a record is at ``path``, the run starts at step 0 and ``overwrite``
+        is False.
     """
     if step > 0:
         return Monitor(model, loss_fn, probe_data, path, resume=True, resume_step=step, **settings)

@@ -110,6 +110,13 @@ def _sgd_state(optimizer: Any) -> tuple[float, float, float | None, str]:
     The temperature of eq. 3 is defined for SGD (with heavy-ball momentum in its SDE limit), so
     it is given only for ``torch.optim.SGD`` whose groups share one lr, momentum and dampening;
     dampening τ scales the step of a momentum buffer by (1 − τ).
+
+    Returns:
+        The four values; the effective lr is None, and ``why`` says why, when the temperature
+        is not defined.
+
+    Raises:
+        ValueError: If ``optimizer`` has no parameter groups (it is not a torch optimizer).
     """
     opt = _base_optimizer(optimizer)
     groups = getattr(opt, "param_groups", None)
@@ -475,7 +482,7 @@ class Monitor:
         return out
 
     def _measurement_due(self, step: int) -> bool:
-        if self.measure_every != _AUTO:
+        if isinstance(self.measure_every, int):
             return step % self.measure_every == 0
         return self._next_measurement is None or step >= self._next_measurement
 

@@ -55,6 +55,9 @@ class MonitorRecord:
     def eigenvectors(self, i: int) -> np.ndarray:
         """The top-k eigenvectors of measurement ``i``, a float32 array (d, k).
 
+        Returns:
+            The eigenvectors, one per column, λ descending.
+
         Raises:
             ValueError: If they were not kept (a large model; ``eigenvectors=True`` keeps them).
         """
@@ -77,6 +80,9 @@ class MonitorRecord:
             i: Index of the first measurement.
             j: Index of the second.
             k: Number of top eigenvectors (None: all kept).
+
+        Returns:
+            The overlap.
         """
         vi, vj = self.eigenvectors(i), self.eigenvectors(j)
         k = vi.shape[1] if k is None else int(k)

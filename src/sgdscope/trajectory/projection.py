@@ -332,8 +332,14 @@ def _scan(data: Any, *, cross: bool, scale: float = 1.0) -> _Scan:
     :math:`M_{ab} = M_a + M_b + \frac{n_a n_b}{n_a+n_b}\delta\delta^\top`, which keeps the
     round-off of the centred moments small when the mean is far from zero (weights are).
     With ``cross=False`` only the diagonal (per-coordinate sums of squares) is kept.
+
+    Returns:
+        The :class:`_Scan`.
     """
-    n, mean, g, bad = 0, None, None, None
+    n = 0
+    mean: np.ndarray | None = None
+    g: np.ndarray | None = None
+    bad: tuple[int, int] | None = None
     d = None
     source = getattr(data, "weights", data)
     width = tuple(getattr(source, "shape", np.shape(source)))[-1:] or (1,)
@@ -376,6 +382,7 @@ def _scan(data: Any, *, cross: bool, scale: float = 1.0) -> _Scan:
     if d is None or bad is not None:
         m = 0 if d is None else d
         return _Scan(n, np.zeros(m), np.zeros((m, m) if cross else m), scale, bad)
+    assert mean is not None and g is not None  # set by the first block (d is set, none bad)
     r = np.array(vecs)
     c = np.array(coefs)
     m2 = g + ((r.T * c) @ r if cross else (c[:, None] * r**2).sum(axis=0))
@@ -468,7 +475,9 @@ def pca_projection(
         return _differences(_blocks(data)) if increments else _blocks(data)
 
     # first pass: count, mean of z, mean position
-    count, total, pos_total, pos_count, dim = 0, None, None, 0, None
+    count, pos_count, dim = 0, 0, None
+    total: np.ndarray | None = None
+    pos_total: np.ndarray | None = None
     for b in _blocks(data):
         pos_total = b.sum(axis=0) if pos_total is None else pos_total + b.sum(axis=0)
         pos_count += len(b)
@@ -481,6 +490,7 @@ def pca_projection(
             f"the 'data' parameter of {where} must have at least {3 if increments else 2} rows "
             f"(records) to estimate a covariance, got {pos_count}."
         )
+    assert total is not None and pos_total is not None  # rows were read
     k = check_int("k", k, where=where, low=1, high=dim)
     z_mean = total / count if center else np.zeros(dim)
     pos_mean = pos_total / pos_count if center else np.zeros(dim)

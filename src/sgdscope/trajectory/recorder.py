@@ -23,7 +23,7 @@ import shutil
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,7 @@ def _select_params(
     return names, [named[n] for n in names]
 
 
-def _layout(names: list[str], params: list[torch.Tensor]) -> dict:
+def _layout(names: list[str], params: Sequence[torch.Tensor]) -> dict:
     offsets, pos = [], 0
     for p in params:
         offsets.append(pos)
@@ -93,6 +93,9 @@ def _unstarted(path: Path) -> bool:
 
     Such a directory holds at most empty stream folders, hidden ``.*.tmp`` files, the lock file and
     an empty chunk index.
+
+    Returns:
+        Whether ``path`` is such a directory.
     """
     if not path.is_dir():
         return False
@@ -116,6 +119,13 @@ def _open_directory(
 
     With ``overwrite`` an existing trajectory (and only a trajectory) is emptied once the lock is
     held; an existing directory that is neither empty nor a trajectory is refused.
+
+    Returns:
+        ``(lock, manifest)``: the lock, held, and the manifest to resume or None.
+
+    Raises:
+        FileExistsError: If ``path`` is a trajectory and neither ``resume`` nor ``overwrite`` is
+        asked, or is a directory that is neither empty nor a trajectory.
     """
     if not path.exists() or _unstarted(path):
         path.mkdir(parents=True, exist_ok=True)
@@ -158,6 +168,9 @@ def _resume_step(manifest: dict, gradient_every: int | None) -> int:
     (a crash between the commits of the two streams). Records after it are dropped on resume.
     Streams written with :meth:`TrajectoryRecorder.append` do not lower it: a row is due at no
     particular step.
+
+    Returns:
+        The step.
     """
     weights = chunks_of(manifest, "weights")
     step = weights[-1].last_step if weights else manifest["meta"].get("start_step", 0)
@@ -833,6 +846,7 @@ class TrajectoryRecorder:
         self._new_chunk()
 
     def _record_gradient(self, step: int) -> None:
+        assert self._loss_fn is not None  # required with gradient_data (_set_gradient_source)
         g, loss = full_gradient(
             self._model, self._loss_fn, self._gradient_data, self._params, where=_WHERE
         )

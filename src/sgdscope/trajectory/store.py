@@ -59,7 +59,7 @@ import time
 import zlib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -236,7 +236,7 @@ def _damaged(path: Any, what: str) -> TrajectoryFormatError:
     )
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -286,7 +286,13 @@ def read_index(root: Path) -> tuple[dict[str, list[ChunkInfo]], int]:
     """The chunks listed in ``root/chunks.jsonl`` and the byte length of its complete lines.
 
     An unterminated last line (a write cut short by a crash) is ignored.
-    """
+
+    Returns:
+        ``({stream: its chunks}, byte length of the complete lines)``.
+
+    Raises:
+        TrajectoryFormatError: If the index is missing or a complete line is damaged.
+    """  # noqa: DOC501 (_damaged(...) builds the TrajectoryFormatError)
     file = root / INDEX
     if not file.is_file():
         raise _damaged(root, f"its chunk index {INDEX!r} is missing")
@@ -321,7 +327,7 @@ def read_manifest(path: str | os.PathLike) -> dict:
         FileNotFoundError: If ``path`` does not exist.
         TrajectoryFormatError: If ``path`` is not a trajectory, was written by a newer format
             version than this sgdscope reads, or its manifest or index is damaged.
-    """
+    """  # noqa: DOC501 (_damaged(...) builds a TrajectoryFormatError)
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(
@@ -542,7 +548,7 @@ class StoreWriter:
         """
         _atomic_write(
             self.root / PROJECTION_FILE,
-            lambda fh: np.savez(fh, **arrays),
+            lambda fh: np.savez(fh, allow_pickle=False, **arrays),
             fsync=self.fsync,
         )
 
@@ -567,7 +573,7 @@ class StoreWriter:
             crc["data"] = w.crc
 
         buf = io.BytesIO()
-        np.savez(buf, steps=np.asarray(steps, np.int64), **scalars)
+        np.savez(buf, allow_pickle=False, steps=np.asarray(steps, np.int64), **scalars)
         records = buf.getvalue()
         _atomic_write(data_file, write_data, fsync=self.fsync)
         _atomic_write(
@@ -604,7 +610,12 @@ class StoreWriter:
 
         Returns:
             The committed chunk's description.
-        """
+
+        Raises:
+            RuntimeError: If the writer is closed.
+            OSError: If the index line cannot be written (a full disk is said in words); the writer
+            is then closed.
+        """  # noqa: DOC501 (_explain_write_error(...) is the OSError)
         if self._fd is None:
             raise RuntimeError(f"the store writer of {str(self.root)!r} is closed.")
         info = self.manifest["streams"][stream]

@@ -374,6 +374,10 @@ class Trajectory:
 
         These are the model's parameters (not the k coordinates of a recorded projection), so
         that any d-vector of the run splits per layer.
+
+        Raises:
+            TrajectoryFormatError: If the manifest has no usable layout (not written by
+            TrajectoryRecorder).
         """
         lay = self.meta.get("layout") or {}
         names, shapes = lay.get("names"), lay.get("shapes")
