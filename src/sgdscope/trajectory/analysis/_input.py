@@ -199,6 +199,9 @@ def project_velocities(
     on the (T, k) result: a non-finite velocity gives a non-finite projection, and only then is
     the input searched for it. Projected values beyond 2^±64 are divided by a power of two.
 
+    Returns:
+        The projected velocities, centred, float64 (T, k).
+
     Raises:
         ValueError: If the velocities' shape differs from the positions', or a value is not
             finite, or a projected velocity is constant.

@@ -34,6 +34,9 @@ def surrogate_statistics(
     is the same stream as B single draws), so the values do not depend on ``threads`` or the
     batch size; the paths and statistics of a batch run on a worker thread (numpy and scipy
     release the GIL in their loops).
+
+    Returns:
+        The values, one row per surrogate, float64.
     """
     batch = max(1, min(n_surrogates, _BATCH_ELEMENTS // max(n * k, 1)))
     out = np.empty((n_surrogates, width))

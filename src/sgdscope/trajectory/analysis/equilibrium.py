@@ -14,7 +14,6 @@ from enum import Enum
 from typing import Any
 
 import numpy as np
-import scipy.fft
 import scipy.signal
 
 from ..._validation import check_int, check_real
@@ -177,6 +176,10 @@ def _statistics(
     """The four component statistics of a projected path y (T, k), and its linear fit.
 
     ``odd`` marks the velocity coordinates (then the null is :func:`~.ou.parity_null`).
+
+    Returns:
+        ``(statistics, fit)``: the irreversibility, |Lévy area|, spectrum and
+        autocorrelation distances (4,), and the linear model fitted to y.
     """
     fit = fit_ou(y) if fit is None else fit
     null = fit if odd is None else _ParityModel(parity_null(fit, odd, y.shape[0]))
@@ -216,6 +219,9 @@ def _statistics_fast(
     the fit, C(τ) at the irreversibility lags and the autocorrelation lags (direct products
     instead of a length-2T FFT), the flux cells by arithmetic on the uniform edges instead of a
     search, and the Welch spectrum of the rows by one batched FFT.
+
+    Returns:
+        ``(statistics, fit)``, as :func:`_statistics`.
     """
     k, n = yt.shape
     mean = yt.mean(axis=1)
@@ -232,7 +238,7 @@ def _statistics_fast(
     # irreversibility: ‖W Σ_τ (C(τ) − ε C(τ)ᵀ ε) W‖², C(τ) over T with 1/T, W = S_ε^{-1/2}
     if odd is None:
         w, v = np.linalg.eigh(g0 / n)
-        null = fit
+        null: OUFit | _ParityModel = fit
     else:
         flip = parity_signs(odd, k)
         w, v = np.linalg.eigh(0.5 * (g0 + g0 * flip) / n)
@@ -297,6 +303,9 @@ def _null_statistics(
     (default the refitted model's ``entropy_production``). The normals are drawn in order from ``rng``
     (:func:`~._surrogates.surrogate_statistics`), so the values equal those of drawing one
     surrogate at a time with ``simulate_null`` and do not depend on ``threads``.
+
+    Returns:
+        ``(statistics, rates)``: (n_surrogates, 4) and (n_surrogates,).
     """
     rate = (lambda yt, f: f.entropy_production) if entropy is None else entropy
 

@@ -113,11 +113,11 @@ def _flux_field(y: np.ndarray, bins: int) -> tuple:
     flat = idx[:, 0] * bins + idx[:, 1]
     occ = np.bincount(flat, minlength=bins * bins).reshape(bins, bins) / n
     step = np.diff(c, axis=0) / (2.0 * (n - 1))
-    flux = np.zeros((bins * bins, 2))
+    per_cell = np.zeros((bins * bins, 2))
     for a in range(2):
-        flux[:, a] = np.bincount(flat[:-1], weights=step[:, a], minlength=bins * bins)
-        flux[:, a] += np.bincount(flat[1:], weights=step[:, a], minlength=bins * bins)
-    flux = flux.reshape(bins, bins, 2)
+        per_cell[:, a] = np.bincount(flat[:-1], weights=step[:, a], minlength=bins * bins)
+        per_cell[:, a] += np.bincount(flat[1:], weights=step[:, a], minlength=bins * bins)
+    flux = per_cell.reshape(bins, bins, 2)
     rbar = c.mean(axis=0)
     u = c - rbar
     area = (u[:-1, 0] * u[1:, 1] - u[:-1, 1] * u[1:, 0]) / (n - 1)
@@ -136,6 +136,9 @@ def _block_areas(c: np.ndarray, n_blocks: int) -> np.ndarray:
 
     :math:`L_b = \frac{1}{T-1}\sum_{t\in b}(c_t-m_b)\times(c_{t+1}-m_b)`; reversing the block in
     time maps it to exactly −L_b, and it does not depend on where the block sits.
+
+    Returns:
+        The areas L_b, shape (B,).
     """
     n = c.shape[0]
     cross = c[:-1, 0] * c[1:, 1] - c[:-1, 1] * c[1:, 0]

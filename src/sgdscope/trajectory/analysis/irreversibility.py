@@ -40,11 +40,15 @@ def default_lags(n: int, fit: OUFit | None = None, slowest: float | None = None)
     antisymmetry of C(τ) peaks near τ, but the noise of Ĉ(τ) grows faster with the lag, so short
     lags have the most power (measured on the rotated OU of the tests: lag 1 alone beats lags up
     to τ).
+
+    Returns:
+        The lags, ascending int64 (at least the lag 1).
     """
     hi = max(1, n // 50)
-    if fit is not None or slowest is not None:
-        mu = float(np.abs(fit.null_coefficients).max()) if slowest is None else slowest
-        hi = min(hi, max(1, round(-0.25 / np.log(mu))))
+    if slowest is None and fit is not None:
+        slowest = float(np.abs(fit.null_coefficients).max())
+    if slowest is not None:
+        hi = min(hi, max(1, round(-0.25 / np.log(slowest))))
     return np.unique(np.round(np.geomspace(1, hi, 4)).astype(np.int64))
 
 
@@ -112,6 +116,9 @@ def antisymmetric_covariance(
     :math:`\hat C(\tau)-\varepsilon\hat C(\tau)^\top\varepsilon` with
     :math:`\hat C(\tau)=\frac1T\sum_t(y_{t+\tau}-\bar y)(y_t-\bar y)^\top` and
     ε = diag(±1), −1 on the ``odd`` coordinates (velocities); ε = I by default.
+
+    Returns:
+        The asymmetries, one (k, k) matrix per lag.
     """
     yc = y - y.mean(axis=0)
     n = y.shape[0]
@@ -132,6 +139,9 @@ def irreversibility_statistic(
     without odd coordinates). The antisymmetric parts are summed before squaring: for a rotation
     they share a sign at lags below the relaxation time, so the signal adds coherently while the
     noise adds in quadrature.
+
+    Returns:
+        The statistic, ≥ 0 (0 for a path that looks the same reversed).
     """
     yc = y - y.mean(axis=0)
     s = yc.T @ yc / y.shape[0]

@@ -45,6 +45,9 @@ def _real_log(b: np.ndarray) -> np.ndarray:
 
     By eigendecomposition (fast for the small k used here); ``scipy.linalg.logm`` when the
     eigenvectors are ill-conditioned (near-defective B).
+
+    Returns:
+        The real logarithm, (k, k).
     """
     lam, v = np.linalg.eig(b)
     if np.linalg.cond(v) < 1e8:
@@ -123,6 +126,9 @@ class OUFit:
         """Surrogates of the null from standard normals ``eps`` (B, T, k), as (B, k, T) rows.
 
         The batch form of :meth:`simulate_null`: the same normals give the same paths (tested).
+
+        Returns:
+            The surrogate paths.
         """
         mu = self.null_coefficients
         e = np.ascontiguousarray(eps.transpose(0, 2, 1))  # (B, k, T)
@@ -142,6 +148,9 @@ class OUFit:
 
         Exact discrete-time law, stationary start; the AR(1) recursions run in
         ``scipy.signal.lfilter``.
+
+        Returns:
+            The surrogate.
         """
         rng = as_generator(seed)
         mu = self.null_coefficients
@@ -165,6 +174,9 @@ class OUFit:
 
         :math:`P_c(f) = \sum_i P_{ci}^2\,(1-\mu_i^2)/|1-\mu_i e^{-2\pi i f}|^2` per snapshot, times
         :math:`|1 - e^{-2\pi i f}|^2` for increments; ``frequency`` in cycles per snapshot.
+
+        Returns:
+            The spectral densities.
         """
         f = np.asarray(frequency, dtype=float)[:, None]
         mu = self.null_coefficients[None, :]
@@ -300,6 +312,9 @@ class GaussianChain:
         :math:`A = V\Lambda V^{-1}`, the modes :math:`z = V^{-1}x` are independent complex AR(1)
         recursions (``scipy.signal.lfilter``), and x = Re(V z). A near-defective A (eigenvector
         condition number above 1e8) runs the recursion step by step instead.
+
+        Returns:
+            The paths.
         """
         b, n, k = eps.shape
         e = np.empty((b, n, k))
@@ -339,6 +354,9 @@ class GaussianChain:
 
         :math:`P(f) = \operatorname{diag} H\Sigma H^{*}` with :math:`H = (I - Ae^{-2\pi i f})^{-1}`;
         its integral over f ∈ [−½, ½] is diag(S).
+
+        Returns:
+            The spectral densities.
         """
         f = np.asarray(frequency, dtype=float)
         k = self.mean.size
@@ -357,6 +375,9 @@ class GaussianChain:
         cancel), divided by Δ. It is 0 exactly when :math:`AS = \varepsilon(AS)^\top\varepsilon`
         and :math:`S = \varepsilon S\varepsilon` (detailed balance with parity), and for a
         finely sampled OU without odd variables it tends to tr(Qᵀ D⁻¹ Q U) as Δ → 0 (tested).
+
+        Returns:
+            The rate, ≥ 0, per unit of time (``dt``).
         """
         return _kl_rate(self.A, self.S, odd) / self.dt
 
@@ -376,6 +397,9 @@ def _reversal_kl(
     deterministic (heavy-ball SGD in (midpoint, step) coordinates, where
     m_{t+1} − m_t = (u_t + u_{t+1})/2 exactly) makes J and RJRᵀ singular on the same subspace;
     a ridge of 1e-10 of the mean eigenvalue on both makes that subspace contribute nothing.
+
+    Returns:
+        The KL divergence, ≥ 0.
     """
     k = c0.shape[0]
     eps = np.where(np.zeros(k, bool) if odd is None else odd, -1.0, 1.0)
@@ -400,6 +424,9 @@ def pair_entropy_rate(yt: np.ndarray, odd: np.ndarray | None, dt: float = 1.0) -
     the pairs (y_t, y_{t+1}), t < T − 1, each half about its own mean, so that an exact linear
     relation between consecutive states (heavy-ball SGD) holds in J to round-off, as in the
     chain itself.
+
+    Returns:
+        The rate, ≥ 0, per unit of time (``dt``).
     """
     a, b = yt[:, :-1], yt[:, 1:]
     a = a - a.mean(axis=1, keepdims=True)
@@ -438,6 +465,9 @@ def fitted_chain(fit: OUFit, n_steps: int) -> GaussianChain:
 
     Its transition matrix is the least-squares A, with eigenvalues clipped inside 1 − 1/T, and its
     innovation covariance S − A S Aᵀ (negative eigenvalues of sampling noise set to 0).
+
+    Returns:
+        The :class:`GaussianChain`.
     """
     return _chain(fit.mean, _stable(fit.A, n_steps), fit.S, fit.dt)
 

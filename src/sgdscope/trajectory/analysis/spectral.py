@@ -39,6 +39,10 @@ def _density(x: np.ndarray, segment_length: int | None) -> tuple[np.ndarray, np.
     series. An int L: Welch's average of Hann-windowed periodograms of length L with 50 %
     overlap, normalised by :math:`\sum w^2` (Welch 1967). Both have expectation ≈ the density
     whose integral over f ∈ [−½, ½] is the variance.
+
+    Returns:
+        ``(frequency, density)``: the rfft frequencies (F,) in cycles per sample and the
+        densities (F, c).
     """
     if segment_length is None:
         xc = x - x.mean(axis=0)
@@ -170,6 +174,7 @@ def power_spectrum(
             boot = np.zeros((n_boot, freq.size))
         total += p.sum(axis=1)
         boot += weights[:, c0 : c0 + _COLS] @ p.T
+    assert freq is not None and total is not None and boot is not None  # d ≥ 1 columns
     boot /= d
     tail = 50.0 * (1.0 - confidence)
     lower, upper = np.percentile(boot, [tail, 100.0 - tail], axis=0)

@@ -86,6 +86,9 @@ def bridge_cvm_sf(x: Any) -> np.ndarray:
 
     evaluated with the exponentially scaled Bessel function (no underflow) until the terms are
     below 1e-17 of the sum.
+
+    Returns:
+        The tail probabilities, one per entry of ``x``.
     """
     x = np.atleast_1d(np.asarray(x, dtype=np.float64))
     out = np.ones_like(x)
@@ -227,14 +230,14 @@ def diagnose(
     length = n * fit.dt
     names = names or [f"coordinate {i}" for i in range(k)]
     reasons = []
-    for i in np.flatnonzero(adf_p >= alpha):
+    for j in np.flatnonzero(adf_p >= alpha):
         reasons.append(
-            f"{names[i]} has a unit root (ADF p = {adf_p[i]:.3g} ≥ {alpha:g}: it drifts rather "
+            f"{names[j]} has a unit root (ADF p = {adf_p[j]:.3g} ≥ {alpha:g}: it drifts rather "
             "than fluctuates about a level)"
         )
-    for i in np.flatnonzero(kpss_p < trend_alpha / k):
+    for j in np.flatnonzero(kpss_p < trend_alpha / k):
         reasons.append(
-            f"{names[i]} has a trend or level shift (KPSS p = {kpss_p[i]:.2g} < "
+            f"{names[j]} has a trend or level shift (KPSS p = {kpss_p[j]:.2g} < "
             f"{trend_alpha:g}/{k})"
         )
     if n * (1.0 - lam[0]) <= MIN_RELAXATIONS:
