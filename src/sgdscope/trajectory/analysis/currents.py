@@ -309,28 +309,15 @@ def subspace_currents(
     adjusted = step_down_max_t(np.abs(r) / scale, np.abs(r_null) / scale)
 
     sigma, null_sigma = float(obs[-1]), null[:, -1]
-    bias = float(null_sigma.mean())
-    entropy = EntropyProduction(
-        rate=sigma,
-        bias=bias,
-        corrected=max(sigma - bias, 0.0),
-        null_std=float(null_sigma.std()),
-        p_value=p_value_upper(sigma, null_sigma),
-        dt=dt,
-        fit=fit,
-        interval=_basic_interval(sigma, boot, confidence),
-        confidence=confidence,
-    )
+    entropy = EntropyProduction.against_null(
+        sigma, null_sigma, dt=dt, fit=fit,
+        interval=_basic_interval(sigma, boot, confidence), confidence=confidence,
+    )  # fmt: skip
     w, v = np.linalg.eigh(fit.S)  # rotation rates: eigenvalues ±iω of S^{-1/2} Q S^{-1/2}
     wh = (v / np.sqrt(w)) @ v.T
     rates = np.sort(np.abs(np.linalg.eigvals(wh @ fit.Q @ wh).imag))[::-1][: 2 * (k // 2) : 2]
 
-    if not stationarity.stationary:
-        status = EquilibriumStatus.NOT_STATIONARY
-    elif p < alpha:
-        status = EquilibriumStatus.OUT_OF_EQUILIBRIUM
-    else:
-        status = EquilibriumStatus.NO_EVIDENCE
+    status = EquilibriumStatus.of(stationarity.stationary, p, alpha)
     result = dict(
         statistic=statistic,
         p_value=p,

@@ -56,6 +56,13 @@ class EquilibriumStatus(str, Enum):
     NOT_STATIONARY = "not testable: not stationary"
     """The record is not stationary, so neither conclusion is drawn."""
 
+    @classmethod
+    def of(cls, stationary: bool, p_value: float, alpha: float) -> EquilibriumStatus:
+        """The conclusion: none on a non-stationary record, else by ``p_value < alpha``."""
+        if not stationary:
+            return cls.NOT_STATIONARY
+        return cls.OUT_OF_EQUILIBRIUM if p_value < alpha else cls.NO_EVIDENCE
+
 
 @dataclass(frozen=True)
 class Component:
@@ -562,24 +569,11 @@ def equilibrium_test(
     flux = probability_flux(y[:, :2], bins=bins, seed=rng)
     # the flux was computed in y's own coordinates; report the plane of the original projection
     flux = ProbabilityFlux(**{**flux.__dict__, "projection": proj, "plane": plane})
-    bias = float(null_sigma.mean())
-    entropy_result = EntropyProduction(
-        rate=sigma,
-        bias=bias,
-        corrected=max(sigma - bias, 0.0),
-        null_std=float(null_sigma.std()),
-        p_value=p_value_upper(sigma, null_sigma),
-        dt=1.0,
-        fit=fit,
-        definition=definition,
+    entropy_result = EntropyProduction.against_null(
+        sigma, null_sigma, dt=1.0, fit=fit, definition=definition
     )
     stat, p = float(obs[0]), components["irreversibility"].p_value
-    if not stationarity.stationary:
-        status = EquilibriumStatus.NOT_STATIONARY
-    elif p < alpha:
-        status = EquilibriumStatus.OUT_OF_EQUILIBRIUM
-    else:
-        status = EquilibriumStatus.NO_EVIDENCE
+    status = EquilibriumStatus.of(stationarity.stationary, p, alpha)
     if odd is None:
         effect = fit.effect_size
     else:  # only the part of Q that breaks detailed balance with parity carries a current

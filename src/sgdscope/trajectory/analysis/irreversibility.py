@@ -289,6 +289,28 @@ class EntropyProduction:
     confidence: float | None = None
     definition: str = "ou"
 
+    @classmethod
+    def against_null(
+        cls, rate: float, null: np.ndarray, *, dt: float, fit: OUFit, **extra: Any
+    ) -> EntropyProduction:
+        """The rate with its bias, spread and p-value from the same estimator on ``null``.
+
+        Args:
+            rate: The estimate on the data.
+            null: The same estimator on reversible surrogates (true σ = 0).
+            dt: Time between snapshots.
+            fit: The fitted linear model.
+            **extra: ``interval``, ``confidence``, ``definition``.
+
+        Returns:
+            The :class:`EntropyProduction`.
+        """
+        bias = float(null.mean())
+        return cls(
+            rate=rate, bias=bias, corrected=max(rate - bias, 0.0), null_std=float(null.std()),
+            p_value=p_value_upper(rate, null), dt=dt, fit=fit, **extra,
+        )  # fmt: skip
+
     def summary(self) -> dict:
         """Scalars for reports."""
         out = {
@@ -348,14 +370,4 @@ def entropy_production(
     null = null_distribution(
         fit, y.shape[0], n_surrogates, lambda s: fit_ou(s, dt=dt).entropy_production, seed
     )[:, 0]
-    rate = fit.entropy_production
-    bias = float(null.mean())
-    return EntropyProduction(
-        rate=rate,
-        bias=bias,
-        corrected=max(rate - bias, 0.0),
-        null_std=float(null.std()),
-        p_value=p_value_upper(rate, null),
-        dt=dt,
-        fit=fit,
-    )
+    return EntropyProduction.against_null(fit.entropy_production, null, dt=dt, fit=fit)
