@@ -20,11 +20,13 @@ class BaseOperator(ABC):
 
     Args:
         dim: The operator is ``dim × dim``.
-        dtype: Dtype of the products.
+        dtype: Dtype of the products (an input in one of ``INPUT_DTYPES`` keeps its own).
         device: Device of the products.
     """
 
     SELF_ADJOINT: bool = False
+    INPUT_DTYPES: tuple[torch.dtype, ...] = ()
+    """Dtypes an input keeps (the product is then in that dtype); any other is cast to ``dtype``."""
 
     def __init__(self, dim: int, dtype: torch.dtype, device: torch.device) -> None:
         self.shape = (dim, dim)
@@ -41,7 +43,9 @@ class BaseOperator(ABC):
         raise NotImplementedError(f"{type(self).__name__} does not implement the adjoint product.")
 
     def _prepare(self, X: torch.Tensor | np.ndarray, name: str) -> tuple[torch.Tensor, bool]:
-        X = torch.as_tensor(X).to(dtype=self.dtype, device=self.device)
+        X = torch.as_tensor(X)
+        dtype = X.dtype if X.dtype in self.INPUT_DTYPES else self.dtype
+        X = X.to(dtype=dtype, device=self.device)
         vector = X.ndim == 1
         if vector:
             X = X[:, None]

@@ -289,6 +289,31 @@ def test_mixed_precision_within_the_noise_floor():
     assert mixed.rank() == exact.rank()
 
 
+def test_a_float32_probe_block_is_multiplied_in_float32_without_a_float64_copy():
+    """float32 X: the result is float32, equal to dense D X within float32 round-off, and the
+    product never holds a float64 d × k block (neither the input cast nor the result)."""
+    torch.manual_seed(0)
+    X, y = image_data(40)
+    noise = sg.GradientNoise(ResidualNet().eval(), cross_entropy(), (X, y), chunk_size=16)
+    G = noise.per_sample_gradients().double()
+    Gc = G - G.mean(0)
+    D = Gc.T @ Gc / G.shape[0]
+    d, k = G.shape[1], 1024  # wide enough that d × k blocks dominate the peak
+    P = torch.randn(d, k, generator=torch.Generator().manual_seed(1))
+    op = noise.operator(precision="mixed")
+    with PeakTensorMemory() as mem:
+        Y = op @ P
+    assert Y.dtype == torch.float32 and Y.shape == (d, k)
+    ref = D @ P.double()
+    err = (Y.double() - ref).abs().max() / ref.abs().max()
+    assert err < 1e-5  # float32 products, float64 accumulation of P
+    # X and the result, float32: 8 bytes per entry (a float64 cast of X or result: ≥ 16)
+    assert mem.peak < d * k * 10
+    Y64 = noise.operator() @ P.double()
+    assert Y64.dtype == torch.float64
+    torch.testing.assert_close(Y64, ref, rtol=1e-10, atol=1e-12 * float(ref.abs().max()))
+
+
 def test_mixed_precision_eigenvectors_are_float32_and_match_float64():
     torch.manual_seed(0)
     X, y = image_data(60)

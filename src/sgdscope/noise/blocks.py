@@ -55,17 +55,24 @@ float32): the engine's working set for one layer is bounded by this, whatever th
 
 
 def tensor_sum(terms: Iterable[torch.Tensor]) -> torch.Tensor:
-    """Python's ``sum`` of one or more tensors (0 + t₁ + t₂ + …), typed as the tensor it is.
+    """t₁ + t₂ + … of one or more tensors, a new tensor (no copy of t₁ made to start from 0).
 
     Returns:
         The sum, a new tensor.
 
     Raises:
-        ValueError: If there are no terms (the sum would be the int 0).
+        ValueError: If there are no terms.
     """
-    total = sum(terms)
-    if not isinstance(total, torch.Tensor):
+    it = iter(terms)
+    first = next(it, None)
+    if first is None:
         raise ValueError("tensor_sum needs at least one tensor")
+    rest = next(it, None)
+    if rest is None:
+        return first.clone()
+    total = first + rest  # a new tensor: the terms are never written to
+    for t in it:
+        total += t
     return total
 
 
@@ -106,6 +113,10 @@ class GradBlock(ABC):
     @abstractmethod
     def rows(self, sl: slice, dtype: torch.dtype) -> torch.Tensor:
         """Rows ``sl`` of G_p, materialised in ``dtype``, shape (len, d_p)."""
+
+    def add_rows_(self, out: torch.Tensor, sl: slice) -> torch.Tensor:
+        """``out += rows(sl)`` in place (``out`` of shape (len, d_p)); returns ``out``."""
+        return out.add_(self.rows(sl, out.dtype))
 
     @property
     def nbytes(self) -> int:
@@ -300,12 +311,15 @@ class EmbeddingFactors(GradBlock):
         return self.B.numel() * self.B.element_size() + self.ids.numel() * 8
 
     def rows(self, sl: slice, dtype: torch.dtype) -> torch.Tensor:  # noqa: D102
-        ids, B = self.ids[sl], self.B[sl]
-        m = ids.shape[0]
-        out = torch.zeros(m, self.V, self.D, dtype=B.dtype, device=B.device)
-        rows = torch.arange(m, device=ids.device)[:, None].expand_as(ids)
-        out.index_put_((rows, ids), B, accumulate=True)
-        return out.reshape(m, -1).to(dtype)
+        m = self.ids[sl].shape[0]
+        out = torch.zeros(m, self.V * self.D, dtype=self.B.dtype, device=self.B.device)
+        return self.add_rows_(out, sl).to(dtype)
+
+    def add_rows_(self, out: torch.Tensor, sl: slice) -> torch.Tensor:  # noqa: D102
+        ids, B = self.ids[sl], self.B[sl].to(out.dtype)
+        rows = torch.arange(ids.shape[0], device=ids.device)[:, None].expand_as(ids)
+        out.view(ids.shape[0], self.V, self.D).index_put_((rows, ids), B, accumulate=True)
+        return out
 
     def _t_step(self, k: int) -> int:
         return max(1, MAX_ELEMENTS // max(self.n * self.D * k, 1))
@@ -374,16 +388,21 @@ class SumBlock(GradBlock):
         return sum(p.nbytes for p in self.parts)
 
     def keeps_rows_cheaply(self) -> bool:  # noqa: D102
-        return all(p.keeps_rows_cheaply() for p in self.parts)
+        # when one use must be materialised anyway (a tied output head), adding the others'
+        # rows into it (a scatter of T looked-up rows for an embedding) costs little more
+        return any(p.keeps_rows_cheaply() for p in self.parts)
 
     @property
     def native_dtype(self) -> torch.dtype:  # noqa: D102
         return self.parts[0].native_dtype
 
     def rows(self, sl: slice, dtype: torch.dtype) -> torch.Tensor:  # noqa: D102
-        out = self.parts[0].rows(sl, dtype)
-        for p in self.parts[1:]:
-            out += p.rows(sl, dtype)
+        # start from a use whose rows are formed anyway, add the others in place
+        first = next((p for p in self.parts if p.keeps_rows_cheaply()), self.parts[0])
+        out = first.rows(sl, dtype)
+        for p in self.parts:
+            if p is not first:
+                p.add_rows_(out, sl)
         return out
 
     def sums(self, dtype: torch.dtype) -> torch.Tensor:  # noqa: D102

@@ -51,10 +51,12 @@ class CovarianceOperator(BaseOperator):
         correction: 0 divides by N, 1 by N − 1.
         compute_dtype: dtype of the products inside a chunk (float64, or float32 for "mixed"
             precision). The result is accumulated across chunks in X's dtype: float64 for a
-            float64 X (the default), float32 for a float32 X (half the d × k memory).
+            float64 X (the default), float32 for a float32 X (half the d × k memory); any other
+            input is cast to float64.
     """
 
     SELF_ADJOINT = True
+    INPUT_DTYPES = (torch.float32, torch.float64)
 
     def __init__(
         self,
@@ -75,23 +77,24 @@ class CovarianceOperator(BaseOperator):
     def _matmat(self, X: torch.Tensor) -> torch.Tensor:
         stream = self.stream
         item = torch.empty((), dtype=self.compute_dtype).element_size()
-        need = X.numel() * (8 + (item if item != 8 else 0))  # the result, and X in compute dtype
+        # the result, in X's dtype, and X in the compute dtype when that differs
+        need = X.numel() * (X.element_size() + (item if X.dtype != self.compute_dtype else 0))
         if need > stream.memory_budget:
             raise MemoryBudgetError(
-                f"a product D @ X with X of shape {tuple(X.shape)} needs {format_bytes(need)} for the "
-                f"result (float64) and X in the compute dtype, over the memory budget of "
-                f"{format_bytes(stream.memory_budget)}. Multiply fewer columns at a time."
+                f"a product D @ X with X of shape {tuple(X.shape)} ({X.dtype}) needs "
+                f"{format_bytes(need)} for the result and X in the compute dtype, over the memory "
+                f"budget of {format_bytes(stream.memory_budget)}. Multiply fewer columns at a time."
             )
         mean = stream.moments()[0]
         Xc = X.to(self.compute_dtype)
-        gX = mean @ X
+        gX = (mean.to(X.dtype) @ X).double()  # ḡᵀX, in X's dtype like the products
         out = torch.zeros_like(X)
         keep_budget = stream.memory_budget // 4
         p_total = torch.zeros_like(gX)
         stream.reducer.run("D products", lambda: self._local(Xc, gX, out, p_total, keep_budget),
                            replicated=(X,))  # fmt: skip
         stream.reducer.sum_("D products", out, p_total)
-        out.addr_(mean, p_total, alpha=-1.0)  # − ḡ (1ᵀP), summed over the chunks
+        out.addr_(mean.to(out.dtype), p_total.to(out.dtype), alpha=-1.0)  # − ḡ (1ᵀP), over chunks
         return out.div_(stream.n - self.correction)
 
     def _local(
