@@ -28,6 +28,7 @@ Usage: python benchmarks/bench_scale.py [--models resnet18,vit,gpt2] [--n 1024] 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import time
@@ -49,8 +50,10 @@ class BasicBlock(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
+        self.relu1 = nn.ReLU()
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
+        self.relu2 = nn.ReLU()
         self.down = None
         if stride != 1 or cin != cout:
             self.down = nn.Sequential(
@@ -58,28 +61,33 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.relu1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return F.relu(out + (x if self.down is None else self.down(x)), inplace=True)
+        return self.relu2(out + (x if self.down is None else self.down(x)))
 
 
 class ResNet18(nn.Module):
-    """The ResNet-18 of He et al. (2016) as torchvision builds it (7×7 stem, max-pool)."""
+    """The ResNet-18 of He et al. (2016) as torchvision builds it (7×7 stem, max-pool).
+
+    Activations and pooling are modules (not functional calls), so that BackPACK's converter
+    can rewrite the graph for the anchor; the function computed is the same.
+    """
 
     def __init__(self, num_classes=10):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
+        self.stem = nn.Sequential(nn.ReLU(), nn.MaxPool2d(3, 2, 1))
         layers, cin = [], 64
         for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
             layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
             cin = cout
         self.layers = nn.Sequential(*layers)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(512, num_classes)
 
     def forward(self, x):
-        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x)), inplace=True), 3, 2, 1)
-        return self.fc(self.layers(x).mean((2, 3)))
+        return self.fc(self.pool(self.layers(self.stem(self.bn1(self.conv1(x))))))
 
 
 def cifar_images(n, cifar_dir, seed=0):
@@ -177,9 +185,16 @@ def measure(name, args):
     X = torch.randn(d, args.k, dtype=probe_dtype, device=device)
     op = noise.operator(precision=args.precision)
     t0 = time.perf_counter()  # one product, timed and measured together (the tracker's
-    row["peak_N"] = peak_of(lambda: op @ X, device)  # per-op cost is small against these ops)
+    product = {}  # per-op cost is small against these ops)
+    row["peak_N"] = peak_of(lambda: product.update(Y=op @ X), device)
     row["product_s"] = time.perf_counter() - t0
     row["ratio"] = row["product_s"] / row["fwd_bwd_s"]
+    if args.anchors and name == "resnet18":
+        try:
+            row.update(backpack_anchor(model, noise, X, product.pop("Y"), device))
+        except Exception as err:  # recorded: where the anchor cannot run
+            row["backpack_error"] = f"{type(err).__name__}: {str(err)[:160]}"
+    product.clear()
     if args.skip_4n:
         big = None
     else:
@@ -188,6 +203,25 @@ def measure(name, args):
         big.mean_gradient()
         row["peak_4N"] = peak_of(lambda: big.operator(precision=args.precision) @ X, device)
         row["peak_ratio"] = row["peak_4N"] / row["peak_N"]
+    row.update(trace=noise.trace(), b_simple=noise.noise_scale())
+    if not args.skip_gram:
+        row.update(gram_row(noise, args))
+    if args.anchors and name in ("resnet18", "vit"):
+        try:
+            row.update(curvlinops_anchor(model, name, noise, args.k, device))
+        except (NotImplementedError, RuntimeError) as err:  # recorded: where the anchor cannot run
+            row["curvlinops_error"] = f"{type(err).__name__}: {str(err)[:160]}"
+    import resource
+
+    row["maxrss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def gram_row(noise, args):
+    """The whole non-zero spectrum by the Gram method, its time, peak, rank, tr D and B_simple."""
+    device = torch.device(args.device)
+    row = {}
     t0 = time.perf_counter()
     box = {}
 
@@ -201,19 +235,64 @@ def measure(name, args):
     row.update(
         gram_s=time.perf_counter() - t0, passes=noise.passes, rank=spec.rank(),
         rank_paper=spec.summary().get("rank_paper"), noise_floor=spec.noise_floor,
-        lambda_max=spec.lambda_max, trace=noise.trace(), b_simple=noise.noise_scale(),
-        n_eigenvalues=int(spec.eigenvalues.size),
+        lambda_max=spec.lambda_max, n_eigenvalues=int(spec.eigenvalues.size),
     )  # fmt: skip
-    if args.anchors and name in ("resnet18", "vit"):
-        try:
-            row.update(curvlinops_anchor(model, name, noise, args.k, device))
-        except (NotImplementedError, RuntimeError) as err:  # recorded: where the anchor cannot run
-            row["curvlinops_error"] = f"{type(err).__name__}: {str(err)[:160]}"
-    import resource
-
-    row["maxrss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(json.dumps(row), flush=True)
     return row
+
+
+def backpack_anchor(model, noise, X, Y, device):
+    """BackPACK on the same samples: tr D from BatchL2Grad and D @ X from BatchGrad's G.
+
+    BackPACK hands over each chunk's per-sample gradients (BatchGrad) or their squared norms
+    (BatchL2Grad) after one backward; the centred product is then G (X) − 1 ḡᵀX and Gᵀ P, as a
+    user of BackPACK would write it. Both results are compared with sgdscope's.
+    """
+    from backpack import backpack, extend
+    from backpack.extensions import BatchGrad, BatchL2Grad
+
+    from sgdscope.noise._data import to_device
+
+    net = extend(copy.deepcopy(model), use_converter=True)  # its hooks stay off ours
+    loss = extend(nn.CrossEntropyLoss(reduction="sum"))
+    params = [p for p in net.parameters() if p.requires_grad]
+    n, c = noise.n_samples, noise.chunk_size
+
+    def passes(extension, use):
+        for s in range(0, n, c):
+            x, y = noise.source.get(torch.arange(s, min(s + c, n)))
+            net.zero_grad()
+            with backpack(extension):
+                loss(net(to_device(x, device)), y.to(device)).backward()
+            use(params)
+
+    out = {}
+    total, sq = torch.zeros(noise.dim, dtype=torch.float64, device=device), [0.0]
+
+    def norms(ps):
+        total.add_(torch.cat([p.grad.reshape(-1) for p in ps]).double())
+        sq[0] += float(sum(p.batch_l2.double().sum() for p in ps))
+
+    t0 = time.perf_counter()
+    passes(BatchL2Grad(), norms)
+    mean = total / n
+    trace = sq[0] / n - float(mean @ mean)
+    out["backpack_trace_s"] = time.perf_counter() - t0
+    out["backpack_trace_rel_diff"] = abs(trace - noise.trace()) / noise.trace()
+    result = torch.zeros_like(X)
+    gX = mean.to(X.dtype) @ X
+
+    def product(ps):
+        G = torch.cat([p.grad_batch.reshape(p.grad_batch.shape[0], -1) for p in ps], 1)
+        P = G.to(X.dtype) @ X - gX
+        result.addmm_(G.to(X.dtype).T, P)
+
+    t0 = time.perf_counter()
+    passes(BatchGrad(), product)
+    result /= n
+    out["backpack_product_s"] = time.perf_counter() - t0
+    out["backpack_product_rel_diff"] = float((result - Y).norm() / Y.norm())
+    net.zero_grad(set_to_none=True)
+    return out
 
 
 def curvlinops_anchor(model, name, noise, k, device):
@@ -278,7 +357,12 @@ def main():
     ap.add_argument("--precision", default="float64", choices=["float64", "mixed"])
     ap.add_argument("--budget-gib", type=float, default=8.0, help="memory_budget of GradientNoise")
     ap.add_argument("--skip-4n", action="store_true", help="skip the product over 4N samples")
-    ap.add_argument("--anchors", action="store_true", help="curvlinops' EF side by side")
+    ap.add_argument("--skip-gram", action="store_true", help="skip the Gram spectrum")
+    ap.add_argument(
+        "--anchors",
+        action="store_true",
+        help="curvlinops' EF (ResNet-18, ViT) and BackPACK (ResNet-18) side by side",
+    )
     ap.add_argument("--cifar-dir", default=None)
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     ap.add_argument("--out", default="benchmarks/results/scale.json")
