@@ -265,6 +265,26 @@ def test_a_rank_that_dies_or_hangs_stops_the_others_within_the_timeout(tmp_path,
         assert "stopped without reporting" in r[2]
 
 
+def _alone_worker(rank, world):
+    x, y = image_data(12)
+    if rank != 0:
+        return None  # the other rank makes no collective call: any would hang rank 0
+    noise = sg.GradientNoise(small_cnn().eval(), cross_entropy(), (x, y), process_group=False)
+    return noise.trace(), noise.spectrum(method="gram", eigenvectors=False).eigenvalues
+
+
+def test_process_group_false_measures_on_one_rank_of_a_distributed_job(tmp_path):
+    results = run_ranks(_alone_worker, 2, tmp_path, collective_timeout=10.0, deadline=90)
+    assert results[0][0] == "ok", results[0]
+    trace, eigenvalues = results[0][1]
+    x, y = image_data(12)
+    ref = sg.GradientNoise(small_cnn().eval(), cross_entropy(), (x, y))
+    assert trace == pytest.approx(ref.trace(), rel=1e-12)
+    np.testing.assert_allclose(
+        eigenvalues, ref.spectrum(method="gram", eigenvectors=False).eigenvalues, rtol=1e-10
+    )
+
+
 # ------------------------------------------------------------------------- one process
 def test_shards_concatenate_to_the_data_and_differ_by_at_most_one():
     assert shard_bounds(10, 3) == [(0, 4), (4, 7), (7, 10)]
@@ -292,8 +312,9 @@ def test_a_process_group_without_torch_distributed_is_refused():
         Reducer(object())
 
 
-def test_one_process_reducer_is_the_identity():
-    red = Reducer()
+@pytest.mark.parametrize("group", [None, False])
+def test_one_process_reducer_is_the_identity(group):
+    red = Reducer(group)
     red.set_count(5)
     t = torch.ones(3)
     red.sum_("x", t)

@@ -189,7 +189,8 @@ class Reducer:
 
     Args:
         process_group: The group whose ranks hold the shards; None for the default group when
-            ``torch.distributed`` is initialised, else no distribution.
+            ``torch.distributed`` is initialised, else no distribution; False for this process
+            alone even when it is (a measurement made on one rank of a DDP job).
         where: The caller, for error messages.
 
     Raises:
@@ -197,14 +198,15 @@ class Reducer:
     """
 
     def __init__(self, process_group=None, *, where: str = "GradientNoise") -> None:
-        initialised = dist.is_available() and dist.is_initialized()
-        if process_group is not None and not initialised:
+        alone = process_group is False
+        initialised = not alone and dist.is_available() and dist.is_initialized()
+        if process_group is not None and not alone and not initialised:
             raise ValueError(
                 f"the 'process_group' parameter of {where} was given, but torch.distributed is not "
                 "initialised; call torch.distributed.init_process_group first (torchrun sets the "
                 "environment it needs), or pass process_group=None for one process."
             )
-        self.group = process_group if initialised else None
+        self.group = process_group if initialised else None  # (False: this process only)
         self.rank = dist.get_rank(self.group) if initialised else 0
         self.world_size = dist.get_world_size(self.group) if initialised else 1
         self.backend = str(dist.get_backend(self.group)) if initialised else None

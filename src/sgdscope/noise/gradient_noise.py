@@ -89,7 +89,8 @@ class GradientNoise:
         backend: How per-sample gradients are computed: "auto" (per-layer hooks when they
             reproduce vmap on the first samples, else vmap), "hooks" or "vmap".
         process_group: Under ``torch.distributed``: the group whose ranks each hold a shard of
-            the data (None: the default group when one is initialised, else one process). The
+            the data (None: the default group when one is initialised, else one process;
+            False: this process alone, to measure on one rank of a distributed job). The
             data given on each rank is then that rank's shard, N is the total over the ranks,
             and every statistic is summed across them (one all-reduce, as a DDP step), the same
             on every rank; an error on one rank stops every rank with its message
