@@ -546,6 +546,28 @@ def test_a_product_over_the_budget_is_refused_before_it_starts():
     assert noise.passes == 0  # refused before any pass over the data
 
 
+def test_gram_eigenvectors_stay_in_the_budget_and_do_not_shrink_the_panels():
+    """The d × r eigenvectors are allocated after K is complete: they share the budget with K,
+    not with the panels (one more pass, not more panels), and the back-projection adds into
+    them in place (no d_p × r temporary per parameter)."""
+    X, y = image_data(48)
+    model = small_cnn().eval()
+    budget = 260_000  # the 32 float64 eigenvectors (124 kB) take half of it
+    runs = {}
+    for vectors in (False, 32):
+        noise = sg.GradientNoise(
+            model, cross_entropy(), (X, y), chunk_size=8, cache=False, memory_budget=budget
+        )
+        noise.mean_gradient()
+        before = noise.passes
+        with PeakTensorMemory() as mem:
+            spec = noise.spectrum(method="gram", eigenvectors=vectors)
+        runs[vectors] = (noise.passes - before, mem.peak, spec)
+    assert runs[32][0] == pytest.approx(runs[False][0] + 1)  # the eigenvector pass only
+    assert runs[32][1] <= budget
+    np.testing.assert_allclose(runs[32][2].eigenvalues, runs[False][2].eigenvalues, rtol=1e-12)
+
+
 def test_gram_shrinks_its_chunks_when_one_chunk_of_pieces_would_not_fit():
     X, y = image_data(48)
     model = small_cnn().eval()

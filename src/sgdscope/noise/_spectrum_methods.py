@@ -97,14 +97,27 @@ def exact_bytes(
     """
     if method is SpectrumMethod.DENSE:
         return 3 * stream.dim**2 * 8 + stream.dim * 8
-    return gram_fixed_bytes(stream, vectors, vector_itemsize) + min(
-        2 * stream.chunk_size * stream.dim * stream.grad_itemsize, stream.memory_budget // 4
-    )
+    # the Gram pieces (first phase) and the eigenvectors (second phase) are never alive together
+    return max(
+        gram_fixed_bytes(stream, vectors, vector_itemsize), gram_fixed_bytes(stream, 0)
+    ) + min(2 * stream.chunk_size * stream.dim * stream.grad_itemsize, stream.memory_budget // 4)
 
 
 def gram_fixed_bytes(stream: GradientStream, vectors: int, vector_itemsize: int = 8) -> int:
     """The Gram method's allocations that do not depend on the panel size."""
     return 4 * stream.n**2 * 8 + vectors * (stream.dim * vector_itemsize + stream.n * 8)
+
+
+def gram_panel_budget(stream: GradientStream, vectors: int) -> int:
+    """Bytes left for the Gram pieces of a panel while K is accumulated.
+
+    K is complete, and the panels freed, before the d × r eigenvectors are allocated, so the
+    pieces share the budget with K, its eigh and the N × r coefficients only.
+
+    Returns:
+        The bytes.
+    """
+    return stream.memory_budget - gram_fixed_bytes(stream, 0) - vectors * stream.n * 8
 
 
 def choose_method(
@@ -175,7 +188,7 @@ def _estimated_costs(
     pass_s, rate = stream.reducer.max("the auto method's timings", [pass_s, rate])
     n = stream.n
     per_sample = stream.dim * stream.grad_itemsize  # Gram pieces: at most the materialised row
-    room = max(stream.memory_budget - gram_fixed_bytes(stream, vectors), 1)
+    room = max(gram_panel_budget(stream, vectors), 1)
     panels = max(1, math.ceil(n * per_sample / room))
     gram_passes = 1 + math.ceil(panels / 2) + (1 if vectors else 0)
     eigh_s = rate * n**3
@@ -269,7 +282,6 @@ def compute_spectrum(
     if method is SpectrumMethod.GRAM:
         n = stream.n
         itemsize = torch.finfo(compute).bits // 8
-        fixed = gram_fixed_bytes(stream, vectors, itemsize)
         _require(
             exact_bytes(stream, method, vectors, itemsize), stream.memory_budget,
             f"spectrum(method='gram') with N = {n}, d = {stream.dim} and {vectors} eigenvectors "
@@ -277,7 +289,7 @@ def compute_spectrum(
             "Ask for fewer eigenvectors (eigenvectors=16 or False), use fewer samples, or "
             "method='randomized'.",
         )  # fmt: skip
-        K = gram_matrix(stream, compute, stream.memory_budget - fixed)
+        K = gram_matrix(stream, compute, gram_panel_budget(stream, vectors))
         K /= denom
         values, U = eigh_descending(K)
         del K

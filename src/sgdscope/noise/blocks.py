@@ -5,7 +5,8 @@ sample i's loss with respect to parameter p. It offers the four things the engin
 without keeping more than one such matrix (capped in size) alive:
 
 - ``project(X)`` = G_p X_p, shape (n, k);
-- ``backproject(P)`` = G_pᵀ P, shape (d_p, k);
+- ``backproject(P)`` = G_pᵀ P, shape (d_p, k), or ``backproject_add_(P, out)`` into a slice of a
+  result without a d_p × k temporary;
 - ``sq_dist(s)`` = ‖g_i − s‖² per sample (for tr D);
 - ``gram_rep()`` / :func:`gram_block`: the pieces of the Gram block G_p^a G_p^bᵀ between two chunks.
 
@@ -143,8 +144,13 @@ class GradBlock(ABC):
     def backproject(self, P: torch.Tensor) -> torch.Tensor:
         """G_pᵀ P for P (n, k), shape (d_p, k), in P's dtype."""
         out = torch.zeros(self.numel, P.shape[1], dtype=P.dtype, device=P.device)
+        return self.backproject_add_(P, out)
+
+    def backproject_add_(self, P: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``out += G_pᵀ P`` in place, in ``out``'s dtype (no d_p × k temporary); returns ``out``."""
+        P = P.to(out.dtype)
         for sl in _row_slices(self.n, self.numel):
-            out.addmm_(self.rows(sl, P.dtype).T, P[sl])
+            out.addmm_(self.rows(sl, out.dtype).T, P[sl])
         return out
 
     @property
@@ -207,10 +213,10 @@ class Materialised(GradBlock):
             return self.G @ X
         return super().project(X)
 
-    def backproject(self, P: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        if self.G.dtype == P.dtype:
-            return self.G.T @ P
-        return super().backproject(P)
+    def backproject_add_(self, P: torch.Tensor, out: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if self.G.dtype == out.dtype:
+            return out.addmm_(self.G.T, P.to(out.dtype))
+        return super().backproject_add_(P, out)
 
 
 class LinearFactors(GradBlock):
@@ -339,15 +345,16 @@ class EmbeddingFactors(GradBlock):
             P += torch.einsum("ntd,ntdk->nk", B, X3[ids])
         return P
 
-    def backproject(self, P: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def backproject_add_(self, P: torch.Tensor, out: torch.Tensor) -> torch.Tensor:  # noqa: D102
         k = P.shape[1]
-        out = torch.zeros(self.V, self.D, k, dtype=P.dtype, device=P.device)
+        table = out.view(self.V, self.D, k)  # rows of the table, in place
+        P = P.to(out.dtype)
         step = self._t_step(k)
         for t in range(0, self.T, step):
-            ids, B = self.ids[:, t : t + step], self.B[:, t : t + step].to(P.dtype)
+            ids, B = self.ids[:, t : t + step], self.B[:, t : t + step].to(out.dtype)
             vals = torch.einsum("ntd,nk->ntdk", B, P)
-            out.index_add_(0, ids.reshape(-1), vals.reshape(-1, self.D, k))
-        return out.reshape(-1, k)
+            table.index_add_(0, ids.reshape(-1), vals.reshape(-1, self.D, k))
+        return out
 
     def sq_dist(self, shift: torch.Tensor) -> torch.Tensor:  # noqa: D102
         shift = shift.double()
@@ -411,8 +418,10 @@ class SumBlock(GradBlock):
     def project(self, X: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return tensor_sum(p.project(X) for p in self.parts)
 
-    def backproject(self, P: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return tensor_sum(p.backproject(P) for p in self.parts)
+    def backproject_add_(self, P: torch.Tensor, out: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        for p in self.parts:
+            p.backproject_add_(P, out)
+        return out
 
 
 class ConcatBlock(GradBlock):
@@ -440,8 +449,10 @@ class ConcatBlock(GradBlock):
     def project(self, X: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return tensor_sum(p.project(x) for p, x in zip(self.parts, self._split(X), strict=True))
 
-    def backproject(self, P: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return torch.cat([p.backproject(P) for p in self.parts])
+    def backproject_add_(self, P: torch.Tensor, out: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        for p, rows in zip(self.parts, self._split(out), strict=True):
+            p.backproject_add_(P, rows)
+        return out
 
     def sums(self, dtype: torch.dtype) -> torch.Tensor:  # noqa: D102
         return torch.cat([p.sums(dtype) for p in self.parts])

@@ -127,10 +127,12 @@ class CovarianceOperator(BaseOperator):
             for name, block in chunk.blocks.items():
                 kept_rows: torch.Tensor | None = kept.pop(name, None)
                 target = out[layout.slice(name)]
-                if kept_rows is not None and kept_rows.dtype == target.dtype:
+                if kept_rows is None:
+                    block.backproject_add_(Pc, target)
+                elif kept_rows.dtype == target.dtype:
                     target.addmm_(kept_rows.T, Pc)
-                else:
-                    target += kept_rows.T @ Pc if kept_rows is not None else block.backproject(Pc)
+                else:  # float64 products into a float32 X's result
+                    target += kept_rows.T @ Pc
             p_total += P.sum(0)
 
 
@@ -284,7 +286,7 @@ def group_gram_vectors(
                 rows = slice(first + chunk.start, first + chunk.start + chunk.n)
                 Uc = U[rows].to(dtype)
                 for p in members:
-                    outs[g][offsets[g][p]] += chunk.blocks[p].backproject(Uc).to(dtype)
+                    chunk.blocks[p].backproject_add_(Uc, outs[g][offsets[g][p]])
 
     replicated = [U for _, U in wanted.values()]
     stream.reducer.run("eigenvectors", local, replicated=replicated)
