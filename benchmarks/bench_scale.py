@@ -177,6 +177,11 @@ def measure(name, args):
             loss(out, y.to(device)).mean().backward()
         model.zero_grad(set_to_none=True)
 
+    if args.skip_product:  # moments and the Gram spectrum only (a second run at large sizes)
+        noise.mean_gradient()
+        row.update(trace=noise.trace(), b_simple=noise.noise_scale(), **gram_row(noise, args))
+        print(json.dumps(row), flush=True)
+        return row
     t0 = time.perf_counter()
     fwd_bwd()
     row["fwd_bwd_s"] = time.perf_counter() - t0
@@ -358,6 +363,11 @@ def main():
     ap.add_argument("--budget-gib", type=float, default=8.0, help="memory_budget of GradientNoise")
     ap.add_argument("--skip-4n", action="store_true", help="skip the product over 4N samples")
     ap.add_argument("--skip-gram", action="store_true", help="skip the Gram spectrum")
+    ap.add_argument(
+        "--skip-product",
+        action="store_true",
+        help="only the moments and the Gram spectrum (no baseline, product or anchors)",
+    )
     ap.add_argument(
         "--anchors",
         action="store_true",
