@@ -15,14 +15,17 @@ Models (random weights; CIFAR-10 images from --cifar-dir when given, else random
   vit           transformers ViTForImageClassification, 32×32 images, 4×4 patches (~5M)
   gpt2          transformers GPT2LMHeadModel, GPT-2-shaped (≥ 30M parameters), T = 128 tokens
 
-Anchor (``--anchors``, where it runs): curvlinops' EFLinearOperator, the uncentred empirical
+Anchors (``--anchors``, where they run): curvlinops' EFLinearOperator, the uncentred empirical
 Fisher, on the same model and samples: one product with 1 and with 4 columns (its cost grows with
-the columns; the k-column cost is extrapolated linearly and marked so), and eigsh for the top 16.
+the columns; the k-column cost is extrapolated linearly and marked so), and eigsh for the top 16
+(not with ``--no-eigsh``); and on ResNet-18 BackPACK: tr D from BatchL2Grad and the centred D @ X
+from BatchGrad's per-sample gradients, timed and compared with sgdscope's results.
 Install: pip install torch==2.13.0 einops unfoldNd einconv linear_operator tqdm &&
          pip install --no-deps backpack-for-pytorch curvlinops-for-pytorch
 
 Usage: python benchmarks/bench_scale.py [--models resnet18,vit,gpt2] [--n 1024] [--k 64]
-       [--vectors 16] [--device cpu|cuda] [--quick] [--out benchmarks/results/scale.json]
+       [--vectors 16] [--device cpu|cuda] [--precision float64|mixed] [--anchors [--no-eigsh]]
+       [--skip-4n] [--skip-gram | --skip-product] [--quick] [--out benchmarks/results/scale.json]
 """
 
 from __future__ import annotations
@@ -213,7 +216,7 @@ def measure(name, args):
         row.update(gram_row(noise, args))
     if args.anchors and name in ("resnet18", "vit"):
         try:
-            row.update(curvlinops_anchor(model, name, noise, args.k, device))
+            row.update(curvlinops_anchor(model, name, noise, args.k, device, not args.no_eigsh))
         except (NotImplementedError, RuntimeError) as err:  # recorded: where the anchor cannot run
             row["curvlinops_error"] = f"{type(err).__name__}: {str(err)[:160]}"
     import resource
@@ -300,7 +303,7 @@ def backpack_anchor(model, noise, X, Y, device):
     return out
 
 
-def curvlinops_anchor(model, name, noise, k, device):
+def curvlinops_anchor(model, name, noise, k, device, eigsh=True):
     """curvlinops' uncentred EF on the same samples: product times for 1 and 4 columns, eigsh."""
     import scipy.sparse.linalg
     from curvlinops import EFLinearOperator
@@ -338,6 +341,8 @@ def curvlinops_anchor(model, name, noise, k, device):
         out[f"curvlinops_ef_{cols}col_s"] = time.perf_counter() - t0
     per_col = out["curvlinops_ef_4col_s"] / 4
     out["curvlinops_ef_kcol_s_extrapolated"] = per_col * k
+    if not eigsh:
+        return out
     t0 = time.perf_counter()
     scipy.sparse.linalg.eigsh(
         ef.to_scipy() if hasattr(ef, "to_scipy") else ef,
@@ -363,6 +368,7 @@ def main():
     ap.add_argument("--budget-gib", type=float, default=8.0, help="memory_budget of GradientNoise")
     ap.add_argument("--skip-4n", action="store_true", help="skip the product over 4N samples")
     ap.add_argument("--skip-gram", action="store_true", help="skip the Gram spectrum")
+    ap.add_argument("--no-eigsh", action="store_true", help="no eigsh on curvlinops' EF")
     ap.add_argument(
         "--skip-product",
         action="store_true",
