@@ -50,6 +50,8 @@ from .trajectory import analysis as analysis
 from .monitor import Monitor as Monitor
 from .monitor import MonitorRecord as MonitorRecord
 from .monitor import NoiseMeasurement as NoiseMeasurement
+from .monitor import RunDiagnosis as RunDiagnosis
+from .monitor import diagnose_run as diagnose_run
 from .monitor import load_monitor as load_monitor
 
 # --- the paper (its data, networks and experiments) ---
@@ -99,5 +101,7 @@ __all__ = [
     "Monitor",
     "MonitorRecord",
     "NoiseMeasurement",
+    "RunDiagnosis",
+    "diagnose_run",
     "load_monitor",
 ]

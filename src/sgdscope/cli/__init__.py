@@ -24,6 +24,9 @@ main.add_command(toy)
 from .analyze import analyze  # noqa: E402
 
 main.add_command(analyze)
+from .dashboard import dashboard  # noqa: E402
+
+main.add_command(dashboard)
 from .reproduce import reproduce  # noqa: E402
 
 main.add_command(reproduce)

@@ -22,7 +22,9 @@ from ..report.style import save_figure
 from ..trajectory import analysis
 from ..trajectory.projection import pca_projection
 from ..trajectory.trajectory import load_trajectory
+from ..report.dashboard import DASHBOARD_FILE
 from ._options import make_out
+from .dashboard import write_dashboard
 
 
 def _open(path: Path):
@@ -146,16 +148,29 @@ def _parse_project(text: str) -> int | None:
     type=click.IntRange(min=1),
     help="Keep every this many snapshots of the window (thinning).",
 )
-def analyze(traj, out, project, surrogates, alpha, bins, seed, start, stop, every):
+@click.option(
+    "--html",
+    is_flag=True,
+    help="Also write OUT/dashboard.html, the page of `sgdscope dashboard TRAJ` (the whole "
+    "record, with D's measurements when sg.Monitor wrote it; --surrogates, --alpha and --seed "
+    "apply).",
+)
+def analyze(traj, out, project, surrogates, alpha, bins, seed, start, stop, every, html):
     """Diagnose whether trajectory TRAJ is at equilibrium (a recorded run or a .npy (T, d) array).
 
     Writes spectrum.png (increments, Fig. 3a), autocorrelation.png (Fig. 3b), gradient_norm.png
     (Fig. 3c, when recorded), msd.png, flux.png (top-2 PCA plane), equilibrium.png (the verdict)
-    and summary.json.
+    and summary.json; with --html, also dashboard.html (as `sgdscope dashboard`).
     """  # noqa: DOC501 (a command's docstring is its --help; its errors are click's usage errors)
     console = Console()
     k = _parse_project(project)
     source = _open(traj)
+    if html and not hasattr(source, "weights"):
+        raise click.BadParameter(
+            f"--html draws the dashboard of a recorded run; {traj} is a .npy array. Pass the "
+            "record's directory, or leave out --html.",
+            param_hint="--html",
+        )
     full = source
     window = None
     if start is not None or stop is not None or every is not None:
@@ -234,5 +249,8 @@ def analyze(traj, out, project, surrogates, alpha, bins, seed, start, stop, ever
         f"MSD exponent {m.exponent:.3f} [{m.interval[0]:.3f}, {m.interval[1]:.3f}]; "
         f"increment-spectrum peak at {ps.peak_frequency:.3g} cycles/snapshot."
     )
+    if html:
+        files.append(write_dashboard(traj, out / DASHBOARD_FILE, surrogates=surrogates,
+                                     alpha=alpha, seed=seed, param_hint="TRAJ"))  # fmt: skip
     for f in [*files, out / "summary.json"]:
         console.print(f"wrote {f}")

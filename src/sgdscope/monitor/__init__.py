@@ -2,6 +2,8 @@
 
 - :class:`Monitor`: one call after each optimizer step of a plain loop.
 - :func:`load_monitor` opens what it wrote as a :class:`MonitorRecord`.
+- :func:`diagnose_run` computes what the run dashboard (``sgdscope dashboard``) shows of a
+  record: D's overlaps, equilibrium verdicts on sliding windows, spectra, MSD.
 - The callbacks of :mod:`sgdscope.integrations` drive a monitor from PyTorch Lightning and the
   Hugging Face Trainer.
 """
@@ -9,6 +11,7 @@
 from __future__ import annotations
 
 from .monitor import MAX_RAW_DIM, NOISE_STREAM, VECTORS_STREAM, Monitor, NoiseMeasurement
+from .diagnosis import Panel, RunDiagnosis, WindowVerdict, diagnose_run
 from .record import MonitorRecord, load_monitor
 
 __all__ = [
@@ -18,5 +21,9 @@ __all__ = [
     "Monitor",
     "MonitorRecord",
     "NoiseMeasurement",
+    "Panel",
+    "RunDiagnosis",
+    "WindowVerdict",
+    "diagnose_run",
     "load_monitor",
 ]

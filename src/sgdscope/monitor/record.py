@@ -8,10 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from ..trajectory import Trajectory, TrajectoryFormatError, load_trajectory
+from .._validation import check_int
+from ..trajectory import ChunkedArray, Trajectory, TrajectoryFormatError, load_trajectory
 from .monitor import NOISE_STREAM, VECTORS_STREAM, NoiseMeasurement
 
-__all__ = ["MonitorRecord", "load_monitor"]
+__all__ = ["OVERLAP_BUDGET", "MonitorRecord", "load_monitor", "monitor_record"]
+
+OVERLAP_BUDGET = 64 << 20
+"""Default bytes of eigenvectors :meth:`MonitorRecord.overlaps` holds at once (64 MiB)."""
 
 
 @dataclass(frozen=True)
@@ -61,12 +65,7 @@ class MonitorRecord:
         Raises:
             ValueError: If they were not kept (a large model; ``eigenvectors=True`` keeps them).
         """
-        if not self.has_eigenvectors:
-            raise ValueError(
-                f"the record {str(self.trajectory.path)!r} holds no eigenvectors: the monitor "
-                "keeps them for models recorded as raw weights, or with eigenvectors=True."
-            )
-        row = self.trajectory.stream(VECTORS_STREAM).data[i]
+        row = self._vectors()[i]
         k = self.eigenvalues.shape[1]
         return np.ascontiguousarray(row.reshape(k, -1).T)
 
@@ -88,6 +87,64 @@ class MonitorRecord:
         k = vi.shape[1] if k is None else int(k)
         m = vi[:, :k].astype(np.float64).T @ vj[:, :k].astype(np.float64)
         return float((m**2).sum() / k)
+
+    def overlaps(
+        self,
+        measurements: Any = None,
+        k: int | None = None,
+        *,
+        memory_budget: int = OVERLAP_BUDGET,
+    ) -> np.ndarray:
+        r"""The matrix of :meth:`overlap` between every pair of the given measurements.
+
+        Entry (a, b) is ‖V_aᵀ V_b‖_F² / k for the a-th and b-th measurement asked for (Remark
+        13: how D's top subspace moves along training). The eigenvectors are streamed by blocks
+        of coordinates, so that at most ``memory_budget`` bytes of them are held at once
+        whatever d and the number of measurements.
+
+        Args:
+            measurements: Indices of the measurements (None: all of them).
+            k: Number of top eigenvectors (None: all kept).
+            memory_budget: Bytes of eigenvectors held at once (float64).
+
+        Returns:
+            A float64 array (m, m), symmetric, for the m measurements asked for.
+
+        Raises:
+            ValueError: If the eigenvectors were not kept, an index is out of range or ``k``
+                is not in [1, kept].
+        """
+        where = "MonitorRecord.overlaps"
+        vectors = self._vectors()
+        kept = self.eigenvalues.shape[1]
+        k = kept if k is None else check_int("k", k, where=where, low=1, high=kept)
+        n = min(len(self), len(vectors))
+        index = np.arange(n) if measurements is None else np.asarray(measurements, dtype=np.int64)
+        if index.ndim != 1 or index.size and not (0 <= index.min() and index.max() < n):
+            raise ValueError(
+                f"the 'measurements' parameter of {where} must be indices in [0, {n - 1}] (the "
+                f"record's measurements with eigenvectors), got {index.tolist()!r}."
+            )
+        budget = check_int("memory_budget", memory_budget, where=where, low=1)
+        d = vectors.shape[1] // kept
+        m = index.size
+        gram = np.zeros((m * k, m * k))
+        block = max(1, budget // (8 * max(m * k, 1)))
+        for c0 in range(0, d, block):
+            columns = np.arange(c0, min(d, c0 + block))
+            rows = vectors[index, (np.arange(k)[:, None] * d + columns).ravel()]
+            w = np.asarray(rows, dtype=np.float64).reshape(m * k, columns.size)
+            gram += w @ w.T
+        blocks = gram.reshape(m, k, m, k)
+        return np.einsum("aibj,aibj->ab", blocks, blocks) / k
+
+    def _vectors(self) -> ChunkedArray:
+        if not self.has_eigenvectors:
+            raise ValueError(
+                f"the record {str(self.trajectory.path)!r} holds no eigenvectors: the monitor "
+                "keeps them for models recorded as raw weights, or with eigenvectors=True."
+            )
+        return self.trajectory.stream(VECTORS_STREAM).data
 
     def measurement(self, i: int) -> NoiseMeasurement:
         """Measurement ``i`` as a :class:`NoiseMeasurement` (with its eigenvectors if kept)."""
@@ -127,12 +184,28 @@ def load_monitor(path: str | os.PathLike, *, verify: bool = True) -> MonitorReco
         TrajectoryFormatError: If ``path`` is not a monitor's record, or is damaged.
     """
     traj = load_trajectory(path, verify=verify)
-    settings: Any = traj.meta.get("user", {}).get("monitor")
-    if NOISE_STREAM not in traj.streams or not isinstance(settings, dict):
+    record = monitor_record(traj)
+    if record is None:
         raise TrajectoryFormatError(
             f"{str(path)!r} is a trajectory but not a monitor's record (it has no {NOISE_STREAM!r} "
             "stream); open it with sgdscope.load_trajectory."
         )
+    return record
+
+
+def monitor_record(traj: Trajectory) -> MonitorRecord | None:
+    """The monitor's record held by an opened trajectory, or None for a plain trajectory.
+
+    Args:
+        traj: A trajectory opened with :func:`sgdscope.load_trajectory`.
+
+    Returns:
+        The :class:`MonitorRecord` over ``traj``, or None when a plain
+        :class:`~sgdscope.TrajectoryRecorder` wrote it (no measurement of D).
+    """
+    settings: Any = traj.meta.get("user", {}).get("monitor")
+    if NOISE_STREAM not in traj.streams or not isinstance(settings, dict):
+        return None
     noise = traj.stream(NOISE_STREAM)
     m = len(noise)
 

@@ -23,19 +23,14 @@ headless browser can check that every figure decoded.
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
-from functools import cache
-from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
+from .page import CSP, MIME, asset, css_width, data_uri, readable_time, template, version
 from .results import ORDER, ExperimentResult, FigureRef, Verdict, verdict_counts
 
 __all__ = ["PAPER", "VERDICT_CLASS", "html_page"]
@@ -53,18 +48,6 @@ PAPER = (
     "P. Chaudhari and S. Soatto, “Stochastic gradient descent performs variational inference, "
     "converges to limit cycles for deep networks”, ICLR 2018 (arXiv:1710.11029)"
 )
-
-_MIME = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".svg": "image/svg+xml",
-    ".webp": "image/webp",
-}
-
-_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
-
 
 def html_page(
     out: str | os.PathLike[str], results: Sequence[ExperimentResult], generated: str
@@ -91,13 +74,13 @@ def html_page(
     shared = len({json.dumps(env, sort_keys=True, default=str) for env in envs}) == 1
     total = sum(r.seconds for r in results)
     present = {r.name for r in results}
-    return _template().render(
-        csp=_CSP,
-        css=_asset("report.css"),
-        script=_asset("report.js"),
+    return template("report.html.j2").render(
+        csp=CSP,
+        css=asset("report.css"),
+        script=asset("report.js"),
         paper=PAPER,
-        version=_version(),
-        generated=_readable(generated),
+        version=version(),
+        generated=readable_time(generated),
         out=os.fspath(out),
         order=ORDER,
         experiments=experiments,
@@ -167,7 +150,7 @@ def _figure(folder: Path, ref: FigureRef, number: int, name: str) -> dict[str, A
         "width": None,
         "problem": None,
     }
-    mime = _MIME.get(path.suffix.lower())
+    mime = MIME.get(path.suffix.lower())
     if not path.resolve().is_relative_to(folder.resolve()):
         figure["problem"] = "Figure outside its experiment folder"
     elif mime is None:
@@ -176,37 +159,9 @@ def _figure(folder: Path, ref: FigureRef, number: int, name: str) -> dict[str, A
         figure["problem"] = "Figure file missing"
     else:
         raw = path.read_bytes()
-        figure["width"] = _css_width(raw) if mime == "image/png" else None
-        figure["src"] = f"data:{mime};base64,{base64.b64encode(raw).decode('ascii')}"
+        figure["width"] = css_width(raw) if mime == "image/png" else None
+        figure["src"] = data_uri(raw, mime)
     return figure
-
-
-def _css_width(png: bytes) -> int | None:
-    """Width in CSS pixels (96 per inch) of a PNG that records its resolution, else None.
-
-    Matplotlib writes the ``savefig`` dpi in the ``pHYs`` chunk; showing every figure at its
-    physical size keeps the figures' fonts at the size of the page's text, whatever the dpi.
-
-    Returns:
-        The width in CSS pixels, or None (not a PNG, or no resolution in metres before the
-        image data).
-    """
-    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
-        return None
-    width = int.from_bytes(png[16:20], "big")
-    at = 8
-    while at + 8 <= len(png):
-        length = int.from_bytes(png[at : at + 4], "big")
-        kind = png[at + 4 : at + 8]
-        if kind == b"pHYs" and length == 9:
-            per_metre = int.from_bytes(png[at + 8 : at + 12], "big")
-            if png[at + 16] != 1 or per_metre == 0:  # unit 1 = metre; 0 = aspect ratio only
-                return None
-            return round(width * 96 / (per_metre * 0.0254))
-        if kind in (b"IDAT", b"IEND"):
-            return None
-        at += 12 + length
-    return None
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -246,43 +201,6 @@ def _duration(seconds: float) -> str:
     return f"ran in {seconds:.1f} s" if seconds < 120 else f"ran in {_clock(seconds)}"
 
 
-def _readable(iso: str) -> str:
-    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def _clock(seconds: float) -> str:
     s = round(seconds)
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-def _version() -> str:
-    try:
-        return metadata.version("sgdscope")
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        return "(unknown version)"
-
-
-# --------------------------------------------------------------------------------------------
-# the template and its assets (package data, read through importlib.resources)
-
-
-def _asset(name: str) -> str:
-    return (
-        resources.files(__package__)
-        .joinpath("templates")
-        .joinpath(name)
-        .read_text(encoding="utf-8")
-    )
-
-
-@cache
-def _template() -> jinja2.Template:
-    env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(_asset),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    return env.get_template("report.html.j2")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .html import html_page
 from .markdown import markdown_tables
+from .page import write_atomic
 from .results import _jsonable, collect_results, verdict_counts
 
 __all__ = ["REPORT_DIR", "render_report"]
@@ -65,13 +66,6 @@ def render_report(out: str | os.PathLike[str]) -> Path:
         "experiments": [r.to_dict() for r in results],
         "verdicts": verdict_counts(results),
     }
-    _write_atomic(folder / "results.json", json.dumps(payload, indent=2, default=_jsonable))
-    _write_atomic(folder / "results.md", markdown_tables(results))
-    return _write_atomic(folder / "index.html", html_page(out, results, generated))
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    write_atomic(folder / "results.json", json.dumps(payload, indent=2, default=_jsonable))
+    write_atomic(folder / "results.md", markdown_tables(results))
+    return write_atomic(folder / "index.html", html_page(out, results, generated))

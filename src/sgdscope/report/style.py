@@ -2,13 +2,15 @@
 
 Every plotting function of :mod:`sgdscope.report` draws into axes it is given (``ax=``) or into a
 new figure made here (:func:`new_figure`), and returns the matplotlib ``Figure``;
-:func:`save_figure` writes it. :func:`legend` lists only the labelled curves that are actually
-drawn inside the axes, and :func:`heading` puts a title and a banner (such as the reduced-run
-label of ``sgdscope reproduce``) above a figure.
+:func:`save_figure` writes it (:func:`png_bytes` returns its bytes, for a page that embeds it).
+:func:`legend` lists only the labelled curves that are actually drawn inside the axes, and
+:func:`heading` puts a title and a banner (such as the reduced-run label of ``sgdscope
+reproduce``) above a figure.
 """
 
 from __future__ import annotations
 
+import io
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +32,16 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import IdentityTransform
 
-__all__ = ["STYLE", "drawn", "figure_of", "heading", "legend", "new_figure", "save_figure"]
+__all__ = [
+    "STYLE",
+    "drawn",
+    "figure_of",
+    "heading",
+    "legend",
+    "new_figure",
+    "png_bytes",
+    "save_figure",
+]
 
 #: rcParams of every sgdscope figure.
 STYLE = matplotlib.RcParams(
@@ -77,11 +88,29 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _save(fig, path)
+    return path
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """Render ``fig`` as PNG bytes, as :func:`save_figure` would write it, and close it.
+
+    Args:
+        fig: The figure.
+
+    Returns:
+        The PNG file's bytes (for a page that embeds its figures).
+    """
+    buffer = io.BytesIO()
+    _save(fig, buffer, format="png")
+    return buffer.getvalue()
+
+
+def _save(fig: Figure, target: Any, **kwargs: Any) -> None:
     with plt.rc_context(STYLE):
         fig.tight_layout()
-        fig.savefig(path)
+        fig.savefig(target, **kwargs)
     plt.close(fig)
-    return path
 
 
 def figure_of(ax: Axes) -> Figure:
