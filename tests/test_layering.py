@@ -6,10 +6,13 @@ Floors, bottom up (a module imports its own room and the floors below, never a f
 0. shared helpers: ``_validation``, ``_memory``, ``_progress``, ``_params``, ``_operator``,
    ``_checkpoint``, ``temperature``;
 1. the library: ``noise``, ``dynamics``, ``trajectory``, which never import one another;
-2. users of the library: ``paper``, ``report``, ``reference``, ``monitor`` (a training run watched
-   by the recorder and the noise engine together), which never import one another;
-3. ``integrations``, the training frameworks' callbacks over ``monitor``, imported by nothing in
-   the package (each imports its framework);
+2. users of the library: ``paper``, ``reference``, ``monitor`` (a training run watched by the
+   recorder and the noise engine together, and what its record shows), which never import one
+   another;
+3. ``report``, which draws and renders the results of the floors below (the monitor's run
+   dashboard included), and ``integrations``, the training frameworks' callbacks over
+   ``monitor``, imported by nothing in the package (each imports its framework); the two never
+   import each other;
 4. ``reproduce``, the paper's experiments, imported by nothing outside it but ``cli``;
 5. ``cli``;
 6. the package's face: ``sgdscope/__init__.py`` and ``__main__``.
@@ -187,8 +190,8 @@ PACKAGE = Layering(
             False,
         ),
         ({"noise", "dynamics", "trajectory"}, True),
-        ({"paper", "report", "reference", "monitor"}, True),
-        ({"integrations"}, False),
+        ({"paper", "reference", "monitor"}, True),
+        ({"report", "integrations"}, True),
         ({"reproduce"}, False),
         ({"cli"}, False),
         ({"", "__main__"}, False),
