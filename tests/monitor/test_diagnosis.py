@@ -56,13 +56,17 @@ def test_each_window_and_panel_is_the_analysis_of_the_same_rows(tmp_path):
     assert run.coordinates.size == 4 and len(set(run.coordinates)) == 4
     assert run.settings["window"] == 200 and run.settings["stride"] == 100
     # aligned on the last record: starts 450, 350, ..., 50
-    assert [w.start for w in run.windows] == [50, 150, 250, 350, 450] and run.windows[-1].stop == 650
+    assert [w.start for w in run.windows] == [50, 150, 250, 350, 450] and run.windows[
+        -1
+    ].stop == 650
     for w in run.windows:
         direct = sg.analysis.equilibrium_test(rows[w.start : w.stop], n_surrogates=19, seed=3)
         assert (w.test.statistic, w.test.p_value) == (direct.statistic, direct.p_value)
     assert run.span == (195, 650)
     span = rows[195:650]
-    np.testing.assert_array_equal(run.power_spectrum.mean, sg.analysis.power_spectrum(span, seed=3).mean)
+    np.testing.assert_array_equal(
+        run.power_spectrum.mean, sg.analysis.power_spectrum(span, seed=3).mean
+    )
     np.testing.assert_array_equal(run.autocorrelation.mean, sg.analysis.autocorrelation(span).mean)
     assert run.msd.exponent == sg.analysis.msd(span, seed=3).exponent
     np.testing.assert_array_equal(run.trajectory.scalars["loss"], x[:, 0].astype(np.float64))
@@ -126,7 +130,13 @@ def test_a_record_that_grows_while_training_is_read_as_far_as_committed(tmp_path
     assert first.record.steps.tolist() == [100, 200] and len(first.windows) == 1
     training.train(250)
     second = sg.diagnose_run(tmp_path / "m", n_surrogates=19)
-    assert len(second.trajectory) == 500 and second.record.steps.tolist() == [100, 200, 300, 400, 500]
+    assert len(second.trajectory) == 500 and second.record.steps.tolist() == [
+        100,
+        200,
+        300,
+        400,
+        500,
+    ]
     assert second.windows[-1].last_step == 500 and second.settings["window"] == 200
     training.close()
     assert sg.diagnose_run(tmp_path / "m", n_surrogates=19).trajectory.complete

@@ -11,7 +11,9 @@ from ._runs import monitored_run
 
 @pytest.fixture(scope="module")
 def record(tmp_path_factory):
-    return sg.load_monitor(monitored_run(tmp_path_factory.mktemp("r") / "run", 120, measure_every=20))
+    return sg.load_monitor(
+        monitored_run(tmp_path_factory.mktemp("r") / "run", 120, measure_every=20)
+    )
 
 
 @pytest.mark.parametrize("budget", [64 << 20, 8 * 6 * 4 * 5, 1])  # one block; blocks of 5; of 1
@@ -35,9 +37,13 @@ def test_overlaps_of_a_subset_and_of_fewer_eigenvectors(record):
 
 
 def test_overlaps_bad_arguments(record, tmp_path):
-    with pytest.raises(ValueError, match=r"'measurements' parameter of MonitorRecord.overlaps .* \[0, 5\]"):
+    with pytest.raises(
+        ValueError, match=r"'measurements' parameter of MonitorRecord.overlaps .* \[0, 5\]"
+    ):
         record.overlaps([0, 6])
-    with pytest.raises(ValueError, match=r"'k' parameter of MonitorRecord.overlaps must be an int in \[1, 4\]"):
+    with pytest.raises(
+        ValueError, match=r"'k' parameter of MonitorRecord.overlaps must be an int in \[1, 4\]"
+    ):
         record.overlaps(k=5)
     with pytest.raises(ValueError, match=r"'memory_budget' parameter of MonitorRecord.overlaps"):
         record.overlaps(memory_budget=0)

@@ -7,8 +7,6 @@ which turns the skip into a failure that says how to install it.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -20,7 +18,6 @@ from sgdscope.report import render_report
 
 from .test_html import PAYLOADS, Page, Tags, make_crafted, make_sample
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -36,22 +33,6 @@ FLAGS = (
     "--hide-scrollbars",
     "--virtual-time-budget=5000",
 )
-
-
-@pytest.fixture(scope="module")
-def browser() -> str:
-    for name in BROWSERS:
-        path = shutil.which(name)
-        if path:
-            return path
-    reason = f"no headless browser on PATH (looked for {', '.join(BROWSERS)})"
-    if os.environ.get("SGDSCOPE_REQUIRE_CHROMIUM") == "1":
-        pytest.fail(
-            f"{reason}, and SGDSCOPE_REQUIRE_CHROMIUM=1 requires one: install it with "
-            "`apt-get install chromium` (Debian/Ubuntu) or put chromium on PATH, "
-            "or unset SGDSCOPE_REQUIRE_CHROMIUM to skip this test."
-        )
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import click
 import numpy as np
 from rich.console import Console
 
+from ..report.dashboard import DASHBOARD_FILE
 from ..report.fig_trajectory import (
     plot_autocorrelation,
     plot_equilibrium,
@@ -22,7 +23,6 @@ from ..report.style import save_figure
 from ..trajectory import analysis
 from ..trajectory.projection import pca_projection
 from ..trajectory.trajectory import load_trajectory
-from ..report.dashboard import DASHBOARD_FILE
 from ._options import make_out
 from .dashboard import write_dashboard
 

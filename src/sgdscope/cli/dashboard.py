@@ -105,7 +105,7 @@ def dashboard(run, out, window, stride, surrogates, alpha, coordinates, seed):
     steps, the loss and gradient norm, equilibrium verdicts on sliding windows, and the spectrum,
     autocorrelation and MSD panels of Fig. 3. A plain trajectory record has no measurement of D:
     those panels say so. Run it again while training goes on to see the newer records.
-    """  # noqa: DOC501 (a command's docstring is its --help; its errors are click's usage errors)
+    """
     path = write_dashboard(
         run, out, window=window, stride=stride, surrogates=surrogates, alpha=alpha,
         coordinates=coordinates, seed=seed,

@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
-from .monitor import MAX_RAW_DIM, NOISE_STREAM, VECTORS_STREAM, Monitor, NoiseMeasurement
 from .diagnosis import Panel, RunDiagnosis, WindowVerdict, diagnose_run
+from .monitor import MAX_RAW_DIM, NOISE_STREAM, VECTORS_STREAM, Monitor, NoiseMeasurement
 from .record import MonitorRecord, load_monitor
 
 __all__ = [

@@ -199,15 +199,15 @@ def diagnose_run(
         ValueError: If an argument is out of range.
 
     Example:
-        >>> import numpy as np, tempfile, torch
+        >>> import tempfile, torch
         >>> import sgdscope as sg
-        >>> model = torch.nn.Linear(3, 1)
+        >>> model, g = torch.nn.Linear(3, 1), torch.Generator().manual_seed(0)
         >>> path = tempfile.mkdtemp() + "/run"
-        >>> with sg.TrajectoryRecorder(path, model) as rec:
+        >>> with sg.TrajectoryRecorder(path, model) as rec:  # weights that relax and fluctuate
         ...     for _ in range(300):
         ...         with torch.no_grad():
         ...             for p in model.parameters():
-        ...                 p.mul_(0.9).add_(torch.randn_like(p))
+        ...                 _ = p.mul_(0.9).add_(torch.randn(p.shape, generator=g))
         ...         rec.step()
         >>> run = sg.diagnose_run(path, n_surrogates=19)
         >>> run.record is None, [w.stop - w.start for w in run.windows]
@@ -291,7 +291,11 @@ def _scalar_notes(traj: Trajectory, record: MonitorRecord | None, notes: dict[st
         start = traj.meta.get("temperature")
         notes[Panel.TEMPERATURE] = (
             "not recorded per step"
-            + ("" if start is None else f" (the recorder's metadata gives {start:.4g} at the start)")
+            + (
+                ""
+                if start is None
+                else f" (the recorder's metadata gives {start:.4g} at the start)"
+            )
             + ("." if record is None else ": the optimizer is not SGD, or no batch size was given.")
         )
     if not _recorded(traj, "loss"):

@@ -120,7 +120,7 @@ class MonitorRecord:
         k = kept if k is None else check_int("k", k, where=where, low=1, high=kept)
         n = min(len(self), len(vectors))
         index = np.arange(n) if measurements is None else np.asarray(measurements, dtype=np.int64)
-        if index.ndim != 1 or index.size and not (0 <= index.min() and index.max() < n):
+        if index.ndim != 1 or (index.size and not (0 <= index.min() and index.max() < n)):
             raise ValueError(
                 f"the 'measurements' parameter of {where} must be indices in [0, {n - 1}] (the "
                 f"record's measurements with eigenvectors), got {index.tolist()!r}."

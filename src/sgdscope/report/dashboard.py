@@ -28,7 +28,9 @@ so that a headless browser can check it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +74,7 @@ _PAPER = (
 )
 
 
-def render_dashboard(
-    run: RunDiagnosis, out: str | os.PathLike[str] | None = None
-) -> Path:
+def render_dashboard(run: RunDiagnosis, out: str | os.PathLike[str] | None = None) -> Path:
     """Write the dashboard of ``run`` to ``out`` (atomically: a reader sees a whole page).
 
     Args:
@@ -135,18 +135,35 @@ def _facts(run: RunDiagnosis) -> list[tuple[str, str]]:
     except TrajectoryFormatError:
         pass
     if record is not None:
-        facts.append(("recorded", str(record.settings.get("record_rule", f"{traj.dim:,} coordinates"))))
+        facts.append(
+            ("recorded", str(record.settings.get("record_rule", f"{traj.dim:,} coordinates")))
+        )
         facts.append(("measurements of D", f"{len(record)} (top-{record.eigenvalues.shape[1]}, "
                       f"on {record.settings.get('probe_size', '?')} probe samples)"))  # fmt: skip
     else:
         facts.append(("recorded", f"{traj.dim:,} coordinates (a plain trajectory record)"))
-    facts.append(("single weights analysed", f"{run.coordinates.size:,} of {traj.dim:,}, drawn with seed {s['seed']}"))
+    facts.append(
+        (
+            "single weights analysed",
+            f"{run.coordinates.size:,} of {traj.dim:,}, drawn with seed {s['seed']}",
+        )
+    )
     if run.windows:
         counts = ", ".join(f"{n} {status}" for status, n in run.verdict_counts().items())
-        facts.append(("windows", f"{len(run.windows)} of {s['window']:,} records, every {s['stride']:,}: {counts}"))
+        facts.append(
+            (
+                "windows",
+                f"{len(run.windows)} of {s['window']:,} records, every {s['stride']:,}: {counts}",
+            )
+        )
     a, b = run.span
     if b > a:
-        facts.append(("after the transient", f"records {a:,}–{b - 1:,} (steps {steps[a]:,}–{steps[b - 1]:,})"))
+        facts.append(
+            (
+                "after the transient",
+                f"records {a:,}–{b - 1:,} (steps {steps[a]:,}–{steps[b - 1]:,})",
+            )
+        )
     return facts
 
 
@@ -159,7 +176,7 @@ def _panel(
     panel_id: str,
     title: str,
     caption: str,
-    draw: Any,
+    draw: Callable[[], Figure] | None,
     absent: str | None,
     *,
     remark: str | None = None,
@@ -168,6 +185,9 @@ def _panel(
     """A panel: its figure when ``draw`` (a callable) is given, else ``absent`` says why not.
 
     ``remark`` (what limits a drawn figure) ends its caption; a ``wide`` panel spans the page.
+
+    Returns:
+        The panel's fields for the template.
     """
     out: dict[str, Any] = {"id": panel_id, "title": title, "caption": caption, "src": None,
                            "width": None, "note": absent, "remark": remark, "wide": wide}  # fmt: skip
@@ -177,67 +197,67 @@ def _panel(
 
 
 def _sections(run: RunDiagnosis) -> list[dict[str, Any]]:
-    notes, record, traj = run.notes, run.record, run.trajectory
-    measured = record is not None and len(record) > 0
+    notes, traj = run.notes, run.trajectory
+    record = run.record if run.record is not None and len(run.record) > 0 else None
     no_noise = notes.get(Panel.NOISE)
+    overlap = None
+    if run.overlap is not None and record is not None:
+        overlap = partial(plot_overlap, run.overlap, record.steps[run.overlap_measurements],
+                          k=record.eigenvalues.shape[1], dim=_dim(run))  # fmt: skip
     noise = [
         _panel("noise-spectra", "D's spectrum at each measurement",
                "Top-k eigenvalues of D against their index, one line per measurement, coloured "
                "by step (Figs 1–2 show one such spectrum).",
-               (lambda: plot_noise_spectra(record)) if measured else None, no_noise),
+               partial(plot_noise_spectra, record) if record is not None else None, no_noise),
         _panel("overlap", "Overlap of D's top eigenvectors across training",
                "‖V_aᵀV_b‖²_F / k between the top-k eigenvectors of two measurements: 1 when D's "
                "top subspace did not move (Remark 13), k/d for two random subspaces.",
-               (lambda: plot_overlap(run.overlap, record.steps[run.overlap_measurements],
-                                     k=record.eigenvalues.shape[1], dim=_dim(run)))
-               if run.overlap is not None and record is not None else None,
-               notes.get(Panel.OVERLAP) or no_noise, remark=notes.get(Panel.OVERLAP)),
+               overlap, notes.get(Panel.OVERLAP) or no_noise, remark=notes.get(Panel.OVERLAP)),
         _panel("noise-scale", "B_simple, tr D and the temperature",
                "B_simple = tr D / ‖g‖² (McCandlish et al. 2018) and tr D on the probe set at "
                "each measurement; the temperature η/(2b(1 − μ)) of eq. 3 at each step, read from "
                "the optimizer (schedules included).",
-               (lambda: plot_noise_scale(record)) if measured else None,
-               no_noise, remark=notes.get(Panel.TEMPERATURE), wide=True),
+               partial(plot_noise_scale, record) if record is not None else None, no_noise,
+               remark=notes.get(Panel.TEMPERATURE), wide=True),
     ]  # fmt: skip
     training = [
         _panel("training", "Loss and gradient norm",
                "The mini-batch loss at each recorded step with its EWMA, and ‖∇f‖/√d with its "
                "EWMA (Fig. 3c).",
-               lambda: plot_training(traj, run.gradient_norm),
-               None, remark=notes.get(Panel.LOSS) or notes.get(Panel.GRADIENT_NORM), wide=True),
+               partial(plot_training, traj, run.gradient_norm), None,
+               remark=notes.get(Panel.LOSS) or notes.get(Panel.GRADIENT_NORM), wide=True),
     ]  # fmt: skip
-    last = next((w for w in reversed(run.windows) if w.test is not None), None)
+    last = next((w.test for w in reversed(run.windows) if w.test is not None), None)
+    untested = "no window could be tested."
     equilibrium = [
         _panel("windows", "Equilibrium verdicts on sliding windows",
                "The equilibrium test (detailed balance against a fitted reversible linear model, "
                "in the top-2 principal components of the single weights) on each window; a "
                "window that is not stationary is not testable.",
-               (lambda: plot_windows(run.windows, run.settings["alpha"])) if run.windows else None,
+               partial(plot_windows, run.windows, run.settings["alpha"]) if run.windows else None,
                notes.get(Panel.WINDOWS), remark=notes.get(Panel.WINDOWS), wide=True),
         _panel("last-window", "The last tested window",
                "Its irreversibility statistic against the reversible surrogates.",
-               (lambda: plot_equilibrium(last.test)) if last is not None and last.test else None,
-               "no window could be tested."),
+               partial(plot_equilibrium, last) if last is not None else None, untested),
         _panel("flux", "Probability flux of the last tested window",
                "Occupancy and coarse-grained probability flux in the window's top-2 principal "
                "components (Battle et al. 2016).",
-               (lambda: plot_flux(last.test.flux)) if last is not None and last.test else None,
-               "no window could be tested."),
+               partial(plot_flux, last.flux) if last is not None else None, untested),
     ]  # fmt: skip
     a, b = run.span
     span = f"records {a:,}–{b - 1:,}" if b > a else "no records"
     fluctuations = [
         _panel("spectrum", "Spectrum of the increments (Fig. 3a)",
                f"Mean over the single weights of the spectrum of their increments, {span}.",
-               (lambda: plot_power_spectrum(run.power_spectrum)) if run.power_spectrum else None,
+               partial(plot_power_spectrum, run.power_spectrum) if run.power_spectrum else None,
                notes.get(Panel.SPECTRUM)),
         _panel("autocorrelation", "Autocorrelation (Fig. 3b)",
                f"Autocorrelation of the single weights against lag, {span}.",
-               (lambda: plot_autocorrelation(run.autocorrelation)) if run.autocorrelation else None,
+               partial(plot_autocorrelation, run.autocorrelation) if run.autocorrelation else None,
                notes.get(Panel.AUTOCORRELATION)),
         _panel("msd", "Mean squared displacement",
                f"MSD of the single weights against lag, with its power-law fit, {span}.",
-               (lambda: plot_msd(run.msd)) if run.msd else None,
+               partial(plot_msd, run.msd) if run.msd else None,
                notes.get(Panel.MSD)),
     ]  # fmt: skip
     return [

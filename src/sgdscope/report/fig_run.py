@@ -76,7 +76,9 @@ def plot_noise_spectra(record: MonitorRecord, *, ax: Axes | None = None) -> Figu
     """
     fig, ax = _axes(ax, width=5.0)
     steps = record.steps
-    norm = mpl.colors.Normalize(vmin=float(steps.min()), vmax=float(max(steps.max(), steps.min() + 1)))
+    norm = mpl.colors.Normalize(
+        vmin=float(steps.min()), vmax=float(max(steps.max(), steps.min() + 1))
+    )
     cmap = mpl.colormaps["viridis"]
     index = np.arange(1, record.eigenvalues.shape[1] + 1)
     for step, values in zip(steps, record.eigenvalues, strict=True):
@@ -205,7 +207,7 @@ def plot_windows(
         p = w.test.p_value if w.test is not None else floor
         status = w.status
         ax.hlines(p, w.first_step, w.last_step, color=STATUS_COLOUR[status], lw=5,
-                  label=None if status in labelled else status)  # fmt: skip
+                  label="_nolegend_" if status in labelled else status)  # fmt: skip
         labelled.add(status)
     ax.axhline(alpha, color="k", ls="--", lw=0.8, label=f"α = {alpha:g}")
     ax.set_yscale("log")

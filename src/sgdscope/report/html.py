@@ -49,6 +49,7 @@ PAPER = (
     "converges to limit cycles for deep networks”, ICLR 2018 (arXiv:1710.11029)"
 )
 
+
 def html_page(
     out: str | os.PathLike[str], results: Sequence[ExperimentResult], generated: str
 ) -> str:
