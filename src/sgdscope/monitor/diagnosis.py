@@ -210,8 +210,8 @@ def diagnose_run(
         ...                 _ = p.mul_(0.9).add_(torch.randn(p.shape, generator=g))
         ...         rec.step()
         >>> run = sg.diagnose_run(path, n_surrogates=19)
-        >>> run.record is None, [w.stop - w.start for w in run.windows]
-        (True, [200])
+        >>> run.record is None, [(w.first_step, w.last_step) for w in run.windows]
+        (True, [(1, 200), (101, 300)])
         >>> run.notes["noise"][:28]
         'D was not measured: this is'
     """
