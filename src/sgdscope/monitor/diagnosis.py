@@ -212,7 +212,7 @@ def diagnose_run(
         >>> run = sg.diagnose_run(path, n_surrogates=19)
         >>> run.record is None, [(w.first_step, w.last_step) for w in run.windows]
         (True, [(1, 200), (101, 300)])
-        >>> run.notes["noise"][:28]
+        >>> run.notes["noise"][:27]
         'D was not measured: this is'
     """
     settings = _check(
