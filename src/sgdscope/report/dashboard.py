@@ -27,6 +27,7 @@ so that a headless browser can check it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -122,49 +123,40 @@ def dashboard_page(run: RunDiagnosis, generated: str) -> str:
 
 
 def _facts(run: RunDiagnosis) -> list[tuple[str, str]]:
+    """The summary table: what was read, and what the analyses used."""
     traj, record, s = run.trajectory, run.record, run.settings
     steps = traj.steps
-    facts = [
-        ("record", run.path),
-        ("state", "complete (closed cleanly)" if traj.complete
-         else "still being written, or interrupted: read up to its last committed chunk"),
-        ("records", f"{len(traj):,}" + (f" (steps {steps[0]:,}–{steps[-1]:,})" if len(steps) else "")),
-    ]  # fmt: skip
-    try:
-        facts.append(("model parameters d", f"{traj.layout.dim:,}"))
-    except TrajectoryFormatError:
-        pass
+    facts = {"record": run.path}
+    facts["state"] = (
+        "complete (closed cleanly)"
+        if traj.complete
+        else "still being written, or interrupted: read up to its last committed chunk"
+    )
+    facts["records"] = f"{len(traj):,}"
+    if len(steps):
+        facts["records"] += f" (steps {steps[0]:,}–{steps[-1]:,})"
+    with contextlib.suppress(TrajectoryFormatError):  # a trajectory without a layout
+        facts["model parameters d"] = f"{traj.layout.dim:,}"
     if record is not None:
-        facts.append(
-            ("recorded", str(record.settings.get("record_rule", f"{traj.dim:,} coordinates")))
-        )
-        facts.append(("measurements of D", f"{len(record)} (top-{record.eigenvalues.shape[1]}, "
-                      f"on {record.settings.get('probe_size', '?')} probe samples)"))  # fmt: skip
+        facts["recorded"] = str(record.settings.get("record_rule", f"{traj.dim:,} coordinates"))
+        k, probe = record.eigenvalues.shape[1], record.settings.get("probe_size", "?")
+        facts["measurements of D"] = f"{len(record)} (top-{k}, on {probe} probe samples)"
     else:
-        facts.append(("recorded", f"{traj.dim:,} coordinates (a plain trajectory record)"))
-    facts.append(
-        (
-            "single weights analysed",
-            f"{run.coordinates.size:,} of {traj.dim:,}, drawn with seed {s['seed']}",
-        )
+        facts["recorded"] = f"{traj.dim:,} coordinates (a plain trajectory record)"
+    facts["single weights analysed"] = (
+        f"{run.coordinates.size:,} of {traj.dim:,}, drawn with seed {s['seed']}"
     )
     if run.windows:
         counts = ", ".join(f"{n} {status}" for status, n in run.verdict_counts().items())
-        facts.append(
-            (
-                "windows",
-                f"{len(run.windows)} of {s['window']:,} records, every {s['stride']:,}: {counts}",
-            )
+        facts["windows"] = (
+            f"{len(run.windows)} of {s['window']:,} records, every {s['stride']:,}: {counts}"
         )
     a, b = run.span
     if b > a:
-        facts.append(
-            (
-                "after the transient",
-                f"records {a:,}–{b - 1:,} (steps {steps[a]:,}–{steps[b - 1]:,})",
-            )
+        facts["after the transient"] = (
+            f"records {a:,}–{b - 1:,} (steps {steps[a]:,}–{steps[b - 1]:,})"
         )
-    return facts
+    return list(facts.items())
 
 
 def _figure(fig: Figure) -> dict[str, Any]:
@@ -270,6 +262,7 @@ def _sections(run: RunDiagnosis) -> list[dict[str, Any]]:
 
 
 def _dim(run: RunDiagnosis) -> int:
+    """The model's d (the trajectory's own dim when it records no layout)."""
     try:
         return run.trajectory.layout.dim
     except TrajectoryFormatError:
