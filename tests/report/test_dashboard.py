@@ -198,3 +198,16 @@ def test_regenerated_while_the_run_trains(tmp_path):
     assert second.panels["overlap"]["src"] != first.panels["overlap"]["src"]
     training.close()
     assert not list(tmp_path.glob("*.tmp"))  # written through a temporary file and a rename
+
+
+@pytest.mark.parametrize("steps", [0, 1])
+def test_a_run_that_has_just_started_shows_every_panel_or_why_not(tmp_path, steps):
+    training = TinyRun(tmp_path / "run", measure_every=2).train(steps)
+    d = Dashboard(render_dashboard(sg.diagnose_run(tmp_path / "run")).read_text(encoding="utf-8"))
+    training.close()
+    assert list(d.panels) == PANELS
+    assert d.panels["noise-spectra"]["absent"] == "no measurement of D yet."
+    assert "an equilibrium test needs a window of at least 200" in d.panels["windows"]["absent"]
+    assert "at least 16 are needed" in d.panels["spectrum"]["absent"]
+    assert d.panels["training"]["src"] is not None  # axes that say what is missing, or 1 step
+    assert d.facts["records"] == ("0" if steps == 0 else "1 (steps 1–1)")

@@ -286,18 +286,15 @@ def _scalar_notes(traj: Trajectory, record: MonitorRecord | None, notes: dict[st
             "eigenvectors, B_simple, tr D and the temperature along training."
         )
     elif len(record) == 0:
-        notes[Panel.NOISE] = "no measurement of D yet (the first is made at the first step)."
+        notes[Panel.NOISE] = "no measurement of D yet."
+    if len(traj) == 0:
+        notes[Panel.TEMPERATURE] = notes[Panel.LOSS] = "no step recorded yet."
+        return
     if not _recorded(traj, "temperature"):
         start = traj.meta.get("temperature")
-        notes[Panel.TEMPERATURE] = (
-            "not recorded per step"
-            + (
-                ""
-                if start is None
-                else f" (the recorder's metadata gives {start:.4g} at the start)"
-            )
-            + ("." if record is None else ": the optimizer is not SGD, or no batch size was given.")
-        )
+        at_start = "" if start is None else f" (the recorder's metadata gives {start:.4g})"
+        why = "." if record is None else ": the optimizer is not SGD, or no batch size was given."
+        notes[Panel.TEMPERATURE] = f"not recorded per step{at_start}{why}"
     if not _recorded(traj, "loss"):
         notes[Panel.LOSS] = "no loss was recorded (pass loss= to step())."
 
