@@ -188,7 +188,9 @@ def measure(name, args):
     t0 = time.perf_counter()
     fwd_bwd()
     row["fwd_bwd_s"] = time.perf_counter() - t0
-    noise.mean_gradient()
+    t0 = time.perf_counter()
+    noise.mean_gradient()  # the moments pass: ḡ, tr D and B_simple
+    row["moments_s"] = time.perf_counter() - t0
     probe_dtype = torch.float64 if args.precision == "float64" else torch.float32
     X = torch.randn(d, args.k, dtype=probe_dtype, device=device)
     op = noise.operator(precision=args.precision)
