@@ -207,7 +207,7 @@ REPRODUCE = Layering(
         ({""}, False),
     ),
 )
-EXPERIMENTS = ("spectra", "trajectory", "toy", "scaling")
+EXPERIMENTS = ("spectra", "trajectory", "toy", "scaling", "nonequilibrium")
 ROOMS = {"__init__.py", "settings.py", "measure.py", "claims.py", "figures.py"}
 
 
