@@ -29,7 +29,7 @@ TINY = {
     ),
     nonequilibrium: nonequilibrium.Settings(
         networks=("tiny-fc",), weight_decays=(1e-2,), no_bn_weight_decays=(),
-        text_protocol=False, epochs=140, burnin=20, n=256, n_components=4, n_surrogates=19,
+        text_protocol=False, epochs=240, burnin=20, n=256, n_components=4, n_surrogates=19,
         n_bootstrap=19,
     ),
 }  # fmt: skip

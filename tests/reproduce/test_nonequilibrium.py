@@ -20,12 +20,12 @@ from sgdscope.reproduce.nonequilibrium.measure import (
     Record,
     batchnorm_fed,
     drift_and_diffusion,
+    examine,
     hessian_in_basis,
     linear_theory,
     noise_in_basis,
     rotation_rates,
     scale_invariant,
-    test_record,
     train_and_record,
     without_batchnorm,
 )
@@ -35,7 +35,7 @@ from sgdscope.trajectory.analysis import subspace_currents
 
 TINY = Settings(
     networks=("tiny-fc",), weight_decays=(1e-2,), no_bn_weight_decays=(), text_protocol=False,
-    epochs=140, burnin=20, n=256, n_components=4, n_surrogates=19, n_bootstrap=19,
+    epochs=240, burnin=20, n=256, n_components=4, n_surrogates=19, n_bootstrap=19,
 )  # fmt: skip
 
 
@@ -97,7 +97,7 @@ def test_hessian_in_basis_equals_the_dense_autograd_hessian():
         out = torch.func.functional_call(model, chunks, (x,))
         return nn.functional.cross_entropy(out, y) + 0.5 * 0.3 * flat @ flat
 
-    dense = torch.autograd.functional.hessian(loss, flat0).numpy()
+    dense = torch.func.hessian(loss)(flat0).numpy()
     basis = np.linalg.qr(np.random.default_rng(1).standard_normal((flat0.numel(), 3)))[0].T
     got = hessian_in_basis(model.float(), (x.float(), y), basis, weight_decay=0.3)
     np.testing.assert_allclose(got, basis @ dense @ basis.T, rtol=2e-4, atol=1e-6)
@@ -170,7 +170,7 @@ def test_linear_theory_predicts_nothing_for_negative_curvature():
 # ----------------------------------------------------------------------------- verdicts
 def test_a_random_walk_is_not_testable_never_not_reproduced():
     walk = np.random.default_rng(0).standard_normal((1500, 6)).cumsum(axis=0)
-    t = test_record("c.walk", "a random walk", walk, TINY, seed=0)
+    t = examine("c.walk", "a random walk", walk, TINY, seed=0)
     assert not t.stationary
     row = claims._balance_row(t, TINY.n_components)
     assert row.verdict is Verdict.NOT_TESTABLE
@@ -184,7 +184,7 @@ def test_a_stationary_record_gets_a_verdict_each_way():
     rows = {}
     for name, F in (("reversible", F0), ("rotating", F0 + J)):
         x = _ou(F, np.eye(6), 3000, seed=1)
-        t = test_record(name, name, x, TINY, seed=0)
+        t = examine(name, name, x, dataclasses.replace(TINY, n_surrogates=99), seed=0)
         assert t.stationary
         rows[name] = claims._balance_row(t, TINY.n_components).verdict
     assert rows == {"reversible": Verdict.NOT_REPRODUCED, "rotating": Verdict.REPRODUCED}
@@ -243,6 +243,6 @@ def test_end_to_end_writes_rows_for_every_setting(tmp_path):
     fig3 = result.comparisons[-1]
     assert fig3.verdict is Verdict.NOT_TESTABLE and "no Fig. 3 record" in fig3.note
     numbers = result.numbers["settings"]["a.tiny-fc.wd1e-02"]
-    assert numbers["records"] == 120 and numbers["stationarity"] is not None
+    assert numbers["records"] == 220 and numbers["stationarity"] is not None
     assert set(numbers["currents"]) <= {"pca", "noise"}
     assert result.reduced and all(c.measured and c.note for c in result.comparisons)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from ...report.results import Comparison, Verdict
 from ...trajectory.analysis import EquilibriumStatus
 from .._experiment import Claim, grade
-from .measure import Tested, Theory
+from .measure import RESOLVED_RATE, Tested, Theory
 from .settings import Settings
 
 __all__ = ["ALPHA", "TITLE_CLAIM", "balance_claim", "comparisons", "notes", "theory_claim"]
@@ -94,6 +94,11 @@ def _theory_text(th: Theory, k: int) -> str:
     where = _NAMES[th.basis].format(k=k)
     if not th.stable:
         return f"{where}: F has a direction of negative curvature, no prediction"
+    if not th.resolved:
+        return (
+            f"{where}: σ predicted {th.predicted_entropy:.3g} per epoch, but F's fastest rate "
+            f"exceeds {RESOLVED_RATE:g} per record: not resolved by one record per epoch"
+        )
     lo, hi = th.interval
     w_pred = th.predicted_rates[0] if th.predicted_rates.size else float("nan")
     w_meas = th.measured_rates[0] if th.measured_rates.size else float("nan")
@@ -107,10 +112,11 @@ def _theory_text(th: Theory, k: int) -> str:
 def _theory_row(t: Tested, k: int) -> Comparison:
     claim = theory_claim(t)
     measured = "; ".join(_theory_text(th, k) for th in t.theory.values()) or "—"
-    stable = [th for th in t.theory.values() if th.stable]
+    stable = [th for th in t.theory.values() if th.stable and th.resolved]
     if not stable:
         why = (
-            "F is not positive-stable in any stationary subspace"
+            "in every stationary subspace F is not positive-stable or is faster than the "
+            "records resolve"
             if t.theory
             else "no stationary subspace to compare in"
         )

@@ -2,7 +2,7 @@ r"""What ``reproduce nonequilibrium`` measures: stationary SGD runs, their curre
 
 For each setting (see :mod:`.settings`) the network is trained with heavy-ball SGD and recorded
 once per epoch after the burn-in (:func:`train_and_record`: positions and momentum buffers, in
-memory). :func:`test_record` then chains the library's tests, stationarity first:
+memory). :func:`examine` then chains the library's tests, stationarity first:
 
 1. :func:`~sgdscope.trajectory.analysis.stationarity` in the top-k PCA subspace; a record that
    fails it is not tested further (no verdict either way);
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,16 +59,17 @@ from .settings import NETWORKS, RunSetting, Settings
 __all__ = [
     "CLASSES",
     "FIG3_STORE",
+    "RESOLVED_RATE",
     "Record",
     "Tested",
     "Theory",
     "batchnorm_fed",
+    "examine",
     "hessian_in_basis",
     "linear_theory",
     "moving",
     "rotation_rates",
     "scale_invariant",
-    "test_record",
     "train_and_record",
     "without_batchnorm",
 ]
@@ -76,6 +78,10 @@ CLASSES = (0, 1, 2, 3)  #: the digits of every setting (those of the Fig. 3 run)
 #: Where ``reproduce trajectory`` leaves its record, relative to the output root.
 FIG3_STORE = Path("trajectory") / "run" / "traj"
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
+#: Fastest relaxation rate per record that a record resolves: a mode with rate 2 keeps a
+#: correlation e⁻² ≈ 0.14 from one record to the next; faster ones look like white noise, and
+#: their currents cannot be measured at that spacing.
+RESOLVED_RATE = 2.0
 
 
 # ------------------------------------------------------------------------------- networks
@@ -343,6 +349,8 @@ class Theory:
     Attributes:
         basis: ``"pca"`` or ``"noise"`` (D's top eigenvectors).
         stable: Whether F has eigenvalues with positive real parts only (else no prediction).
+        resolved: Whether F's fastest rate is at most :data:`RESOLVED_RATE` per record (else
+            the record is too coarse to measure what the theory predicts).
         commute: Whether F and D commute in the basis (then the theory predicts Q = 0).
         predicted_entropy: tr(QᵀD⁻¹QU) of :func:`sgdscope.linear_decomposition` (per record).
         predicted_rates: (k // 2,) rotation rates of the predicted Q (per record).
@@ -355,6 +363,7 @@ class Theory:
 
     basis: str
     stable: bool
+    resolved: bool
     commute: bool
     predicted_entropy: float
     predicted_rates: np.ndarray
@@ -369,6 +378,7 @@ class Theory:
         return {
             "basis": self.basis,
             "stable": self.stable,
+            "resolved": self.resolved,
             "commute": self.commute,
             "predicted_entropy": self.predicted_entropy,
             "predicted_rates": [float(w) for w in self.predicted_rates],
@@ -421,10 +431,11 @@ def linear_theory(basis: str, F: np.ndarray, D: np.ndarray, measured: SubspaceCu
         basis=basis, measured_entropy=measured.entropy.rate, interval=(lo, hi),
         measured_rates=measured.rotation_rates,
     )  # fmt: skip
-    if not np.all(np.linalg.eigvals(F).real > 0):
+    rates = np.linalg.eigvals(F).real
+    if not np.all(rates > 0):
         nan = np.full(measured.rotation_rates.shape, np.nan)
         return Theory(
-            **base, stable=False, commute=False, predicted_entropy=float("nan"),
+            **base, stable=False, resolved=False, commute=False, predicted_entropy=float("nan"),
             predicted_rates=nan, variance_ratio=float("nan"), agrees=False,
         )  # fmt: skip
     dec = linear_decomposition(F, D)
@@ -433,6 +444,7 @@ def linear_theory(basis: str, F: np.ndarray, D: np.ndarray, measured: SubspaceCu
     return Theory(
         **base,
         stable=True,
+        resolved=bool(rates.max() <= RESOLVED_RATE),
         commute=dec.commute,
         predicted_entropy=sigma,
         predicted_rates=rotation_rates(dec.Q, dec.S),
@@ -543,7 +555,7 @@ def _currents_and_theory(
     return currents, theory
 
 
-def test_record(
+def examine(
     key: str,
     label: str,
     positions: np.ndarray,
@@ -576,8 +588,8 @@ def test_record(
     skipped: dict[str, str] = {}
     n, d = positions.shape
     none: dict[str, Any] = dict(equilibrium=None, currents={}, theory={}, skipped=skipped)
-    if n < 20 * s.n_components:
-        skipped["all"] = f"{n} records, fewer than 20 per tested dimension"
+    if n < max(200, 20 * s.n_components):
+        skipped["all"] = f"{n} records, fewer than 200 or 20 per tested dimension"
         return Tested(key, label, n, d, None, **none, seconds=spent)
     cols = moving(positions)
     x = positions[:, cols]
@@ -617,7 +629,12 @@ def fig3_record(ctx: RunContext) -> tuple[np.ndarray, str] | str:
     lay = traj.meta["layout"]
     model = models.build("tiny-fc", len(CLASSES))
     x = np.asarray(traj.weights[0 : len(traj)], dtype=np.float32)
-    return scale_invariant(x, lay["names"], lay["shapes"], batchnorm_fed(model)), str(store)
+    where = str(store)
+    result = store.parent.parent / "result.json"
+    if result.is_file():
+        note = json.loads(result.read_text()).get("reduced_note")
+        where += f" (a reduced run: {note})" if note else " (the authors' protocol)"
+    return scale_invariant(x, lay["names"], lay["shapes"], batchnorm_fed(model)), where
 
 
 def measure(ctx: RunContext, s: Settings) -> list[Tested]:
@@ -629,7 +646,7 @@ def measure(ctx: RunContext, s: Settings) -> list[Tested]:
         for setting in runs:
             xy = cache.setdefault(setting.model, training_data(setting.model, s, ctx))
             rec = train_and_record(setting, xy, s, seed=ctx.seed, progress=ctx.progress)
-            out.append(test_record(
+            out.append(examine(
                 setting.key, setting.label, rec.positions, s, seed=ctx.seed, rec=rec,
                 setting=setting,
             ))  # fmt: skip
@@ -640,6 +657,6 @@ def measure(ctx: RunContext, s: Settings) -> list[Tested]:
             if isinstance(got, str):
                 out.append(Tested("c.fig3", label, 0, 0, None, None, {}, {}, {"all": got}, 0.0))
             else:
-                out.append(test_record("c.fig3", label, got[0], s, seed=ctx.seed))
+                out.append(examine("c.fig3", f"{label}, from {got[1]}", got[0], s, seed=ctx.seed))
         adv(1)
     return out
