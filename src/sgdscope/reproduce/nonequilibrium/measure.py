@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, jvp
+from torch.func import functional_call
 
 from ..._progress import progress_bar
 from ...dynamics.linear import linear_decomposition
@@ -247,34 +247,25 @@ def hessian_in_basis(
     r""":math:`B (H + \lambda I) B^\top` for a (k, d) basis B, from k Hessian-vector products.
 
     H is the Hessian of the mean cross-entropy over ``xy`` in eval mode (BatchNorm running
-    statistics, no dropout: the loss whose D is measured, eq. 2), in float64, by forward-over-
-    reverse differentiation (:func:`torch.func.jvp` of :func:`torch.func.grad`); λ the weight
-    decay. The parameters are concatenated in ``named_parameters()`` order.
+    statistics, no dropout: the loss whose D is measured, eq. 2), in float64, by double
+    backward (the gradient's graph kept, then one more backward pass per direction); λ the
+    weight decay. The parameters are concatenated in ``named_parameters()`` order.
 
     Returns:
         The (k, k) symmetric matrix.
     """
     m = copy.deepcopy(model).double().eval()
     named = [(n, p) for n, p in m.named_parameters() if p.requires_grad]
-    names, shapes = [n for n, _ in named], [p.shape for _, p in named]
+    shapes = {n: p.shape for n, p in named}
     sizes = [p.numel() for _, p in named]
-    x0 = torch.cat([p.detach().reshape(-1) for _, p in named])
-    inputs, targets = xy[0].double(), xy[1]
-
-    def loss(flat: Tensor) -> Tensor:
-        parts = dict(
-            zip(
-                names,
-                (t.reshape(sh) for t, sh in zip(flat.split(sizes), shapes, strict=True)),
-                strict=True,
-            )
-        )
-        out = functional_call(m, parts, (inputs,))
-        return nn.functional.cross_entropy(out, targets) + 0.5 * weight_decay * flat @ flat
-
+    x0 = torch.cat([p.detach().reshape(-1) for _, p in named]).requires_grad_(True)
+    parts = {n: t.reshape(shapes[n]) for (n, _), t in zip(named, x0.split(sizes), strict=True)}
+    out = functional_call(m, parts, (xy[0].double(),))
+    loss = nn.functional.cross_entropy(out, xy[1]) + 0.5 * weight_decay * x0 @ x0
+    (g,) = torch.autograd.grad(loss, x0, create_graph=True)
     b = torch.as_tensor(np.asarray(basis), dtype=torch.float64)
-    hv = torch.stack([jvp(grad(loss), (x0,), (v,))[1] for v in b])  # (k, d)
-    h = (b @ hv.T).numpy()
+    hv = torch.stack([torch.autograd.grad(g @ v, x0, retain_graph=True)[0] for v in b])
+    h = (b @ hv.T).detach().numpy()
     return 0.5 * (h + h.T)
 
 
