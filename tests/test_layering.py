@@ -203,7 +203,7 @@ REPRODUCE = Layering(
     _floors(
         ({"context"}, False),
         ({"_experiment"}, False),
-        ({"spectra", "trajectory", "toy", "scaling"}, True),
+        ({"spectra", "trajectory", "toy", "scaling", "nonequilibrium"}, True),
         ({""}, False),
     ),
 )
