@@ -31,7 +31,7 @@ def draw(tested: list[Tested], folder: Path, label: str) -> list[FigureRef]:
             if c is None:
                 continue
             x = i + 0.15 * (2 * j - 1)
-            lo, hi = c.entropy.interval
+            lo, hi = c.entropy.interval or (0.0, 0.0)
             rate = max(c.entropy.rate, 1e-12)
             ok = c.stationarity.stationary
             ax.errorbar(

@@ -29,6 +29,7 @@ import copy
 import itertools
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from ..._progress import progress_bar
 from ...dynamics.linear import linear_decomposition
 from ...noise import GradientNoise
 from ...paper import data, models
-from ...paper.training import TrainConfig, epoch_batches
+from ...paper.training import Sampling, TrainConfig, epoch_batches
 from ...temperature import temperature
 from ...trajectory import load_trajectory
 from ...trajectory.analysis import (
@@ -187,7 +188,7 @@ class Record:
         return self.positions + np.float32(self.lr / 2) * self.velocities
 
 
-def _flat(tensors: list[Tensor]) -> np.ndarray:
+def _flat(tensors: Sequence[Tensor]) -> np.ndarray:
     return torch.cat([t.detach().reshape(-1) for t in tensors]).cpu().numpy().astype(np.float32)
 
 
@@ -215,7 +216,7 @@ def train_and_record(
     epochs = s.epochs_of(setting.model)
     config = TrainConfig(
         epochs=epochs, batch_size=s.batch_size, lr=s.lr, momentum=s.momentum,
-        sampling=s.sampling, seed=seed,
+        sampling=Sampling(s.sampling), seed=seed,
     )  # fmt: skip
     x, y = xy
     n_rec = epochs - s.burnin
@@ -416,9 +417,9 @@ def linear_theory(basis: str, F: np.ndarray, D: np.ndarray, measured: SubspaceCu
         The :class:`Theory`; an unstable F (a direction of negative curvature in the basis)
         predicts nothing (``stable`` False, nan predictions).
     """
-    lo, hi = measured.entropy.interval
+    lo, hi = measured.entropy.interval or (float("nan"), float("nan"))
     fit = measured.fit
-    base = dict(
+    base: dict[str, Any] = dict(
         basis=basis, measured_entropy=measured.entropy.rate, interval=(lo, hi),
         measured_rates=measured.rotation_rates,
     )  # fmt: skip
@@ -518,12 +519,12 @@ def _currents_and_theory(
     """subspace_currents in the top-k PCA and D's top-k subspaces, and the linear theory in each."""
     k = s.n_components
     x = rec.positions[:, cols]
-    kw = dict(n_surrogates=s.n_surrogates, n_bootstrap=s.n_bootstrap, seed=seed)
-    currents = {"pca": subspace_currents(x, n_components=k, **kw)}  # type: ignore[arg-type]
+    kw: dict[str, Any] = dict(n_surrogates=s.n_surrogates, n_bootstrap=s.n_bootstrap, seed=seed)
+    currents = {"pca": subspace_currents(x, n_components=k, **kw)}
     nib = noise_in_basis(rec.model, rec.data, k, seed)
     bases = {"noise": nib.top}
     try:
-        currents["noise"] = subspace_currents(x, basis=nib.top[:, cols], **kw)  # type: ignore[arg-type]
+        currents["noise"] = subspace_currents(x, basis=nib.top[:, cols], **kw)
     except ValueError as err:  # e.g. a direction of D along which the record does not move
         skipped["currents.noise"] = str(err)
     pca = currents["pca"].projection
