@@ -25,6 +25,14 @@ def draw(tested: list[Tested], folder: Path, label: str) -> list[FigureRef]:
     if not rows:
         return []
     fig, ax = new_figure(width=7.0, height=3.6)
+    floor = (
+        min(
+            [max(c.entropy.rate, 1e-9) for t in rows for c in t.currents.values()]
+            + [th.predicted_entropy for t in rows for th in t.theory.values() if th.stable]
+        )
+        / 10
+    )
+    labelled: set[str] = set()
     for j, (name, (colour, what)) in enumerate(_STYLE.items()):
         for i, t in enumerate(rows):
             c = t.currents.get(name)
@@ -32,17 +40,22 @@ def draw(tested: list[Tested], folder: Path, label: str) -> list[FigureRef]:
                 continue
             x = i + 0.15 * (2 * j - 1)
             lo, hi = c.entropy.interval or (0.0, 0.0)
-            rate = max(c.entropy.rate, 1e-12)
+            rate = max(c.entropy.rate, floor)
             ok = c.stationarity.stationary
+            first = f"m{name}" not in labelled
+            labelled.add(f"m{name}")
             ax.errorbar(
-                x, rate, yerr=[[rate - max(lo, 1e-12)], [max(hi - rate, 0.0)]], fmt="o",
+                x, rate, yerr=[[rate - max(lo, floor)], [max(hi - rate, 0.0)]], fmt="o",
                 color=colour, mfc=colour if ok else "white",
-                label=f"measured, {what}" if i == 0 else None,
+                label=f"measured, {what}" if first else None,
             )  # fmt: skip
             th = t.theory.get(name)
             if th is not None and th.stable:
-                ax.plot(x, max(th.predicted_entropy, 1e-12), "x", color=colour, ms=8,
-                        label=f"linear theory, {what}" if i == 0 else None)  # fmt: skip
+                first = f"t{name}" not in labelled
+                labelled.add(f"t{name}")
+                ax.plot(x, max(th.predicted_entropy, floor), "x", color=colour, ms=8,
+                        label=f"linear theory, {what}" if first else None)  # fmt: skip
+    ax.set_ylim(bottom=floor)
     ax.set_yscale("log")
     ax.set_xticks(np.arange(len(rows)), [t.key for t in rows], rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("entropy production σ per epoch")
@@ -53,7 +66,8 @@ def draw(tested: list[Tested], folder: Path, label: str) -> list[FigureRef]:
         FigureRef(
             path.name,
             "Entropy production per setting in the top-k PCA and D's top-k subspaces: measured "
-            "(dots, with the bootstrap interval; open: the subspace is not stationary, no "
-            "verdict) and predicted by the linear theory of Lemma 20 (crosses).",
+            "(dots, with the bootstrap interval, drawn to the bottom when it reaches 0; open: "
+            "the subspace is not stationary, no verdict) and predicted by the linear theory of "
+            "Lemma 20 (crosses).",
         )
     ]
