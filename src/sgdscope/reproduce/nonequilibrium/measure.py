@@ -636,7 +636,9 @@ def measure(ctx: RunContext, s: Settings) -> list[Tested]:
     runs = s.runs()
     with progress_bar("nonequilibrium: settings", len(runs) + 1, enabled=ctx.progress) as adv:
         for setting in runs:
-            xy = cache.setdefault(setting.model, training_data(setting.model, s, ctx))
+            if setting.model not in cache:
+                cache[setting.model] = training_data(setting.model, s, ctx)
+            xy = cache[setting.model]
             rec = train_and_record(setting, xy, s, seed=ctx.seed, progress=ctx.progress)
             out.append(examine(
                 setting.key, setting.label, rec.positions, s, seed=ctx.seed, rec=rec,
