@@ -369,3 +369,13 @@ def test_spectrum_shape_test_accepts_the_true_model_and_rejects_the_wrong_one(se
     integrated = np.cumsum(_ar(1500, np.array([0.9, 0.95, 0.97]), seed), axis=0)
     low = spectrum_shape_test(integrated, n_components=3, n_surrogates=39, seed=seed)
     assert low.p_flat == pytest.approx(1 / 40) and low.tilt > 0  # low-frequency excess
+
+
+def test_spectrum_shape_test_is_not_fooled_by_the_choice_of_subspace():
+    from sgdscope.reproduce.trajectory.spectrum_test import spectrum_shape_test
+
+    # a 50-dimensional random walk: the positions' top PCs are its slowest directions, whose
+    # increments would look low-frequency; the increments' top PCs are not biased that way
+    walk = np.random.default_rng(0).standard_normal((1500, 50)).cumsum(axis=0)
+    res = spectrum_shape_test(walk, n_components=10, n_surrogates=39, seed=0)
+    assert res.p_flat >= 0.05 and abs(res.tilt) < 0.2

@@ -83,7 +83,7 @@ def _low_frequency(an: Analysis, short: str) -> Comparison:
             measured=measured,
         )
     measured += (
-        f"; whole spectrum in the top-{t.n_components} PCA subspace: against flat p = "
+        f"; whole spectrum in the increments' top-{t.n_components} PCA subspace: against flat p = "
         f"{t.p_flat:.3g}, against the fitted linear (OU) model p = {t.p_linear:.3g}, "
         f"low-frequency tilt {t.tilt:+.2f} (log power, lowest tenth minus highest half)"
     )

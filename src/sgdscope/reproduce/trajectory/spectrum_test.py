@@ -114,7 +114,8 @@ def spectrum_shape_test(
 
     Args:
         x: (T, d) positions (moving coordinates only), T ≥ 200.
-        n_components: Dimension k of the top-k PCA subspace (at most d).
+        n_components: Dimension k of the subspace of the increments' top-k principal
+            components (at most d).
         n_surrogates: Surrogates of each model.
         seed: Seed of the surrogates.
 
@@ -128,7 +129,7 @@ def spectrum_shape_test(
     if n < 200:
         raise ValueError(f"the spectrum-shape test needs ≥ 200 records, got {n}")
     k = min(n_components, d)
-    y = pca_projection(x, k).apply(x)
+    y = pca_projection(x, k, increments=True).apply(x)
     segment = int(min(1024, max(16, n // 8)))
     fit = fit_ou(y)
     f, p = increment_spectrum(y, segment)
