@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from sgdscope.cli import main
-from sgdscope.reproduce import scaling, spectra, toy, trajectory
+from sgdscope.reproduce import nonequilibrium, scaling, spectra, toy, trajectory
 
 TINY = {
     spectra: spectra.Settings(
@@ -26,6 +26,11 @@ TINY = {
         batch_sizes=(16, 64), epochs=1, n_train=256, n_test=100, replacement_n=128,
         replacement_batches=(8, 32), replacement_steps=8, noise_samples=32, projections=16,
         noise_epochs=20,
+    ),
+    nonequilibrium: nonequilibrium.Settings(
+        networks=("tiny-fc",), weight_decays=(1e-2,), no_bn_weight_decays=(),
+        text_protocol=False, epochs=240, burnin=20, n=256, n_components=4, n_surrogates=19,
+        n_bootstrap=19,
     ),
 }  # fmt: skip
 
@@ -55,7 +60,7 @@ def test_quick_runs_everything_and_writes_the_report(quick_out):
     page = (out / "report" / "index.html").read_text()
     combined = json.loads((out / "report" / "results.json").read_text())
     names = [e["name"] for e in combined["experiments"]]
-    assert names == ["spectra", "trajectory", "toy", "scaling"]
+    assert names == ["spectra", "trajectory", "toy", "scaling", "nonequilibrium"]
     n_rows = sum(len(e["comparisons"]) for e in combined["experiments"])
     assert sum(combined["verdicts"].values()) == n_rows
     n_figs = sum(len(e["figures"]) for e in combined["experiments"])

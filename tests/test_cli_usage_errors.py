@@ -174,11 +174,11 @@ def test_a_full_cpu_run_says_how_long_it_takes_before_it_starts(tmp_path, monkey
     assert "Full protocol" not in res.output  # not for a quick run
 
 
-def test_the_estimate_of_all_four_experiments():
+def test_the_estimate_of_all_five_experiments():
     from sgdscope.reproduce.context import RunContext
 
     text = cli_reproduce._full_cpu_estimate(RunContext(out="o"), tuple(EXPERIMENTS), None)
-    assert "about 3.1 h" in text and "trajectory ≈ 76 min" in text  # 60 + 76 + 1.5 + 50 min
+    assert "about 3.8 h" in text and "trajectory ≈ 76 min" in text  # 60 + 76 + 1.5 + 50 + 40 min
     assert (
         cli_reproduce._full_cpu_estimate(RunContext(out="o", device="cuda"), ("toy",), None) is None
     )

@@ -203,11 +203,11 @@ REPRODUCE = Layering(
     _floors(
         ({"context"}, False),
         ({"_experiment"}, False),
-        ({"spectra", "trajectory", "toy", "scaling"}, True),
+        ({"spectra", "trajectory", "toy", "scaling", "nonequilibrium"}, True),
         ({""}, False),
     ),
 )
-EXPERIMENTS = ("spectra", "trajectory", "toy", "scaling")
+EXPERIMENTS = ("spectra", "trajectory", "toy", "scaling", "nonequilibrium")
 ROOMS = {"__init__.py", "settings.py", "measure.py", "claims.py", "figures.py"}
 
 

@@ -100,7 +100,7 @@ def test_settings_are_validated_at_construction():
 
 
 def test_every_experiment_follows_the_protocol():
-    assert list(EXPERIMENTS) == ["spectra", "trajectory", "toy", "scaling"]
+    assert list(EXPERIMENTS) == ["spectra", "trajectory", "toy", "scaling", "nonequilibrium"]
     for name, e in EXPERIMENTS.items():
         assert e.name == name and e.title
         full, quick = e.settings.full(), e.settings.quick()

@@ -157,3 +157,48 @@ def test_authors_resize_trains_in_its_own_folder(tmp_path):
     assert (tmp_path / "spectra" / "small-fc-mnist7-authors" / "train" / "last.pt").is_file()
     assert "resize 'authors'" in r.numbers["panels"]["fig1b"]["data"]
     assert "scale 'unit'" in r.numbers["panels"]["fig1b"]["data"]
+
+
+# ------------------------------------------------------------------------------- knee (C − 1)
+def _power_law(n: int = 60, s: float = 1.2) -> np.ndarray:
+    return np.arange(1, n + 1, dtype=float) ** -s
+
+
+def test_knee_found_where_it_was_planted_and_nowhere_else():
+    from sgdscope.reproduce.spectra.measure import knee
+
+    lam = _power_law()
+    lam[9:] /= 8.0  # a gap between λ_9 and λ_10
+    k = knee(lam, 9)
+    assert k is not None and k.found and k.largest
+    assert k.log_ratio == pytest.approx(np.log(lam[8] / lam[9]))
+    assert len(k.neighbours) == 8
+    assert not knee(lam, 12).found  # the gap is not after 12
+    smooth = knee(_power_law(), 9)
+    assert smooth is not None and not smooth.found and not smooth.largest
+    noisy = _power_law() * np.exp(0.05 * np.random.default_rng(0).standard_normal(60))
+    assert not knee(np.sort(noisy)[::-1], 9).found
+    assert knee(_power_law(12), 9) is None  # too few eigenvalues for the window
+    assert knee(lam, 3) is None  # no full window below p
+
+
+def test_knee_row_reads_every_checkpoint():
+    from sgdscope.reproduce.spectra.measure import knee
+
+    lam = _power_law()
+    lam[9:] /= 8.0
+    base = _panel((1.8, 1.7, 1.6))
+    ck = [dataclasses.replace(c, knee=knee(lam if i else _power_law(), 9)) for i, c in
+          enumerate(base.checkpoints)]  # fmt: skip
+    rows = {
+        c.key: c for c in compare({"fig1a": dataclasses.replace(base, checkpoints=tuple(ck))}, {})
+    }
+    assert rows["fig1a.knee"].verdict is Verdict.PARTLY  # found at 2 of 3 checkpoints
+    ck = [dataclasses.replace(c, knee=knee(lam, 9)) for c in base.checkpoints]
+    rows = {
+        c.key: c for c in compare({"fig1a": dataclasses.replace(base, checkpoints=tuple(ck))}, {})
+    }
+    assert rows["fig1a.knee"].verdict is Verdict.REPRODUCED
+    assert f"λ_9/λ_10 = {8 * (10 / 9) ** 1.2:.3g}" in rows["fig1a.knee"].measured
+    assert PANELS["fig2a"].knee_at == 9 and PANELS["fig2b"].knee_at == 99
+    assert PANELS["fig1b"].knee_at is None  # two digits: no C − 1 gap to test

@@ -322,3 +322,60 @@ def test_quick_and_full_settings():
     assert full.classes == (0, 1, 2, 3) and full.scale == "unit" and not full.embedded
     assert (quick.epochs, quick.burnin, quick.embedded) == (2_000, 200, True)
     assert T.Settings(recording_lr=1e-3).lr_after_burnin == 1e-3
+
+
+# ------------------------------------------------------------------ Fig. 3a: the spectrum's shape
+def _ar(n: int, a: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, a.size))
+    for t in range(1, n):
+        x[t] = a * x[t - 1] + rng.standard_normal(a.size)
+    return x
+
+
+def test_linear_spectrum_of_independent_ar1_is_the_sum_of_their_closed_forms():
+    from sgdscope.reproduce.trajectory.spectrum_test import linear_spectrum
+    from sgdscope.trajectory.analysis import fit_ou
+
+    fit = fit_ou(_ar(4000, np.array([0.5, 0.9]), seed=0))
+    f = np.linspace(0.01, 0.5, 40)
+    z = np.exp(-2j * np.pi * f)
+    sigma = fit.S - fit.A @ fit.S @ fit.A.T
+    expected = np.zeros(f.size)
+    for fi, zi in enumerate(z):  # brute force: the transfer matrix inverted frequency by frequency
+        h = np.linalg.inv(np.eye(2) - fit.A * zi)
+        expected[fi] = np.trace(h @ sigma @ h.conj().T).real * abs(1 - zi) ** 2
+    np.testing.assert_allclose(linear_spectrum(fit, f), expected, rtol=1e-10)
+    # and for a scalar AR(1), the textbook σ²|1 − z|²/|1 − a z|²
+    one = fit_ou(_ar(4000, np.array([0.7]), seed=1))
+    a, s2 = one.A[0, 0], one.S[0, 0] * (1 - one.A[0, 0] ** 2)
+    np.testing.assert_allclose(
+        linear_spectrum(one, f), s2 * np.abs(1 - z) ** 2 / np.abs(1 - a * z) ** 2, rtol=1e-10
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_spectrum_shape_test_accepts_the_true_model_and_rejects_the_wrong_one(seed):
+    from sgdscope.reproduce.trajectory.spectrum_test import spectrum_shape_test
+
+    ou = spectrum_shape_test(_ar(1500, np.array([0.8, 0.9, 0.95]), seed), n_components=3,
+                             n_surrogates=39, seed=seed)  # fmt: skip
+    assert ou.p_linear >= 0.05  # its own (known) spectrum: accepted
+    assert ou.p_flat == pytest.approx(1 / 40)  # increments of an OU process are not white
+    assert ou.tilt < 0  # high-pass: confined
+    walk = np.random.default_rng(seed + 10).standard_normal((1500, 3)).cumsum(axis=0)
+    bm = spectrum_shape_test(walk, n_components=3, n_surrogates=39, seed=seed)
+    assert bm.p_flat >= 0.05  # Brownian motion: flat increments, accepted
+    integrated = np.cumsum(_ar(1500, np.array([0.9, 0.95, 0.97]), seed), axis=0)
+    low = spectrum_shape_test(integrated, n_components=3, n_surrogates=39, seed=seed)
+    assert low.p_flat == pytest.approx(1 / 40) and low.tilt > 0  # low-frequency excess
+
+
+def test_spectrum_shape_test_is_not_fooled_by_the_choice_of_subspace():
+    from sgdscope.reproduce.trajectory.spectrum_test import spectrum_shape_test
+
+    # a 50-dimensional random walk: the positions' top PCs are its slowest directions, whose
+    # increments would look low-frequency; the increments' top PCs are not biased that way
+    walk = np.random.default_rng(0).standard_normal((1500, 50)).cumsum(axis=0)
+    res = spectrum_shape_test(walk, n_components=10, n_surrogates=39, seed=0)
+    assert res.p_flat >= 0.05 and abs(res.tilt) < 0.2

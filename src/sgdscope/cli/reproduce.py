@@ -1,7 +1,7 @@
 """``sgdscope reproduce``: rerun the paper's experiments and write the HTML report.
 
 ``sgdscope reproduce --quick`` runs everything on the embedded data in under 10 minutes on two
-CPU cores; ``sgdscope reproduce [OPTIONS] spectra|trajectory|toy|scaling`` runs one experiment;
+CPU cores; ``sgdscope reproduce [OPTIONS] spectra|trajectory|toy|scaling|nonequilibrium`` runs one experiment;
 ``report`` re-renders ``OUT/report/index.html`` from the results on disk. Every experiment saves
 ``OUT/<name>/result.json`` and resumes from its checkpoints when rerun on the same ``--out``.
 """
@@ -29,7 +29,13 @@ _VERDICT_STYLE = {
 # Wall times of the full protocol on the CPU, measured for docs/REPRODUCTION.md on 2026-11-26: two
 # cores of an AMD EPYC, one torch thread, the cores shared with another full run (about twice a
 # quiet machine's times). spectra: 35 min with D on 20,000 samples, about 60 min on all 60,000.
-_FULL_CPU_MINUTES = {"spectra": 60.0, "trajectory": 76.0, "toy": 1.5, "scaling": 50.0}
+_FULL_CPU_MINUTES = {
+    "spectra": 60.0,
+    "trajectory": 76.0,
+    "toy": 1.5,
+    "scaling": 50.0,
+    "nonequilibrium": 40.0,
+}
 
 
 def _minutes(m: float) -> str:
@@ -233,9 +239,9 @@ def _context(params: dict):
 def reproduce(ctx, **params):
     """Rerun the paper's experiments and compare them, number by number, with the paper.
 
-    Without a subcommand, runs all four (spectra, trajectory, toy, scaling) and writes
-    OUT/report/index.html (self-contained) and OUT/report/results.json. The options may be given
-    before or after the subcommand (``reproduce --quick spectra`` = ``reproduce spectra --quick``).
+    Without a subcommand, runs all five (spectra, trajectory, toy, scaling, nonequilibrium) and
+    writes OUT/report/index.html (self-contained) and OUT/report/results.json. The options may be
+    given before or after the subcommand (``reproduce --quick spectra`` = ``reproduce spectra --quick``).
     """
     ctx.obj = {"console": Console(), "params": params}
     if ctx.invoked_subcommand is None:
@@ -289,7 +295,15 @@ reproduce.add_command(
     )
 )
 reproduce.add_command(
-    _subcommand("all", "Run spectra, trajectory, toy and scaling, then the report.")
+    _subcommand(
+        "nonequilibrium",
+        "Beyond the paper: detailed balance tested on stationary runs (weight decay, no "
+        "BatchNorm, the Fig. 3 record in scale-invariant coordinates), currents in subspaces "
+        "and the linear theory.",
+    )
+)
+reproduce.add_command(
+    _subcommand("all", "Run spectra, trajectory, toy, scaling and nonequilibrium, then the report.")
 )
 
 

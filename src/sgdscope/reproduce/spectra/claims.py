@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from ...report.results import Comparison, Verdict
 from .._experiment import Claim, grade
-from .measure import Checkpoint, Panel
+from .measure import KNEE_Z, Checkpoint, Panel
 from .settings import PANELS, PanelSpec
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "REMARK14_CIFAR100",
     "REMARK14_CIFAR_VS_MNIST",
     "compare",
+    "knee_claim",
     "notes",
     "rank_claim",
     "spread_claim",
@@ -81,6 +84,17 @@ def spread_claim(spec: PanelSpec) -> Claim:
     )
 
 
+def knee_claim(spec: PanelSpec) -> Claim:
+    """Beyond the paper: the knee of panel ``spec``'s spectrum after C − 1 eigenvalues."""
+    c = (spec.knee_at or 0) + 1
+    return Claim(
+        f"{spec.key}.knee",
+        f"Beyond the paper (Papyan 2019): {spec.figure}'s spectrum has a knee after C − 1 = "
+        f"{c - 1} eigenvalues ({spec.data_label}), at every checkpoint",
+        f"not discussed; Papyan (2019) reports C − 1 outliers for C = {c} classes",
+    )
+
+
 # --------------------------------------------------------------------------------- per panel
 def _rank_row(spec: PanelSpec, panel: Panel) -> Comparison:
     final = panel.final
@@ -123,6 +137,26 @@ def _spread_row(spec: PanelSpec, panel: Panel) -> Comparison:
         )
     return spread_claim(spec).judge(
         ", ".join(f"{k} {v:.1f}" for k, v in ratios.items()) or "—", verdict, note
+    )
+
+
+def _knee_row(spec: PanelSpec, panel: Panel) -> Comparison:
+    claim = knee_claim(spec)
+    knees = [(c.epoch, c.knee) for c in panel.checkpoints if c.knee is not None]
+    if not knees:
+        return claim.skipped(f"fewer than {(spec.knee_at or 0) + 5} positive eigenvalues")
+    found = [k.found for _, k in knees]
+    p = knees[0][1].position
+    return claim.judge(
+        "; ".join(
+            f"epoch {e}: λ_{p}/λ_{p + 1} = {np.exp(k.log_ratio):.3g} (log gap z = {k.z:.1f} "
+            f"against gaps {p - 4}–{p + 4}{', the largest' if k.largest else ''})"
+            for e, k in knees
+        ),
+        grade(*found),
+        f"A knee: the log-gap log(λ_p/λ_(p+1)) is the largest of its 4 neighbours on each side "
+        f"and ≥ {KNEE_Z:g} robust standard deviations (1.4826 MAD) above their median; "
+        "reproduced at every checkpoint, partly at some.",
     )
 
 
@@ -250,6 +284,8 @@ def compare(panels: dict[str, Panel], skipped: dict[str, str]) -> list[Compariso
     for key, spec in PANELS.items():
         if key in panels:
             rows += [_rank_row(spec, panels[key]), _spread_row(spec, panels[key])]
+            if spec.knee_at is not None:
+                rows.append(_knee_row(spec, panels[key]))
         elif key in skipped:
             rows.append(rank_claim(spec).skipped(skipped[key]))
     if panels:

@@ -30,12 +30,14 @@ __all__ = [
     "RTOLS",
     "Checkpoint",
     "Data",
+    "Knee",
     "Measured",
     "Overlap",
     "Panel",
     "PanelRun",
     "Reading",
     "inputs_for_d",
+    "knee",
     "load_spectrum",
     "measure_panels",
     "measure_spectrum",
@@ -61,6 +63,65 @@ class Reading:
 
 
 @dataclass(frozen=True)
+class Knee:
+    """The gap after the first C − 1 eigenvalues (Papyan 2019), against its neighbours.
+
+    Attributes:
+        position: p = C − 1: the gap tested is λ_p/λ_{p+1} (1-based).
+        log_ratio: log(λ_p/λ_{p+1}).
+        neighbours: log(λ_i/λ_{i+1}) for the i within ``window`` of p, p excluded.
+        z: (log_ratio − median(neighbours)) / (1.4826 · MAD(neighbours)), a robust z-score.
+        largest: Whether log_ratio exceeds every neighbouring ratio.
+    """
+
+    position: int
+    log_ratio: float
+    neighbours: tuple[float, ...]
+    z: float
+    largest: bool
+
+    @property
+    def found(self) -> bool:
+        """A knee: the largest gap of its neighbourhood and z ≥ :data:`KNEE_Z`."""
+        return self.largest and self.z >= KNEE_Z
+
+
+#: Robust z-score a gap must reach to count as a knee (3 MADs: about 1 in 700 for normal noise).
+KNEE_Z = 3.0
+
+
+def knee(eigenvalues: np.ndarray, position: int, window: int = 4) -> Knee | None:
+    r"""Test for a knee after the first ``position`` eigenvalues of a descending spectrum.
+
+    The log-gaps :math:`r_i = \log(\lambda_i/\lambda_{i+1})` of a smooth (power-law)
+    spectrum change slowly with i; a knee after C − 1 eigenvalues (the class-mean directions of
+    the gradient covariance, Papyan 2019, "Measurements of three-level hierarchical structure
+    in the outliers in the spectrum of deepnet Hessians") makes :math:`r_{C-1}` stand out from
+    its ``window`` neighbours on each side.
+
+    Args:
+        eigenvalues: Descending eigenvalues.
+        position: p = C − 1 (1-based: the gap between λ_p and λ_{p+1}).
+        window: Neighbouring gaps on each side.
+
+    Returns:
+        The :class:`Knee`, or None when fewer than p + window + 1 eigenvalues are positive or
+        p ≤ window.
+    """
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    lam = lam[lam > 0]
+    if position <= window or lam.size < position + window + 1:
+        return None
+    r = np.log(lam[:-1] / lam[1:])  # r[i - 1] = log(λ_i/λ_{i+1})
+    idx = [i for i in range(position - window, position + window + 1) if i != position]
+    nb = r[np.array(idx) - 1]
+    at, med = float(r[position - 1]), float(np.median(nb))
+    mad = 1.4826 * float(np.median(np.abs(nb - med)))
+    z = (at - med) / mad if mad > 0 else (np.inf if at > med else -np.inf if at < med else 0.0)
+    return Knee(position, at, tuple(float(v) for v in nb), float(z), bool(at > nb.max()))
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     """D(x) at one checkpoint, as the claims read it (all at the paper's threshold).
 
@@ -76,6 +137,7 @@ class Checkpoint:
             :meth:`sgdscope.Spectrum.stats`); empty when the rank is not determined.
         ranks_at_rtol: ``{f"{rtol:g}": rank}`` at :data:`RTOLS`.
         power_law_slope: Slope s of λ_i ∝ i^(−s) above the threshold (None: under 5 values).
+        knee: The gap after C − 1 eigenvalues (None: not asked for, or too few eigenvalues).
     """
 
     epoch: int
@@ -88,10 +150,11 @@ class Checkpoint:
     readings: dict[str, Reading]
     ranks_at_rtol: dict[str, int]
     power_law_slope: float | None
+    knee: Knee | None = None
 
     @classmethod
-    def of(cls, epoch: int, sp: Spectrum) -> Checkpoint:
-        """Read a measured spectrum at the paper's threshold."""
+    def of(cls, epoch: int, sp: Spectrum, knee_at: int | None = None) -> Checkpoint:
+        """Read a measured spectrum at the paper's threshold (and its knee after ``knee_at``)."""
         known = sp.rank_known(PAPER)
         r = sp.rank(PAPER) if known else None
         return cls(
@@ -105,6 +168,7 @@ class Checkpoint:
             readings=_readings(sp.stats(PAPER)) if known else {},
             ranks_at_rtol={f"{t:g}": sp.rank(t) for t in RTOLS if sp.rank_known(t)},
             power_law_slope=power_law_slope(sp),
+            knee=None if knee_at is None else knee(sp.eigenvalues, knee_at),
         )
 
     def mean(self, reading: str = "raw") -> float:
@@ -343,7 +407,9 @@ class PanelRun:
     def panel(self) -> Panel:
         """The typed summary the claims read."""
         return Panel(
-            checkpoints=tuple(Checkpoint.of(e, self.spectra[e]) for e in sorted(self.spectra)),
+            checkpoints=tuple(
+                Checkpoint.of(e, self.spectra[e], self.spec.knee_at) for e in sorted(self.spectra)
+            ),
             overlaps=self._overlaps(),
             spectrum_seconds=self.spectrum_seconds,
             devices=frozenset(str(sp.info.get("device")) for sp in self.spectra.values()),
@@ -359,6 +425,8 @@ class PanelRun:
             summary.pop("info", None)
             summary["ranks_at_rtol"] = {f"{t:g}": sp.rank(t) for t in RTOLS if sp.rank_known(t)}
             summary["power_law_slope"] = power_law_slope(sp)
+            k = None if self.spec.knee_at is None else knee(sp.eigenvalues, self.spec.knee_at)
+            summary["knee"] = None if k is None else {**asdict(k), "found": k.found}
             per_ckpt[str(e)] = summary
         return {
             "model": self.spec.model,

@@ -45,6 +45,12 @@ class PanelSpec:
     is_cifar: bool = False
     augment: bool = False
 
+    @property
+    def knee_at(self) -> int | None:
+        """C − 1 for a panel with C ≥ 3 classes in its data (where a knee is tested), else None."""
+        c = len(self.classes) if self.classes else self.num_classes
+        return c - 1 if c >= 3 else None
+
 
 #: The five panels of Figs 1–2, with the numbers the paper printed for each.
 PANELS: dict[str, PanelSpec] = {

@@ -30,7 +30,8 @@ ALPHA = 0.05  #: level of the circulation test
 
 FFT_LOW_FREQUENCY = Claim(
     "fig3a.low_frequency",
-    "Fig. 3a / Remark 17: the FFT of the increments shows low-frequency modes, not flat",
+    "Fig. 3a / Remark 17: the FFT of the increments shows low-frequency modes, not flat (the "
+    "whole spectrum's shape tested against flat and against the linear model)",
     "low-frequency modes, not sharp peaks; Brownian motion would be flat",
 )
 FFT_SPREAD = Claim(
@@ -74,17 +75,39 @@ def _low_frequency(an: Analysis, short: str) -> Comparison:
         f"power at f ≤ 1e-2 over power at f ≥ 0.25 cycles/epoch: {r:.2f}; "
         f"log–log slope {an.shape.slope:+.2f}{short}"
     )
-    if r >= 1.5:
-        note = "Low-frequency excess (ratio ≥ 1.5)."
-    elif r <= 1 / 1.5:
+    t = an.shape_test
+    if t is None:
+        return FFT_LOW_FREQUENCY.skipped(
+            "the spectrum-shape test needs ≥ 200 records: "
+            + an.skipped.get("spectrum_shape_test", ""),
+            measured=measured,
+        )
+    measured += (
+        f"; whole spectrum in the increments' top-{t.n_components} PCA subspace: against flat p = "
+        f"{t.p_flat:.3g}, against the fitted linear (OU) model p = {t.p_linear:.3g}, "
+        f"low-frequency tilt {t.tilt:+.2f} (log power, lowest tenth minus highest half)"
+    )
+    not_flat, low = t.p_flat < ALPHA, t.tilt > 0
+    if not_flat and low:
+        note = "Not flat, with a low-frequency excess: the paper's reading."
+    elif not_flat:
         note = (
-            "High-pass, not low-frequency modes (ratio ≤ 1/1.5): increments of a confined "
-            "(mean-reverting) process lose power at low frequency, as those of an equilibrium OU "
-            "process do."
+            "Not flat, but high-pass: increments of a confined (mean-reverting) process lose "
+            "power at low frequency, as those of an equilibrium OU process do."
         )
     else:
-        note = "Flat within ±50 % (ratio in (1/1.5, 1.5))."
-    return FFT_LOW_FREQUENCY.judge(measured, grade(r >= 1.5), note)
+        note = "Flat within the estimator's noise (white increments, Brownian motion)."
+    note += (
+        f" Verdict by the whole spectrum's shape (level removed) against a random walk's, "
+        f"{t.n_surrogates} bootstrap surrogates, α = {ALPHA}; the fitted linear model's spectrum "
+        f"is {'rejected' if t.p_linear < ALPHA else 'not rejected'} (p = {t.p_linear:.3g}): "
+        + (
+            "a reversible or irreversible linear model does not explain the shape."
+            if t.p_linear < ALPHA
+            else "linear (OU) dynamics explain the shape without limit cycles."
+        )
+    )
+    return FFT_LOW_FREQUENCY.judge(measured, grade(not_flat and low), note)
 
 
 def _spread(an: Analysis) -> Comparison:

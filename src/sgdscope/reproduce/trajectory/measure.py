@@ -30,6 +30,7 @@ from ...trajectory.analysis import (
     msd,
     power_spectrum,
 )
+from .spectrum_test import SpectrumShapeTest, spectrum_shape_test
 
 #: Bartlett's 99 % two-sided quantile, the level of the paper's outer band (2.576/√n).
 Z99 = 2.576
@@ -130,6 +131,8 @@ class Analysis:
         excluded: ``{parameter: coordinates left out}`` (those that do not move).
         spectrum: Fig. 3a, increments, mean over moving coordinates with a 68 % bootstrap band.
         shape: Its numbers.
+        shape_test: The whole increment spectrum's shape tested against flat and against the
+            fitted linear model (:mod:`.spectrum_test`).
         autocorrelation: Fig. 3b on the log/paper lag grid up to T/2.
         long_lags: Its numbers at the lags of Remark 18.
         msd: The MSD power law.
@@ -148,6 +151,7 @@ class Analysis:
     excluded: dict[str, int]
     spectrum: PowerSpectrum | None
     shape: SpectrumShape | None
+    shape_test: SpectrumShapeTest | None
     autocorrelation: Autocorrelation | None
     long_lags: LongLags | None
     msd: MSD | None
@@ -169,6 +173,8 @@ class Analysis:
         }
         if self.spectrum is not None and self.shape is not None:
             nums["spectrum"] = {**self.spectrum.summary(), **asdict(self.shape)}
+        if self.shape_test is not None:
+            nums["spectrum_shape_test"] = self.shape_test.summary()
         if self.autocorrelation is not None and self.long_lags is not None:
             ll = asdict(self.long_lags)
             ll.pop("band99")
@@ -375,6 +381,11 @@ def analyse(
     shape = (
         SpectrumShape(**spectrum_numbers(ps), **spectral_shape(x, seed)) if ps is not None else None
     )
+    shape_test = _attempt(
+        skipped,
+        "spectrum_shape_test",
+        lambda: spectrum_shape_test(x, n_surrogates=n_surrogates, seed=seed),
+    )
     lags = ac_lags(n)
     ac = _attempt(skipped, "autocorrelation", lambda: autocorrelation(x, lags=lags))
     long_lags = _long_lags(ac, x, n) if ac is not None else None
@@ -392,6 +403,7 @@ def analyse(
         excluded=excluded,
         spectrum=ps,
         shape=shape,
+        shape_test=shape_test,
         autocorrelation=ac,
         long_lags=long_lags,
         msd=m,
