@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -259,3 +260,25 @@ def test_end_to_end_writes_rows_for_every_setting(tmp_path):
     assert numbers["records"] == 220 and numbers["stationarity"] is not None
     assert set(numbers["currents"]) <= {"pca", "noise"}
     assert result.reduced and all(c.measured and c.note for c in result.comparisons)
+
+
+def test_a_second_call_reads_the_saved_records_back_instead_of_training(tmp_path, monkeypatch):
+    """An interrupted or repeated run keeps each finished setting: the next call with the same
+    settings reads its record back (no training) and reaches the same verdicts; other settings
+    are trained again."""
+    torch.set_num_threads(1)
+    ctx = RunContext(out=tmp_path, quick=True, progress=False)
+    first = N.run(ctx, TINY)
+    assert (tmp_path / N.NAME / "records" / "a.tiny-fc.wd1e-02.pt").exists()
+
+    def no_training(*_a, **_k):
+        raise AssertionError("trained again")
+
+    module = sys.modules["sgdscope.reproduce.nonequilibrium.measure"]  # (the package's
+    monkeypatch.setattr(module, "train_and_record", no_training)  # `measure` is the function)
+    second = N.run(ctx, TINY)
+    assert [(c.key, c.verdict, c.measured) for c in second.comparisons] == [
+        (c.key, c.verdict, c.measured) for c in first.comparisons
+    ]
+    with pytest.raises(AssertionError, match="trained again"):  # other settings: trained afresh
+        N.run(ctx, dataclasses.replace(TINY, weight_decays=(1e-3,)))

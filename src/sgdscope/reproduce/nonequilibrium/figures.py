@@ -44,11 +44,11 @@ def draw(tested: list[Tested], folder: Path, label: str) -> list[FigureRef]:
             ok = c.stationarity.stationary
             first = f"m{name}" not in labelled
             labelled.add(f"m{name}")
-            ax.errorbar(
-                x, rate, yerr=[[rate - max(lo, floor)], [max(hi - rate, 0.0)]], fmt="o",
-                color=colour, mfc=colour if ok else "white",
-                label=f"measured, {what}" if first else None,
-            )  # fmt: skip
+            # the interval is drawn as it is: the bias-corrected basic interval may leave the
+            # point estimate just outside it, so it is a line from lo to hi, not error bars
+            ax.vlines(x, max(lo, floor), max(hi, floor), color=colour, lw=1.2)
+            ax.plot(x, rate, "o", color=colour, mfc=colour if ok else "white",
+                    label=f"measured, {what}" if first else None)  # fmt: skip
             th = t.theory.get(name)
             if th is not None and th.stable:
                 first = f"t{name}" not in labelled

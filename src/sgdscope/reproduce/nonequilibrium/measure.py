@@ -30,7 +30,7 @@ import itertools
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -629,6 +629,37 @@ def fig3_record(ctx: RunContext) -> tuple[np.ndarray, str] | str:
     return scale_invariant(x, lay["names"], lay["shapes"], batchnorm_fed(model)), where
 
 
+def recorded(
+    setting: RunSetting, xy: tuple[Tensor, Tensor], s: Settings, ctx: RunContext
+) -> Record:
+    """The setting's record, read back from ``OUT/nonequilibrium/records/`` or trained and saved.
+
+    It is read back when an earlier call trained it with the same settings and seed. Each record is written atomically as soon as its training ends, so an interrupted run keeps
+    every setting it finished and the next call trains only the others.
+
+    Returns:
+        The :class:`Record`.
+    """
+    path = ctx.folder("nonequilibrium") / "records" / f"{setting.key}.pt"
+    key = json.dumps({"settings": asdict(s), "setting": asdict(setting), "seed": ctx.seed},
+                     sort_keys=True, default=str)  # fmt: skip
+    if path.exists():
+        saved = torch.load(path, weights_only=False)
+        if saved.get("key") == key:
+            model = network(setting, ctx.seed)
+            model.load_state_dict(saved["state"])
+            return Record(saved["positions"], saved["velocities"], setting.recording_lr,
+                          saved["steps"], model, xy, saved["seconds"])  # fmt: skip
+    rec = train_and_record(setting, xy, s, seed=ctx.seed, progress=ctx.progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"key": key, "positions": rec.positions, "velocities": rec.velocities,
+                "steps": rec.steps_per_record, "seconds": rec.seconds,
+                "state": rec.model.state_dict()}, tmp)  # fmt: skip
+    tmp.replace(path)
+    return rec
+
+
 def measure(ctx: RunContext, s: Settings) -> list[Tested]:
     """Train and test every setting of ``s`` (a, b, d), then setting c when asked for."""
     out: list[Tested] = []
@@ -639,7 +670,7 @@ def measure(ctx: RunContext, s: Settings) -> list[Tested]:
             if setting.model not in cache:
                 cache[setting.model] = training_data(setting.model, s, ctx)
             xy = cache[setting.model]
-            rec = train_and_record(setting, xy, s, seed=ctx.seed, progress=ctx.progress)
+            rec = recorded(setting, xy, s, ctx)
             out.append(examine(
                 setting.key, setting.label, rec.positions, s, seed=ctx.seed, rec=rec,
                 setting=setting,
