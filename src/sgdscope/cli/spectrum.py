@@ -143,6 +143,9 @@ def _process_group(device: str, timeout: float):
     )
     try:
         yield device
+        # leave together: a rank that tears gloo down while rank 0 still writes its files can
+        # abort at exit ("terminate called without an active exception", seen under load)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
