@@ -22,7 +22,7 @@ import torch
 
 from .._memory import MemoryBudgetError, format_bytes
 from .._operator import BaseOperator
-from .blocks import gram_block, tensor_sum
+from .blocks import Materialised, gram_block, tensor_sum
 from .stream import GradientStream
 
 __all__ = [
@@ -125,14 +125,9 @@ class CovarianceOperator(BaseOperator):
                     P += block.project(Xp).double()
             Pc = P.to(self.compute_dtype)
             for name, block in chunk.blocks.items():
-                kept_rows: torch.Tensor | None = kept.pop(name, None)
-                target = out[layout.slice(name)]
-                if kept_rows is None:
-                    block.backproject_add_(Pc, target)
-                elif kept_rows.dtype == target.dtype:
-                    target.addmm_(kept_rows.T, Pc)
-                else:  # float64 products into a float32 X's result
-                    target += kept_rows.T @ Pc
+                held = kept.pop(name, None)  # the kept rows, or the block forms them again
+                source = block if held is None else Materialised(held)
+                source.backproject_add_(Pc, out[layout.slice(name)])
             p_total += P.sum(0)
 
 
