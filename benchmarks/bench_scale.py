@@ -169,50 +169,8 @@ def measure(name, args):
     noise = sg.GradientNoise(model, loss, small, device=device, progress=True, cache=False,
                              memory_budget=budget)  # fmt: skip
     row.update(backend=noise.backend, chunk_size=noise.chunk_size)
-
-    def fwd_bwd():
-        for chunk_start in range(0, args.n, noise.chunk_size):
-            idx = torch.arange(chunk_start, min(chunk_start + noise.chunk_size, args.n))
-            x, y = noise.source.get(idx)
-            from sgdscope.noise._data import call_model, to_device
-
-            out = call_model(model, to_device(x, device))
-            loss(out, y.to(device)).mean().backward()
-        model.zero_grad(set_to_none=True)
-
-    if args.skip_product:  # moments and the Gram spectrum only (a second run at large sizes)
-        noise.mean_gradient()
-        row.update(trace=noise.trace(), b_simple=noise.noise_scale(), **gram_row(noise, args))
-        print(json.dumps(row), flush=True)
-        return row
-    t0 = time.perf_counter()
-    fwd_bwd()
-    row["fwd_bwd_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    noise.mean_gradient()  # the moments pass: ḡ, tr D and B_simple
-    row["moments_s"] = time.perf_counter() - t0
-    probe_dtype = torch.float64 if args.precision == "float64" else torch.float32
-    X = torch.randn(d, args.k, dtype=probe_dtype, device=device)
-    op = noise.operator(precision=args.precision)
-    t0 = time.perf_counter()  # one product, timed and measured together (the tracker's
-    product = {}  # per-op cost is small against these ops)
-    row["peak_N"] = peak_of(lambda: product.update(Y=op @ X), device)
-    row["product_s"] = time.perf_counter() - t0
-    row["ratio"] = row["product_s"] / row["fwd_bwd_s"]
-    if args.anchors and name == "resnet18":
-        try:
-            row.update(backpack_anchor(model, noise, X, product.pop("Y"), device))
-        except Exception as err:  # recorded: where the anchor cannot run
-            row["backpack_error"] = f"{type(err).__name__}: {str(err)[:160]}"
-    product.clear()
-    if args.skip_4n:
-        big = None
-    else:
-        big = sg.GradientNoise(model, loss, subset(data, 4 * args.n), device=device, cache=False,
-                               chunk_size=noise.chunk_size, memory_budget=budget)  # fmt: skip
-        big.mean_gradient()
-        row["peak_4N"] = peak_of(lambda: big.operator(precision=args.precision) @ X, device)
-        row["peak_ratio"] = row["peak_4N"] / row["peak_N"]
+    if not args.skip_product:  # --skip-product: moments and the Gram spectrum only
+        row.update(product_row(name, args, model, loss, data, noise, budget))
     row.update(trace=noise.trace(), b_simple=noise.noise_scale())
     if not args.skip_gram:
         row.update(gram_row(noise, args))
@@ -225,6 +183,49 @@ def measure(name, args):
 
     row["maxrss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps(row), flush=True)
+    return row
+
+
+def product_row(name, args, model, loss, data, noise, budget):
+    """Baseline forward + backward, the moments pass, one product at N (and 4N), BackPACK."""
+    from sgdscope.noise._data import call_model, to_device
+
+    device, row = torch.device(args.device), {}
+
+    def fwd_bwd():
+        for chunk_start in range(0, args.n, noise.chunk_size):
+            idx = torch.arange(chunk_start, min(chunk_start + noise.chunk_size, args.n))
+            x, y = noise.source.get(idx)
+            out = call_model(model, to_device(x, device))
+            loss(out, y.to(device)).mean().backward()
+        model.zero_grad(set_to_none=True)
+
+    t0 = time.perf_counter()
+    fwd_bwd()
+    row["fwd_bwd_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    noise.mean_gradient()  # the moments pass: ḡ, tr D and B_simple
+    row["moments_s"] = time.perf_counter() - t0
+    probe_dtype = torch.float64 if args.precision == "float64" else torch.float32
+    X = torch.randn(noise.dim, args.k, dtype=probe_dtype, device=device)
+    op = noise.operator(precision=args.precision)
+    t0 = time.perf_counter()  # one product, timed and measured together (the tracker's
+    product = {}  # per-op cost is small against these ops)
+    row["peak_N"] = peak_of(lambda: product.update(Y=op @ X), device)
+    row["product_s"] = time.perf_counter() - t0
+    row["ratio"] = row["product_s"] / row["fwd_bwd_s"]
+    if args.anchors and name == "resnet18":
+        try:
+            row.update(backpack_anchor(model, noise, X, product.pop("Y"), device))
+        except Exception as err:  # recorded: where the anchor cannot run
+            row["backpack_error"] = f"{type(err).__name__}: {str(err)[:160]}"
+    product.clear()
+    if not args.skip_4n:
+        big = sg.GradientNoise(model, loss, subset(data, 4 * args.n), device=device, cache=False,
+                               chunk_size=noise.chunk_size, memory_budget=budget)  # fmt: skip
+        big.mean_gradient()
+        row["peak_4N"] = peak_of(lambda: big.operator(precision=args.precision) @ X, device)
+        row["peak_ratio"] = row["peak_4N"] / row["peak_N"]
     return row
 
 
