@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from pathlib import Path
@@ -14,7 +15,52 @@ from .._params import LossFn
 from ..monitor import Monitor, NoiseMeasurement
 from ..trajectory.store import MANIFEST
 
-__all__ = ["batch_rows", "measurement_scalars", "open_monitor", "step_scalars"]
+__all__ = [
+    "MONITOR_OPTIONS",
+    "batch_rows",
+    "check_monitor_options",
+    "measurement_scalars",
+    "open_monitor",
+    "step_scalars",
+]
+
+# What a callback decides for the Monitor itself: the batch size of each step, whether the record
+# resumes and from which step (the trainer's), and the process group (the trainer's world).
+_SET_BY_CALLBACK = ("batch_size", "resume", "resume_step", "overwrite", "process_group")
+
+#: The :class:`~sgdscope.Monitor` keyword arguments a framework callback passes through, with
+#: their defaults (the callback sets the others from the trainer).
+MONITOR_OPTIONS: dict[str, Any] = {
+    name: p.default
+    for name, p in inspect.signature(Monitor.__init__).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in _SET_BY_CALLBACK
+}
+
+
+def check_monitor_options(options: dict[str, Any], *, where: str) -> dict[str, Any]:
+    """A callback's Monitor options, checked by name before training starts.
+
+    Their values are checked by the Monitor when training starts, with the model at hand.
+
+    Returns:
+        A copy of ``options``.
+
+    Raises:
+        TypeError: On a name the Monitor does not take, or one the callback sets itself.
+    """
+    for name in options:
+        if name in _SET_BY_CALLBACK:
+            raise TypeError(
+                f"{where} sets the Monitor's '{name}' itself (from the trainer: the batch size "
+                "of each step, the checkpoint it resumes from, its process group); leave "
+                f"{name}={options[name]!r} out."
+            )
+        if name not in MONITOR_OPTIONS:
+            raise TypeError(
+                f"{where} got an unexpected keyword argument '{name}' (= {options[name]!r}). "
+                f"It passes these to sgdscope.Monitor: {', '.join(MONITOR_OPTIONS)}."
+            )
+    return dict(options)
 
 
 def open_monitor(

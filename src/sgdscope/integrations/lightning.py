@@ -20,8 +20,14 @@ except ImportError as err:
     ) from err
 
 from .._params import LossFn
-from ..monitor import MAX_RAW_DIM, Monitor
-from ._common import batch_rows, measurement_scalars, open_monitor, step_scalars
+from ..monitor import Monitor
+from ._common import (
+    batch_rows,
+    check_monitor_options,
+    measurement_scalars,
+    open_monitor,
+    step_scalars,
+)
 
 __all__ = ["SgdscopeCallback"]
 
@@ -57,24 +63,14 @@ class SgdscopeCallback(Callback):
         path: Directory of the record.
         probe_data: The fixed probe set D is measured on (as :class:`~sgdscope.Monitor` takes).
         loss_fn: Per-sample loss ``loss_fn(pl_module(inputs), targets) -> (b,)``.
-        record_every: Record every this many optimizer steps.
-        measure_every: Measure D every this many steps, or ``"auto"`` (at most ``overhead`` of
-            the training time).
-        overhead: See :class:`~sgdscope.Monitor`.
-        k: Number of top eigenvalues of D per measurement.
-        params: The parameters that make up x (None: all that require grad).
-        n: Training-set size (for the temperature without replacement).
-        replacement: Whether mini-batches are drawn with replacement.
-        max_raw_dim: The largest d recorded as raw weights.
-        projection_dim: Single weights recorded above ``max_raw_dim``.
-        eigenvectors: Keep D's top eigenvectors (None: when the raw weights are recorded).
-        seed: Seed of the coordinate draw and of the eigensolver.
-        memory_budget: Bytes a measurement may allocate.
-        chunk_size: Records per chunk of the weights stream (None: ≈1 MiB); a crash loses the
-            records of the chunk being filled, which a resume from a checkpoint redoes anyway.
         overwrite: Replace a record at ``path`` when training starts at step 0.
         log: Send the scalars to the trainer's loggers.
         prefix: Prefix of the logged names.
+        **monitor_options: Passed to :class:`~sgdscope.Monitor`, which documents them:
+            ``record_every`` (in optimizer steps, ``trainer.global_step``), ``measure_every``,
+            ``overhead``, ``k``, ``params``, ``n``, ``replacement``, ``max_raw_dim``,
+            ``projection_dim``, ``eigenvectors``, ``seed``, ``memory_budget``, ``chunk_size``,
+            ``progress`` and ``meta``.
 
     Example:
         >>> import lightning.pytorch as pl  # doctest: +SKIP
@@ -90,22 +86,10 @@ class SgdscopeCallback(Callback):
         probe_data: Any,
         loss_fn: LossFn,
         *,
-        record_every: int = 1,
-        measure_every: int | str = "auto",
-        overhead: float = 0.05,
-        k: int = 8,
-        params: Any = None,
-        n: int | None = None,
-        replacement: bool = True,
-        max_raw_dim: int = MAX_RAW_DIM,
-        projection_dim: int = 1024,
-        eigenvectors: bool | None = None,
-        seed: int = 0,
-        memory_budget: int | None = None,
-        chunk_size: int | None = None,
         overwrite: bool = False,
         log: bool = True,
         prefix: str = "sgdscope/",
+        **monitor_options: Any,
     ) -> None:
         self.path = path
         self.probe_data = probe_data
@@ -113,13 +97,7 @@ class SgdscopeCallback(Callback):
         self.overwrite = bool(overwrite)
         self.log = bool(log)
         self.prefix = str(prefix)
-        self.settings = {
-            "record_every": record_every, "measure_every": measure_every, "overhead": overhead,
-            "k": k, "params": params, "n": n, "replacement": replacement,
-            "max_raw_dim": max_raw_dim, "projection_dim": projection_dim,
-            "eigenvectors": eigenvectors, "seed": seed, "memory_budget": memory_budget,
-            "chunk_size": chunk_size,
-        }  # fmt: skip
+        self.settings = check_monitor_options(monitor_options, where=_WHERE)
         self.monitor: Monitor | None = None
         self._lr: float | None = None
 

@@ -18,8 +18,8 @@ except ImportError as err:
     ) from err
 
 from .._params import LossFn
-from ..monitor import MAX_RAW_DIM, Monitor
-from ._common import measurement_scalars, open_monitor, step_scalars
+from ..monitor import Monitor
+from ._common import check_monitor_options, measurement_scalars, open_monitor, step_scalars
 
 __all__ = ["SgdscopeCallback"]
 
@@ -63,22 +63,13 @@ class SgdscopeCallback(TrainerCallback):
         loss_fn: Per-sample loss ``loss_fn(model(**inputs), labels) -> (b,)``, e.g.
             :func:`sgdscope.noise.losses.sequence_cross_entropy` for a causal language model.
         trainer: The Trainer, for its loggers (optional).
-        record_every: Record every this many optimizer steps.
-        measure_every: Measure D every this many steps, or ``"auto"``.
-        overhead: See :class:`~sgdscope.Monitor`.
-        k: Number of top eigenvalues of D per measurement.
-        params: The parameters that make up x (None: all that require grad).
-        n: Training-set size (for the temperature without replacement).
-        replacement: Whether mini-batches are drawn with replacement.
-        max_raw_dim: The largest d recorded as raw weights.
-        projection_dim: Single weights recorded above ``max_raw_dim``.
-        eigenvectors: Keep D's top eigenvectors (None: when the raw weights are recorded).
-        seed: Seed of the coordinate draw and of the eigensolver.
-        memory_budget: Bytes a measurement may allocate.
-        chunk_size: Records per chunk of the weights stream (None: ≈1 MiB); a crash loses the
-            records of the chunk being filled, which a resume from a checkpoint redoes anyway.
         overwrite: Replace a record at ``path`` when training starts at step 0.
         prefix: Prefix of the logged names.
+        **monitor_options: Passed to :class:`~sgdscope.Monitor`, which documents them:
+            ``record_every`` (in optimizer steps, ``state.global_step``), ``measure_every``,
+            ``overhead``, ``k``, ``params``, ``n``, ``replacement``, ``max_raw_dim``,
+            ``projection_dim``, ``eigenvectors``, ``seed``, ``memory_budget``, ``chunk_size``,
+            ``progress`` and ``meta``.
 
     Example:
         >>> from sgdscope.integrations.transformers import SgdscopeCallback  # doctest: +SKIP
@@ -95,21 +86,9 @@ class SgdscopeCallback(TrainerCallback):
         loss_fn: LossFn,
         *,
         trainer: Any = None,
-        record_every: int = 1,
-        measure_every: int | str = "auto",
-        overhead: float = 0.05,
-        k: int = 8,
-        params: Any = None,
-        n: int | None = None,
-        replacement: bool = True,
-        max_raw_dim: int = MAX_RAW_DIM,
-        projection_dim: int = 1024,
-        eigenvectors: bool | None = None,
-        seed: int = 0,
-        memory_budget: int | None = None,
-        chunk_size: int | None = None,
         overwrite: bool = False,
         prefix: str = "sgdscope/",
+        **monitor_options: Any,
     ) -> None:
         self.path = path
         self.probe_data = probe_data
@@ -117,13 +96,7 @@ class SgdscopeCallback(TrainerCallback):
         self.trainer = trainer
         self.overwrite = bool(overwrite)
         self.prefix = str(prefix)
-        self.settings = {
-            "record_every": record_every, "measure_every": measure_every, "overhead": overhead,
-            "k": k, "params": params, "n": n, "replacement": replacement,
-            "max_raw_dim": max_raw_dim, "projection_dim": projection_dim,
-            "eigenvectors": eigenvectors, "seed": seed, "memory_budget": memory_budget,
-            "chunk_size": chunk_size,
-        }  # fmt: skip
+        self.settings = check_monitor_options(monitor_options, where=_WHERE)
         self.monitor: Monitor | None = None
 
     def on_train_begin(
