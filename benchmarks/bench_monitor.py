@@ -74,7 +74,10 @@ def build(name, cifar_dir):
 
     from sgdscope.noise.losses import sequence_cross_entropy
 
-    cfg = transformers.GPT2Config(vocab_size=8192, n_positions=32, n_embd=128, n_layer=2, n_head=4)
+    cfg = transformers.GPT2Config(
+        vocab_size=8192, n_positions=32, n_embd=128, n_layer=2, n_head=4,
+        bos_token_id=8191, eos_token_id=8191,  # GPT-2's 50256 is outside this vocabulary
+    )  # fmt: skip
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(cfg)
     ids = torch.randint(0, 8192, (512, 32), generator=torch.Generator().manual_seed(0))

@@ -125,9 +125,11 @@ def build(name, n, quick, cifar_dir):
             return F.cross_entropy(out.logits, t, reduction="none")
 
         return model, loss, ({"pixel_values": x}, y)
+    vocab = 8192 if quick else 32768
     cfg = transformers.GPT2Config(
-        vocab_size=8192 if quick else 32768, n_positions=128, n_embd=128 if quick else 512,
+        vocab_size=vocab, n_positions=128, n_embd=128 if quick else 512,
         n_layer=2 if quick else 6, n_head=4 if quick else 8,
+        bos_token_id=vocab - 1, eos_token_id=vocab - 1,  # GPT-2's 50256 is outside this vocabulary
     )  # fmt: skip
     model = transformers.GPT2LMHeadModel(cfg).eval()
     ids = torch.randint(
