@@ -210,6 +210,20 @@ def _require(need: int, budget: int, what: str, instead: str) -> None:
         )
 
 
+def _fewer_vectors(stream: GradientStream, vectors: int, itemsize: int) -> str:
+    """The advice on eigenvectors when the Gram method does not fit: the most that would fit."""
+    fit = next(
+        (r for r in range(vectors - 1, -1, -1)
+         if exact_bytes(stream, SpectrumMethod.GRAM, r, itemsize) <= stream.memory_budget),
+        None,
+    )  # fmt: skip
+    if fit is None:  # not even the eigenvalues alone
+        return ""
+    if fit:
+        return f"Ask for at most eigenvectors={fit} (of the {vectors} asked), use"
+    return "Ask for no eigenvectors (eigenvectors=False), use"
+
+
 def _finish(info: dict, stream: GradientStream, **extra) -> dict:
     """The result's info: the caller's, plus the time taken and the data passes so far."""
     out = {k: v for k, v in info.items() if k not in ("t0", "passes0")}
@@ -286,8 +300,8 @@ def compute_spectrum(
             exact_bytes(stream, method, vectors, itemsize), stream.memory_budget,
             f"spectrum(method='gram') with N = {n}, d = {stream.dim} and {vectors} eigenvectors "
             "(an N × N matrix, its eigh, and d × r eigenvectors)",
-            "Ask for fewer eigenvectors (eigenvectors=16 or False), use fewer samples, or "
-            "method='randomized'.",
+            (_fewer_vectors(stream, vectors, itemsize) or "Use")
+            + " fewer samples, or method='randomized', or raise memory_budget.",
         )  # fmt: skip
         K = gram_matrix(stream, compute, gram_panel_budget(stream, vectors))
         K /= denom

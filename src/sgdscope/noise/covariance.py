@@ -23,7 +23,7 @@ import torch
 from .._memory import MemoryBudgetError, format_bytes
 from .._operator import BaseOperator
 from .blocks import Materialised, gram_block, tensor_sum
-from .stream import GradientStream
+from .stream import Chunk, GradientStream
 
 __all__ = [
     "CovarianceOperator",
@@ -106,29 +106,42 @@ class CovarianceOperator(BaseOperator):
         keep_budget: int,
     ) -> None:
         """Gᶜᵀ P into ``out`` and 1ᵀP into ``p_total`` over this rank's chunks."""
-        stream, layout = self.stream, self.stream.layout
+        for chunk in self.stream.chunks("D products"):
+            self._add_chunk(chunk, Xc, gX, out, p_total, keep_budget)
+            del chunk  # not alive while the next chunk is computed
+
+    def _add_chunk(
+        self,
+        chunk: Chunk,
+        Xc: torch.Tensor,
+        gX: torch.Tensor,
+        out: torch.Tensor,
+        p_total: torch.Tensor,
+        keep_budget: int,
+    ) -> None:
+        """One chunk's Gᶜᵀ P into ``out`` and 1ᵀP into ``p_total``; its rows die on return."""
+        layout = self.stream.layout
         item = torch.empty((), dtype=self.compute_dtype).element_size()
-        for chunk in stream.chunks("D products"):
-            # A factored block's rows are formed once and kept for the second half of the
-            # product while the chunk's kept rows fit a quarter of the budget (independent of N).
-            kept: dict[str, torch.Tensor] = {}
-            used = 0
-            P = -gX.expand(chunk.n, -1).clone()
-            for name, block in chunk.blocks.items():
-                Xp = Xc[layout.slice(name)]
-                size = chunk.n * block.numel * item
-                if block.keeps_rows_cheaply() and used + size <= keep_budget:
-                    rows = block.materialise(self.compute_dtype)
-                    kept[name], used = rows, used + size
-                    P += (rows @ Xp).double()
-                else:
-                    P += block.project(Xp).double()
-            Pc = P.to(self.compute_dtype)
-            for name, block in chunk.blocks.items():
-                held = kept.pop(name, None)  # the kept rows, or the block forms them again
-                source = block if held is None else Materialised(held)
-                source.backproject_add_(Pc, out[layout.slice(name)])
-            p_total += P.sum(0)
+        # A factored block's rows are formed once and kept for the second half of the
+        # product while the chunk's kept rows fit a quarter of the budget (independent of N).
+        kept: dict[str, torch.Tensor] = {}
+        used = 0
+        P = -gX.expand(chunk.n, -1).clone()
+        for name, block in chunk.blocks.items():
+            Xp = Xc[layout.slice(name)]
+            size = chunk.n * block.numel * item
+            if block.keeps_rows_cheaply() and used + size <= keep_budget:
+                rows = block.materialise(self.compute_dtype)
+                kept[name], used = rows, used + size
+                P += (rows @ Xp).double()
+            else:
+                P += block.project(Xp).double()
+        Pc = P.to(self.compute_dtype)
+        for name, block in chunk.blocks.items():
+            held = kept.pop(name, None)  # the kept rows, or the block forms them again
+            source = block if held is None else Materialised(held)
+            source.backproject_add_(Pc, out[layout.slice(name)])
+        p_total += P.sum(0)
 
 
 def dense_covariance(stream: GradientStream, correction: int = 0) -> torch.Tensor:
@@ -221,25 +234,31 @@ def group_gram_matrices(
         )
     if 2 * nbytes(first) > rep_budget:  # smaller chunks for this computation only
         c = max(1, int(rep_budget // (3 * per_sample)))
+        del first  # before the smaller first chunk is computed
         first = reps(next(stream.chunks("Gram pieces", 0, min(c, n), chunk_size=c)))
     # the panel's pieces, plus one streamed chunk's pieces and its working memory (activations,
     # output gradients, one layer's rows: a quarter of the budget, twice the chunk rule's eighth)
     room = rep_budget - c * per_sample - stream.memory_budget // 4
     panel = max(c, int(room // max(per_sample, 1) // c) * c)
-    start = 0
+    # A chunk is dropped (``del``) as soon as its pieces are taken: the loop variable would
+    # otherwise keep it alive while the next chunk is computed, two chunks' working memory at once.
+    held, begin, start = [first], first[1], 0
+    del first
     while start < n:
         stop = min(start + panel, n)
-        held = [first] if start == 0 else []
-        begin = start + (first[1] if start == 0 else 0)
-        held += [reps(ch) for ch in stream.chunks("Gram panel", begin, stop, chunk_size=c)]
+        for ch in stream.chunks("Gram panel", begin, stop, chunk_size=c):
+            held.append(reps(ch))
+            del ch
         for i, a in enumerate(held):
             for b in held[: i + 1]:
                 fill(a, b)
         for ch in stream.chunks("Gram rows", stop, n, chunk_size=c):
             other = reps(ch)
+            del ch
             for a in held:
                 fill(other, a)
-        start = stop
+            del other
+        held, begin, start = [], stop, stop
     return Ks
 
 
@@ -282,6 +301,7 @@ def group_gram_vectors(
                 Uc = U[rows].to(dtype)
                 for p in members:
                     chunk.blocks[p].backproject_add_(Uc, outs[g][offsets[g][p]])
+            del chunk  # not alive while the next chunk is computed
 
     replicated = [U for _, U in wanted.values()]
     stream.reducer.run("eigenvectors", local, replicated=replicated)

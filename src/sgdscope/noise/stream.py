@@ -20,7 +20,6 @@ first chunk's mean is the shift s): ḡ = s + (1/N) Σ (g_k − s) and
 
 from __future__ import annotations
 
-import itertools
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -397,13 +396,18 @@ class GradientStream:
             sq = torch.zeros((), dtype=torch.float64, device=self.device)
             chunks = self.chunks(what)
             first, shift = self.agreed_shift(what, chunks)
+            pending = [first]  # handed to the pass, so that nothing else keeps it alive
+            del first
 
             def local() -> None:
-                for chunk in itertools.chain([first], chunks):
+                chunk: Chunk | None = pending.pop()
+                while chunk is not None:
                     sums = self.chunk_sums(chunk)
                     for name, block in chunk.blocks.items():
                         sq.add_(block.sq_dist(shift[self.layout.slice(name)]).sum())
                     total.add_(sums - chunk.n * shift)
+                    del chunk, sums  # freed before the next chunk is computed
+                    chunk = next(chunks, None)
 
             self.reducer.run(what, local)
             self.reducer.sum_(what, total, sq)
