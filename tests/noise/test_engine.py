@@ -625,6 +625,27 @@ def test_a_gram_spectrum_over_the_budget_says_how_many_eigenvectors_fit():
         noise.spectrum(method="gram", eigenvectors=fit + 1)
 
 
+def test_a_product_takes_chunks_whose_rows_all_stay_and_gives_the_same_D_X():
+    """Rows that do not fit the keep budget would be formed twice, so a product shrinks its
+    chunks until a chunk's rows fit a quarter of the budget (at least 8 samples)."""
+    X, y = image_data(48)
+    model = small_cnn().eval()
+    ref = sg.GradientNoise(model, cross_entropy(), (X, y))
+    G = ref.per_sample_gradients().double()
+    Gc = G - G.mean(0)
+    V = torch.randn(G.shape[1], 3, dtype=F64, generator=torch.Generator().manual_seed(0))
+    expected = Gc.T @ (Gc @ V) / 48
+    d = G.shape[1]
+    for rows, chunk in ((12, 12), (3, 8), (100, 48)):  # rows that fit → chunk of the product
+        noise = sg.GradientNoise(
+            model, cross_entropy(), (X, y), chunk_size=48, cache=False,
+            memory_budget=4 * rows * d * 8 + 3,
+        )  # fmt: skip
+        op = noise.operator()
+        assert op.product_chunk_size() == chunk
+        torch.testing.assert_close(op @ V, expected, rtol=1e-10, atol=1e-13)
+
+
 def test_gram_shrinks_its_chunks_when_one_chunk_of_pieces_would_not_fit():
     X, y = image_data(48)
     model = small_cnn().eval()
