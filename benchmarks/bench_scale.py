@@ -106,6 +106,8 @@ def cifar_images(n, cifar_dir, seed=0):
 
 
 def build(name, n, quick, cifar_dir):
+    # the same random weights in every run, and in each process of a split run
+    torch.manual_seed(0)
     ce = nn.CrossEntropyLoss(reduction="none")
     if name == "resnet18":
         model = ResNet18().eval()

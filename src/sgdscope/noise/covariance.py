@@ -85,9 +85,11 @@ class CovarianceOperator(BaseOperator):
         """
         stream = self.stream
         if self._kept_numel is None:
-            probe = next(stream.chunks("block forms", 0, 1, chunk_size=1))
-            self._kept_numel = sum(b.numel for b in probe.blocks.values() if b.keeps_rows_cheaply())
-            del probe
+            kept = 0
+            for probe in stream.chunks("the blocks' forms (one sample)", 0, 1, chunk_size=1):
+                kept = sum(b.numel for b in probe.blocks.values() if b.keeps_rows_cheaply())
+                del probe
+            self._kept_numel = kept
         item = torch.empty((), dtype=self.compute_dtype).element_size()
         fit = (stream.memory_budget // 4) // max(self._kept_numel * item, 1)
         return int(min(stream.chunk_size, max(8, fit)))
