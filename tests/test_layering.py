@@ -4,7 +4,7 @@ no import against the floors of the house.
 Floors, bottom up (a module imports its own room and the floors below, never a floor above):
 
 0. shared helpers: ``_validation``, ``_memory``, ``_progress``, ``_params``, ``_operator``,
-   ``_checkpoint``, ``temperature``;
+   ``_checkpoint``, ``_closing``, ``temperature``;
 1. the library: ``noise``, ``dynamics``, ``trajectory``, which never import one another;
 2. users of the library: ``paper``, ``reference``, ``monitor`` (a training run watched by the
    recorder and the noise engine together, and what its record shows), which never import one
@@ -185,6 +185,7 @@ PACKAGE = Layering(
                 "_params",
                 "_operator",
                 "_checkpoint",
+                "_closing",
                 "temperature",
             },
             False,

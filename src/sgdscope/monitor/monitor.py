@@ -22,7 +22,6 @@ B_simple, ‖g‖ and the measurement's cost as scalars) and, when eigenvectors 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._closing import ClosesOnExit
 from .._memory import format_bytes
 from .._params import LossFn, select_params
 from .._validation import check_int, check_real
@@ -148,7 +148,7 @@ def _grad_norm(params: list[nn.Parameter]) -> torch.Tensor | float:
     return torch.linalg.vector_norm(norms)
 
 
-class Monitor:
+class Monitor(ClosesOnExit):
     r"""Record a training run and measure its gradient noise, one call after each optimizer step.
 
     Call :meth:`step` after each ``optimizer.step()`` and :meth:`close` at the end, or use the
@@ -560,16 +560,6 @@ class Monitor:
         """Flush and close the record (idempotent)."""
         if self._recorder is not None:
             self._recorder.close()
-
-    def __enter__(self) -> Monitor:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-            return
-        with contextlib.suppress(Exception):  # keep the user's exception; save what was recorded
-            self.close()
 
     def __repr__(self) -> str:
         return (

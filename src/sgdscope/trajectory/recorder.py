@@ -14,7 +14,6 @@ positions x_k, increments x_{k+1} - x_k, and the full gradient ∇f(x_k) (Remark
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._closing import ClosesOnExit
 from .._params import LossFn, full_gradient, select_params
 from .._validation import check_int, check_option, check_real
 from ..temperature import temperature
@@ -276,7 +276,7 @@ def _same_projection(
     )
 
 
-class TrajectoryRecorder:
+class TrajectoryRecorder(ClosesOnExit):
     r"""Record the weights (and optionally full gradients and scalars) of a training run to disk.
 
     Call :meth:`step` after each ``optimizer.step()`` and :meth:`close` at the end, or use the
@@ -970,16 +970,6 @@ class TrajectoryRecorder:
         if err is not None:
             raise err
         self._warn_nonfinite()
-
-    def __enter__(self) -> TrajectoryRecorder:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-            return
-        with contextlib.suppress(Exception):  # keep the user's exception; save what was recorded
-            self.close()
 
     def __repr__(self) -> str:
         return (
