@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import torch
+
 try:
     from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 except ImportError as err:
@@ -34,9 +36,11 @@ class SgdscopeCallback(TrainerCallback):
     optimizer's step and before the scheduler's, while the gradients are still there (their
     norm is taken after the Trainer's clipping), so the learning rate and temperature are the
     ones the step used. Steps are the Trainer's ``global_step``; the batch size is the
-    effective one (per device × gradient accumulation × world size). The Trainer does not hand
-    the step's loss to callbacks, so the record's ``loss`` column is empty (the Trainer logs its
-    own running loss).
+    effective one (per device × gradient accumulation × world size). The Trainer hands callbacks
+    no loss: with ``trainer=`` the callback wraps that Trainer's ``training_step`` and records
+    the step's loss as the Trainer counts it (the sum of ``training_step``'s values over the
+    step's micro-batches, in this process: what the Trainer's logged ``loss`` averages over its
+    logging steps); without it the record's ``loss`` column is empty.
 
     Loggers: pass ``trainer=`` (the Trainer the callback is added to) and the temperature and
     gradient norm go through ``trainer.log`` at the Trainer's logging steps, and every
@@ -98,6 +102,22 @@ class SgdscopeCallback(TrainerCallback):
         self.prefix = str(prefix)
         self.settings = check_monitor_options(monitor_options, where=_WHERE)
         self.monitor: Monitor | None = None
+        self._losses: list[torch.Tensor] = []  # training_step's values since the last step
+        if trainer is not None:
+            self._count_losses(trainer)
+
+    def _count_losses(self, trainer: Any) -> None:
+        """Wrap ``trainer.training_step`` so that each micro-batch's loss is noted."""
+        training_step = trainer.training_step
+        losses = self._losses
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            loss = training_step(*args, **kwargs)
+            if isinstance(loss, torch.Tensor):
+                losses.append(loss.detach())
+            return loss
+
+        trainer.training_step = counted
 
     def on_train_begin(
         self,
@@ -134,7 +154,9 @@ class SgdscopeCallback(TrainerCallback):
             )
         per_device = state.train_batch_size or args.per_device_train_batch_size
         b = per_device * args.gradient_accumulation_steps * max(args.world_size, 1)
-        monitor.step(optimizer, batch_size=b)
+        loss = torch.stack(self._losses).sum() if self._losses else None
+        self._losses.clear()
+        monitor.step(optimizer, batch_size=b, loss=loss)
 
     def on_step_end(
         self,
@@ -153,7 +175,11 @@ class SgdscopeCallback(TrainerCallback):
             if m is not None and m.step == state.global_step:
                 logs.update(measurement_scalars(m, self.prefix))
             if logs:
+                # trainer.log runs the on_log events, which clear control.should_log: without
+                # restoring it the Trainer would skip its own log of this step (its loss)
+                should_log = control.should_log
                 self.trainer.log(logs)
+                control.should_log = should_log
         if control.should_save:
             monitor.flush()
 
