@@ -116,25 +116,16 @@ class CovarianceOperator(BaseOperator):
         out = torch.zeros_like(X)
         keep_budget = stream.memory_budget // 4
         p_total = torch.zeros_like(gX)
-        stream.reducer.run("D products", lambda: self._local(Xc, gX, out, p_total, keep_budget),
-                           replicated=(X,))  # fmt: skip
+
+        def local() -> None:  # Gᶜᵀ P into out and 1ᵀP into p_total over this rank's chunks
+            for chunk in stream.chunks("D products", chunk_size=self.product_chunk_size()):
+                self._add_chunk(chunk, Xc, gX, out, p_total, keep_budget)
+                del chunk  # not alive while the next chunk is computed
+
+        stream.reducer.run("D products", local, replicated=(X,))
         stream.reducer.sum_("D products", out, p_total)
         out.addr_(mean.to(out.dtype), p_total.to(out.dtype), alpha=-1.0)  # − ḡ (1ᵀP), over chunks
         return out.div_(stream.n - self.correction)
-
-    def _local(
-        self,
-        Xc: torch.Tensor,
-        gX: torch.Tensor,
-        out: torch.Tensor,
-        p_total: torch.Tensor,
-        keep_budget: int,
-    ) -> None:
-        """Gᶜᵀ P into ``out`` and 1ᵀP into ``p_total`` over this rank's chunks."""
-        c = self.product_chunk_size()
-        for chunk in self.stream.chunks("D products", chunk_size=c):
-            self._add_chunk(chunk, Xc, gX, out, p_total, keep_budget)
-            del chunk  # not alive while the next chunk is computed
 
     def _add_chunk(
         self,
