@@ -89,7 +89,6 @@ def sharded_group_gram_matrices(
             for chunk in stream.chunks("Gram rows", start, stop):
                 a = chunk.start - start
                 out[a : a + chunk.n] = chunk.materialise(dtype)
-                del chunk  # not alive while the next chunk is computed
             out -= mean
         return out
 

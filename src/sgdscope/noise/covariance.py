@@ -88,7 +88,6 @@ class CovarianceOperator(BaseOperator):
             kept = 0
             for probe in stream.chunks("the blocks' forms (one sample)", 0, 1, chunk_size=1):
                 kept = sum(b.numel for b in probe.blocks.values() if b.keeps_rows_cheaply())
-                del probe
             self._kept_numel = kept
         item = torch.empty((), dtype=self.compute_dtype).element_size()
         fit = (stream.memory_budget // 4) // max(self._kept_numel * item, 1)
@@ -120,7 +119,6 @@ class CovarianceOperator(BaseOperator):
         def local() -> None:  # Gᶜᵀ P into out and 1ᵀP into p_total over this rank's chunks
             for chunk in stream.chunks("D products", chunk_size=self.product_chunk_size()):
                 self._add_chunk(chunk, Xc, gX, out, p_total, keep_budget)
-                del chunk  # not alive while the next chunk is computed
 
         stream.reducer.run("D products", local, replicated=(X,))
         stream.reducer.sum_("D products", out, p_total)
@@ -257,21 +255,19 @@ def group_gram_matrices(
     # output gradients, one layer's rows: a quarter of the budget, twice the chunk rule's eighth)
     room = rep_budget - c * per_sample - stream.memory_budget // 4
     panel = max(c, int(room // max(per_sample, 1) // c) * c)
-    # A chunk is dropped (``del``) as soon as its pieces are taken: the loop variable would
-    # otherwise keep it alive while the next chunk is computed, two chunks' working memory at once.
+    # the streamed chunk's pieces are dropped before the next chunk is computed (the stream
+    # releases the chunk itself), and the first panel's pieces with the panel
     held, begin, start = [first], first[1], 0
     del first
     while start < n:
         stop = min(start + panel, n)
         for ch in stream.chunks("Gram panel", begin, stop, chunk_size=c):
             held.append(reps(ch))
-            del ch
         for i, a in enumerate(held):
             for b in held[: i + 1]:
                 fill(a, b)
         for ch in stream.chunks("Gram rows", stop, n, chunk_size=c):
             other = reps(ch)
-            del ch
             for a in held:
                 fill(other, a)
             del other
@@ -318,7 +314,6 @@ def group_gram_vectors(
                 Uc = U[rows].to(dtype)
                 for p in members:
                     chunk.blocks[p].backproject_add_(Uc, outs[g][offsets[g][p]])
-            del chunk  # not alive while the next chunk is computed
 
     replicated = [U for _, U in wanted.values()]
     stream.reducer.run("eigenvectors", local, replicated=replicated)

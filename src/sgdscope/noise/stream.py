@@ -20,9 +20,10 @@ first chunk's mean is the shift s): ḡ = s + (1/N) Σ (g_k − s) and
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -61,13 +62,19 @@ class Chunk:
 
     start: int
     n: int
-    blocks: Mapping[str, GradBlock]
+    blocks: dict[str, GradBlock]
     sums: dict[str, torch.Tensor] | None = None
     """Σ_i g_i per parameter when the backend gives it for free (the batch gradient)."""
 
     def materialise(self, dtype: torch.dtype) -> torch.Tensor:
         """The chunk's (n, d) per-sample gradients, parameters in layout order."""
         return torch.cat([b.materialise(dtype) for b in self.blocks.values()], dim=1)
+
+    def release(self) -> None:
+        """Drop the chunk's blocks and sums (what a consumer kept of them stays alive)."""
+        self.blocks.clear()
+        if self.sums is not None:
+            self.sums.clear()
 
 
 class GradientStream:
@@ -324,7 +331,10 @@ class GradientStream:
     ) -> Iterator[Chunk]:
         """Yield the :class:`Chunk` s covering this rank's samples [start, stop), from the cache when complete.
 
-        A chunk's blocks may hold views of reused buffers: they are valid until the next chunk.
+        A chunk is valid until the next one is asked for: its blocks may hold views of reused
+        buffers, and a computed chunk is then released (:meth:`Chunk.release`) before the next is
+        computed, so that one chunk's working memory is alive at a time even while the caller's
+        loop variable still names the last one.
         ``chunk_size`` overrides the stream's for this iteration (the Gram panels use it when a
         chunk's pieces would not fit).
         """
@@ -350,7 +360,9 @@ class GradientStream:
             for s, x, y in self.source.chunks(c, start, stop):
                 m = y.shape[0]
                 out = self._cache[s : s + m] if (self._cache is not None and whole) else None
-                yield self._compute(torch.arange(s, s + m), x, y, out)
+                chunk = self._compute(torch.arange(s, s + m), x, y, out)
+                yield chunk
+                chunk.release()
                 self._samples_computed += m
                 advance()
         if whole and self._cache is not None:
@@ -396,18 +408,14 @@ class GradientStream:
             sq = torch.zeros((), dtype=torch.float64, device=self.device)
             chunks = self.chunks(what)
             first, shift = self.agreed_shift(what, chunks)
-            pending = [first]  # handed to the pass, so that nothing else keeps it alive
-            del first
 
             def local() -> None:
-                chunk: Chunk | None = pending.pop()
-                while chunk is not None:
+                for chunk in itertools.chain([first], chunks):
                     sums = self.chunk_sums(chunk)
                     for name, block in chunk.blocks.items():
                         sq.add_(block.sq_dist(shift[self.layout.slice(name)]).sum())
                     total.add_(sums - chunk.n * shift)
-                    del chunk, sums  # freed before the next chunk is computed
-                    chunk = next(chunks, None)
+                    del sums  # d numbers, freed before the next chunk is computed
 
             self.reducer.run(what, local)
             self.reducer.sum_(what, total, sq)
