@@ -646,6 +646,19 @@ def test_a_product_takes_chunks_whose_rows_all_stay_and_gives_the_same_D_X():
         torch.testing.assert_close(op @ V, expected, rtol=1e-10, atol=1e-13)
 
 
+def test_the_rows_a_product_keeps_are_noted_from_the_chunks_already_computed():
+    """A factored embedding's rows are not kept (gather / scatter is cheaper); the stream notes
+    that from its first chunk, so sizing a product's chunks costs no extra pass."""
+    model = TinyLM().eval()
+    ids = torch.randint(0, 2048, (24, 16), generator=torch.Generator().manual_seed(0))
+    noise = sg.GradientNoise(model, sequence_cross_entropy, (ids, ids), cache=False)
+    noise.trace()
+    passes = noise.passes
+    assert noise.operator().stream.rows_kept_per_sample() == noise.dim - model.emb.weight.numel()
+    noise.operator() @ torch.randn(noise.dim, 2, dtype=F64)
+    assert noise.passes == pytest.approx(passes + 1)  # the product's pass only
+
+
 def test_gram_shrinks_its_chunks_when_one_chunk_of_pieces_would_not_fit():
     X, y = image_data(48)
     model = small_cnn().eval()

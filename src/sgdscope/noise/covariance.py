@@ -68,7 +68,6 @@ class CovarianceOperator(BaseOperator):
         self.stream = stream
         self.correction = correction
         self.compute_dtype = compute_dtype
-        self._kept_numel: int | None = None  # per sample, of the blocks whose rows are kept
 
     def product_chunk_size(self) -> int:
         """Samples per chunk in a product: the stream's, or fewer so that the kept rows fit.
@@ -77,20 +76,15 @@ class CovarianceOperator(BaseOperator):
         budget. Rows that do not fit are formed twice (once for Gᶜ X, once for Gᶜᵀ P), which cost more
         than the smaller chunks' extra passes over the d × k result: on ResNet-18 (d = 11.2M,
         8 GiB, k = 64, one thread) chunks of 256 took 40.6 s per 256 images, of 48 (every row
-        kept) 26.0 s, of 16 34.5 s. The first call computes one sample's blocks to learn which
-        keep their rows (a factored embedding does not).
+        kept) 26.0 s, of 16 34.5 s. Which rows are kept is the stream's
+        :meth:`~.stream.GradientStream.rows_kept_per_sample` (a factored embedding's are not).
 
         Returns:
             The chunk size, at least 8 (or the stream's, when smaller).
         """
         stream = self.stream
-        if self._kept_numel is None:
-            kept = 0
-            for probe in stream.chunks("the blocks' forms (one sample)", 0, 1, chunk_size=1):
-                kept = sum(b.numel for b in probe.blocks.values() if b.keeps_rows_cheaply())
-            self._kept_numel = kept
         item = torch.empty((), dtype=self.compute_dtype).element_size()
-        fit = (stream.memory_budget // 4) // max(self._kept_numel * item, 1)
+        fit = (stream.memory_budget // 4) // max(stream.rows_kept_per_sample() * item, 1)
         return int(min(stream.chunk_size, max(8, fit)))
 
     @property

@@ -144,6 +144,7 @@ class GradientStream:
         self._cache: torch.Tensor | None = None
         self._cache_complete = False
         self._moments: tuple[torch.Tensor, float, float] | None = None
+        self._kept_numel: int | None = None  # see rows_kept_per_sample
         self.moments_seconds = 0.0
         """Seconds the moments pass took: the auto method's measured cost of one pass."""
         self._samples_computed = 0
@@ -300,9 +301,29 @@ class GradientStream:
             for name in self.names:
                 self._check_rows(ids, blocks[name].materialise(self.grad_dtype), name)
         chunk = Chunk(start, n, blocks, sums)
+        if self._kept_numel is None:  # the blocks' forms are the same in every chunk
+            self._kept_numel = sum(b.numel for b in blocks.values() if b.keeps_rows_cheaply())
         if out is not None:
             out.copy_(chunk.materialise(self.grad_dtype))
         return chunk
+
+    def rows_kept_per_sample(self) -> int:
+        """Entries per sample of the blocks whose rows a product keeps between its two halves.
+
+        Every block of a cached or vmap chunk is materialised (d entries); on the hooks path a
+        factored embedding is not. Noted from the first chunk computed (one sample is computed
+        if none was yet).
+
+        Returns:
+            The number of entries.
+        """
+        if self.backend is Backend.VMAP or self._full_cache() is not None:
+            return self.dim
+        if self._kept_numel is None:
+            for _ in self.chunks("the blocks' forms (one sample)", 0, 1, chunk_size=1):
+                pass
+        assert self._kept_numel is not None  # set by the chunk just computed
+        return self._kept_numel
 
     def _check_rows(self, ids: torch.Tensor, G: torch.Tensor, name: str | None = None) -> None:
         """Raise on the first NaN/inf of a chunk's gradients, naming the sample and parameter."""
