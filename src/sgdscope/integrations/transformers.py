@@ -134,6 +134,7 @@ class SgdscopeCallback(TrainerCallback):
             model, self.loss_fn, self.probe_data, self.path, step=state.global_step,
             overwrite=self.overwrite, where=_WHERE, settings=self.settings,
         )  # fmt: skip
+        self._losses.clear()  # an interrupted train() may have left a step's micro-batches
 
     def on_optimizer_step(
         self,
